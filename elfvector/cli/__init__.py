@@ -1,0 +1,51 @@
+"""The click commands: parse arguments, call an operation, report.
+
+Conventions (binutils style): errors as ``prog: FILE: reason`` on stderr,
+exit 0 on success, 1 on error, 2 on usage errors.
+"""
+
+import functools
+import os
+import sys
+
+import click
+
+from .. import __version__
+from ..errors import ElfvectorError
+
+# Loader arguments are passed through untouched: no option parsing after
+# the first positional argument, and unknown options are arguments.
+PASSTHROUGH = dict(ignore_unknown_options=True, allow_interspersed_args=False,
+                   help_option_names=["-h", "--help"])
+
+
+def command(name, **kwargs):
+    """A click command named ``name`` with --version and error reporting."""
+    def decorate(func):
+        @functools.wraps(func)
+        def run(*args, **kw):
+            try:
+                return func(*args, **kw)
+            except ElfvectorError as e:
+                click.echo(f"{name}: {e}", err=True)
+                sys.exit(1)
+            except BrokenPipeError:
+                sys.stderr.close()
+                sys.exit(1)
+            except KeyboardInterrupt:
+                sys.exit(130)
+        run = click.version_option(__version__, prog_name=name)(run)
+        return click.command(name, context_settings=PASSTHROUGH, **kwargs)(run)
+    return decorate
+
+
+def warn(name, message):
+    click.echo(f"{name}: warning: {message}", err=True)
+
+
+def fd_is_open(fd):
+    try:
+        os.fstat(fd)
+        return True
+    except OSError:
+        return False

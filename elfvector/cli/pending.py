@@ -1,0 +1,27 @@
+"""Commands whose issues have not landed yet: --help works, running says so."""
+
+import sys
+
+import click
+
+from . import command
+
+
+def _pending(name, summary):
+    @command(name, help=f"{summary}\n\nNot implemented yet.")
+    @click.argument("args", nargs=-1, type=click.UNPROCESSED)
+    def main(args):
+        click.echo(f"{name}: not implemented yet", err=True)
+        sys.exit(2)
+    return main
+
+
+retrovec = _pending("retrovec", "retrovec export.vec foo.so > vecfoo.so: add an export "
+                    "vector to an already built library.")
+retroimp = _pending("retroimp", "retroimp xclude export.vec... a.elf > new_a.elf: rewrite "
+                    "the PLT of a linked program into vector slots.")
+vectool = _pending("vectool", "vectool --mode=lib|prog --addrfile=... loader_args...: "
+                   "manage libraries at fixed base addresses.")
+recovervec = _pending("recovervec", "recovervec foo.so > export.vec: rebuild the .vec of "
+                      "a vectored library.")
+vecstat = _pending("vecstat", "vecstat FILE...: undefined dynamic functions by frequency.")

@@ -1,0 +1,180 @@
+"""Reading and rewriting the loader command that expvec/impvec wrap.
+
+The command is what the user would have run to link (``gcc -shared -o
+libfoo.so.5 foo.o``, or ``ld ...`` directly), optionally preceded by
+``VAR=value`` words, as a Bourne shell would accept them.
+"""
+
+import os
+import re
+import subprocess
+
+from .errors import LinkError
+
+_ENV_WORD = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
+_VERSION_SCRIPT_WL = re.compile(r"^-Wl,--?version-script[=,](.*)$")
+
+
+class LinkCommand:
+    """A loader command line, with the few things elfvector must know."""
+
+    def __init__(self, words):
+        words = list(words)
+        self.env = {}
+        while words and _ENV_WORD.match(words[0]):
+            key, value = words.pop(0).split("=", 1)
+            self.env[key] = value
+        if not words:
+            raise LinkError("no loader command given")
+        self.words = words
+
+    # -- questions ------------------------------------------------------
+    @property
+    def calls_ld_directly(self):
+        return re.fullmatch(r"(.*-)?ld(\.bfd|\.gold|\.lld)?", os.path.basename(self.words[0])) is not None
+
+    @property
+    def output(self):
+        """The ``-o`` file; a LinkError when there is none."""
+        index = self._output_index()
+        if index is None:
+            raise LinkError("loader arguments must contain -o OUTPUT")
+        word = self.words[index]
+        if word in ("-o", "--output"):
+            return self.words[index + 1]
+        if word.startswith("--output="):
+            return word.split("=", 1)[1]
+        return word[2:]
+
+    def _output_index(self):
+        found = None
+        for i, word in enumerate(self.words[1:], start=1):
+            if word in ("-o", "--output") and i + 1 < len(self.words):
+                found = i
+            elif (word.startswith("-o") and len(word) > 2) or word.startswith("--output="):
+                found = i
+        return found
+
+    @property
+    def soname(self):
+        """The soname given to the linker, or None."""
+        value = None
+        for word, nxt in zip(self.words, self.words[1:] + [None]):
+            for opt in _linker_options(word, nxt):
+                m = re.fullmatch(r"--?(?:soname|h)[=,]?(.+)", opt)
+                if m:
+                    value = m.group(1)
+        return value
+
+    @property
+    def library_dirs(self):
+        """``-L`` directories in order."""
+        dirs = []
+        for i, word in enumerate(self.words):
+            if word == "-L" and i + 1 < len(self.words):
+                dirs.append(self.words[i + 1])
+            elif word.startswith("-L") and len(word) > 2:
+                dirs.append(word[2:])
+        return dirs
+
+    @property
+    def input_files(self):
+        """Existing non-option words: objects, archives, libraries by path."""
+        return [w for w in self.words[1:] if not w.startswith("-") and os.path.isfile(w)]
+
+    def search_env(self):
+        """LD_LIBRARY_PATH directories given in front of the command."""
+        value = self.env.get("LD_LIBRARY_PATH", "")
+        return [d for d in value.split(":") if d]
+
+    # -- rewriting ------------------------------------------------------
+    def linker_option(self, option):
+        """``option`` as this command passes it to ld."""
+        return option if self.calls_ld_directly else "-Wl," + option.replace(" ", ",")
+
+    def with_output(self, path):
+        copy = self._copy()
+        i = copy._output_index()
+        if i is None:
+            raise LinkError("loader arguments must contain -o OUTPUT")
+        word = copy.words[i]
+        if word in ("-o", "--output"):
+            copy.words[i + 1] = path
+        else:
+            copy.words[i] = "-o" + path
+        return copy
+
+    def with_extra(self, *words):
+        copy = self._copy()
+        copy.words.extend(words)
+        return copy
+
+    def with_version_script(self, script):
+        """Replace every version script option by ``script`` (seed: vscript)."""
+        copy = self._copy()
+        words, skip = [], False
+        for i, word in enumerate(copy.words):
+            if skip:
+                skip = False
+                continue
+            if _VERSION_SCRIPT_WL.match(word) or word.startswith("--version-script=") \
+                    or word.startswith("-version-script="):
+                continue
+            if word in ("--version-script", "-version-script") and copy.calls_ld_directly:
+                skip = True
+                continue
+            words.append(word)
+        copy.words = words + [copy.linker_option(f"--version-script={script}")]
+        return copy
+
+    def _copy(self):
+        copy = LinkCommand.__new__(LinkCommand)
+        copy.env = dict(self.env)
+        copy.words = list(self.words)
+        return copy
+
+    def run(self, what="link"):
+        """Run the command; a LinkError carrying the linker's own words if it fails."""
+        env = dict(os.environ, **self.env)
+        try:
+            proc = subprocess.run(self.words, env=env, capture_output=True, text=True)
+        except OSError as e:
+            raise LinkError(f"cannot run {self.words[0]}: {e.strerror}") from None
+        if proc.returncode != 0:
+            detail = (proc.stderr.strip() or proc.stdout.strip()).splitlines()
+            last = detail[-1] if detail else f"exit status {proc.returncode}"
+            raise LinkError(f"{what} failed: {last}", self.output)
+        return proc
+
+
+def _linker_options(word, nxt):
+    """Linker options carried by one word (``-Wl,a,b`` carries several)."""
+    if word.startswith("-Wl,"):
+        parts = word[4:].split(",")
+        # -Wl,-soname,libx.so.1 -> '-soname=libx.so.1'
+        out, i = [], 0
+        while i < len(parts):
+            if parts[i] in ("-soname", "--soname", "-h") and i + 1 < len(parts):
+                out.append(f"{parts[i]}={parts[i + 1]}")
+                i += 2
+            else:
+                out.append(parts[i])
+                i += 1
+        return out
+    if word in ("-soname", "--soname", "-h") and nxt:
+        return [f"{word}={nxt}"]
+    if word.startswith("-soname=") or word.startswith("--soname="):
+        return [word]
+    return []
+
+
+def run_tool(argv, what):
+    """Run a helper tool (assembler); a LinkError if it fails."""
+    try:
+        proc = subprocess.run(argv, capture_output=True, text=True)
+    except OSError as e:
+        raise LinkError(f"cannot run {argv[0]}: {e.strerror}") from None
+    if proc.returncode != 0:
+        lines = (proc.stderr.strip() or proc.stdout.strip()).splitlines()
+        raise LinkError(f"{what} failed: {lines[-1] if lines else proc.returncode}")
+    return proc
