@@ -108,9 +108,10 @@ def build(incl_arg, excl_arg, vscript, loader_words, rebuild=False):
     if vscript:
         cmd = cmd.with_version_script(vscript)
     excl = PatternList.from_arg(excl_arg, "excl")
+    incl = None if rebuild else PatternList.from_arg(incl_arg, "incl")
     with tempfile.TemporaryDirectory(prefix="expvec-") as tmp:
         trial_path = os.path.join(tmp, "trial.so")
-        cmd.with_output(trial_path).run("trial link")
+        cmd.with_output(trial_path).run("trial link", blame=output)
         trial = ElfFile(trial_path)
         if not trial.is_shared_object:
             raise LinkError("expvec builds shared libraries: the link did not produce one", output)
@@ -119,7 +120,7 @@ def build(incl_arg, excl_arg, vscript, loader_words, rebuild=False):
         functions = [slot_for(s, versioned) for s in functions_syms]
         soname = cmd.soname or trial.soname or os.path.basename(output)
         name = vector_name_for_soname(soname)
-        vector = _choose_vector(name, functions, incl_arg, excl, rebuild)
+        vector = _choose_vector(name, functions, incl_arg, incl, excl)
         if not vector.slots:
             raise VectorMismatchError("no function matches incl: the vector would be empty", output)
         aliases = alias_names(vector)
@@ -134,30 +135,30 @@ def build(incl_arg, excl_arg, vscript, loader_words, rebuild=False):
         with open(script_path, "w") as f:
             f.write(script)
         final_path = os.path.join(tmp, "final.so")
-        cmd.with_output(final_path).with_extra(obj, script_path).run("final link")
+        cmd.with_output(final_path).with_extra(obj, script_path).run("final link", blame=output)
         _check_exported(ElfFile(final_path), vector, output)
         move_into_place(final_path, output)
         with open(obj, "rb") as f:
             object_bytes = f.read()
-    notes = [f"{s}: IFUNC, its slot goes through the library's IPLT entry"
-             for s in functions_syms if s.kind == "ifunc"
-             and slot_for(s, versioned).key in {x.key for x in vector.slots}]
+    in_vector = {slot.key for slot in vector.slots}
+    notes = [f"{slot_for(s, versioned)}: IFUNC, its slot goes through the library's IPLT entry"
+             for s in functions_syms
+             if s.kind == "ifunc" and slot_for(s, versioned).key in in_vector]
     return ExportResult(vector, object_bytes, script, output, notes)
 
 
-def _choose_vector(name, functions, incl_arg, excl, rebuild):
-    if rebuild:
-        old = read_old_vector(incl_arg)
-        if old is None:
-            words = read_words(incl_arg)
-            old = Vector(name, [Slot.parse(w) for w in words])
-        if old.name != name:
-            raise VectorMismatchError(f"old vector is {old.name}, this library's is {name}",
-                                      incl_arg.lstrip("@"))
-        slots, layouts = rebuild_slots(old, functions, excl, incl_arg.lstrip("@"))
-        return Vector(name, slots, layouts)
-    incl = PatternList.from_arg(incl_arg, "incl")
-    return Vector(name, select_slots(functions, incl, excl))
+def _choose_vector(name, functions, incl_arg, incl, excl):
+    """The new vector: by incl's regexes, or (incl None) rebuilt from the old."""
+    if incl is not None:
+        return Vector(name, select_slots(functions, incl, excl))
+    old = read_old_vector(incl_arg)
+    if old is None:
+        old = Vector(name, [Slot.parse(w) for w in read_words(incl_arg)])
+    path = incl_arg.lstrip("@")
+    if old.name != name:
+        raise VectorMismatchError(f"old vector is {old.name}, this library's is {name}", path)
+    slots, layouts = rebuild_slots(old, functions, excl, path)
+    return Vector(name, slots, layouts)
 
 
 def _check_exported(final, vector, output):

@@ -135,7 +135,7 @@ def build(xclude_arg, vec_paths, loader_words, link=False):
     with tempfile.TemporaryDirectory(prefix="impvec-") as tmp:
         trial_path = os.path.join(tmp, os.path.basename(output))
         cmd.with_output(trial_path).with_extra(cmd.linker_option("--noinhibit-exec")) \
-            .run("trial link")
+            .run("trial link", blame=output)
         elf = ElfFile(trial_path)
         env_path = [d for d in os.environ.get("LD_LIBRARY_PATH", "").split(":") if d]
         resolver = LibraryResolver(cmd.input_files, cmd.library_dirs,
@@ -161,5 +161,5 @@ def _final_link(cmd, asm_text, tmp, output):
         run_tool(["as", "--64", "-o", obj, asm], "assembling the import vector")
         extra.append(obj)
     final_path = os.path.join(tmp, "final")
-    cmd.with_output(final_path).with_extra(*extra).run("final link")
+    cmd.with_output(final_path).with_extra(*extra).run("final link", blame=output)
     move_into_place(final_path, output)

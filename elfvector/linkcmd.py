@@ -133,18 +133,30 @@ class LinkCommand:
         copy.words = list(self.words)
         return copy
 
-    def run(self, what="link"):
-        """Run the command; a LinkError carrying the linker's own words if it fails."""
+    def run(self, what="link", blame=None):
+        """Run the command; a LinkError carrying the linker's own words if it fails.
+
+        ``blame`` is the file named in the error (default: the output).
+        """
         env = dict(os.environ, **self.env)
         try:
             proc = subprocess.run(self.words, env=env, capture_output=True, text=True)
         except OSError as e:
-            raise LinkError(f"cannot run {self.words[0]}: {e.strerror}") from None
+            raise LinkError(f"cannot run {self.words[0]}: {e.strerror}", blame) from None
         if proc.returncode != 0:
-            detail = (proc.stderr.strip() or proc.stdout.strip()).splitlines()
-            last = detail[-1] if detail else f"exit status {proc.returncode}"
-            raise LinkError(f"{what} failed: {last}", self.output)
+            raise LinkError(f"{what} failed: {_first_error(proc, self.words[0])}",
+                            blame or self.output)
         return proc
+
+
+def _first_error(proc, program):
+    """The line of a failed tool's output that says what went wrong."""
+    lines = [line for line in (proc.stderr + proc.stdout).splitlines()
+             if line.strip() and not line.startswith("collect2:")]
+    for line in lines:
+        if re.search(r"error|cannot|undefined|No such", line):
+            return line.strip()
+    return lines[-1].strip() if lines else f"{program} exited {proc.returncode}"
 
 
 def _linker_options(word, nxt):
@@ -169,12 +181,11 @@ def _linker_options(word, nxt):
 
 
 def run_tool(argv, what):
-    """Run a helper tool (assembler); a LinkError if it fails."""
+    """Run a helper tool (the assembler); a LinkError if it fails."""
     try:
         proc = subprocess.run(argv, capture_output=True, text=True)
     except OSError as e:
         raise LinkError(f"cannot run {argv[0]}: {e.strerror}") from None
     if proc.returncode != 0:
-        lines = (proc.stderr.strip() or proc.stdout.strip()).splitlines()
-        raise LinkError(f"{what} failed: {lines[-1] if lines else proc.returncode}")
+        raise LinkError(f"{what} failed: {_first_error(proc, argv[0])}")
     return proc

@@ -5,7 +5,12 @@
 int foo_counter;                       /* data: never vectored */
 
 int foo_add(int a, int b) { foo_counter++; return a + b; }
+#ifndef FOO_WITHOUT_MUL
 int foo_mul(int a, int b) { foo_counter++; return a * b; }
+#endif
+#ifdef FOO_V2
+int foo_extra(int x) { return x - 1; }    /* added in the second release */
+#endif
 long foo_sum(int n, ...);
 const char *foo_name(void) { return "foo.so.5"; }
 int foo_twice(int x) { return foo_add(x, x); }   /* calls through its own PLT */

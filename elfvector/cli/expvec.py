@@ -7,7 +7,7 @@ import click
 
 from ..atomic import write_bytes
 from ..exportvec import build
-from . import command, fd_is_open, warn
+from . import command, fd_is_open
 
 
 @command("expvec")
@@ -47,4 +47,4 @@ def main(rebuild, vec_path, object_path, verbose, incl, excl, vscript, loader_ar
             f.write(result.object_bytes)
     if verbose:
         for note in result.notes:
-            warn("expvec", note)
+            click.echo(f"expvec: note: {note}", err=True)

@@ -1,0 +1,91 @@
+"""Vector contents: IFUNCs, versions, --rebuild, and the layout check."""
+
+from conftest import symbol_relocations
+
+
+def lines_of(path):
+    return [line for line in path.read_text().splitlines() if not line.startswith("#")]
+
+
+def test_ifunc_and_default_version_are_bound_right(build):
+    vec = build.expvec("vers.c", "libvers.so.1", vscript=build.src("vers.vscript"))
+    assert lines_of(build.path / vec) == [
+        "__V_libvers_so_1", "plain@@V1", "sel@@V1", "ver@V1", "ver@@V2"]
+    stock = build.stock_lib("vers.c", "libvers.so.1",
+                            ldflags=[f"-Wl,--version-script={build.src('vers.vscript')}"])
+    prog = build.program("vers_main.c", "vers_main", ["libvers.so.1"], [vec])
+    vectored = build.run(prog)
+    assert vectored.stdout == "sel 2001 ver 30 plain 5\n"
+    assert vectored.stdout == build.run(str(prog) + ".stock", libdir=stock).stdout
+    assert not {"sel", "ver", "plain"} & {n.split("@")[0] for n in symbol_relocations(prog)}
+
+
+def test_explicit_old_version_stays_bound_by_name(build):
+    vec = build.expvec("vers.c", "libvers.so.1", vscript=build.src("vers.vscript"))
+    prog = build.program("vers_old.c", "vers_old", ["libvers.so.1"], [vec])
+    assert build.run(prog).stdout == "old ver -3 sel 2002\n"
+    assert "ver@V1" in symbol_relocations(prog)       # asked for V1: ld.so binds it
+
+
+def test_rebuild_keeps_old_slots_and_old_programs_run(build):
+    vec = build.expvec("foo.c", "foo.so.5", incl="@" + build.src("foo.order"),
+                       vscript=build.src("foo.vscript"))
+    prog = build.program("testmain.c", "testmain", ["foo.so.5"], [vec])
+    before = build.run(prog)
+    old = lines_of(build.path / vec)
+    (build.path / "old.vec").write_text((build.path / vec).read_text())
+    build.expvec("foo.c", "foo.so.5", incl="@old.vec", vscript=build.src("foo.vscript"),
+                 cflags=["-DFOO_V2"], rebuild=True)
+    new = lines_of(build.path / vec)
+    assert new[:len(old)] == old and new[len(old):] == ["foo_extra"]
+    assert "#@layouts 9 10" in (build.path / vec).read_text()
+    after = build.run(prog)                  # the old program, the new library
+    assert (after.stdout, after.returncode) == (before.stdout, before.returncode)
+
+
+def test_rebuild_without_a_function_names_it_and_keeps_the_library(build):
+    vec = build.expvec("foo.c", "foo.so.5", vscript=build.src("foo.vscript"))
+    (build.path / "old.vec").write_text((build.path / vec).read_text())
+    library = (build.path / "foo.so.5").read_bytes()
+    build.gcc("-fPIC", "-DFOO_WITHOUT_MUL", "-c", build.src("foo.c"), "-o", "foo2.o")
+    result = build.tool("expvec", "--rebuild", "@old.vec", "", build.src("foo.vscript"),
+                        "gcc", "-shared", "-Wl,-soname=foo.so.5", "-o", "foo.so.5", "foo2.o",
+                        check=False)
+    assert result.returncode == 1
+    assert "foo_mul" in result.stderr and "no longer defined" in result.stderr
+    assert len(result.stderr.splitlines()) == 1
+    assert (build.path / "foo.so.5").read_bytes() == library
+
+
+def test_reordered_vector_makes_old_program_refuse_to_start(build):
+    vec = build.expvec("foo.c", "foo.so.5", incl="^foo_add$ ^foo_mul$ ^foo_",
+                       vscript=build.src("foo.vscript"))
+    prog = build.program("testmain.c", "testmain", ["foo.so.5"], [vec])
+    assert build.run(prog).returncode == 7
+    # Rebuilt without --rebuild, with foo_mul first: slots 0 and 1 swap.
+    build.expvec("foo.c", "foo.so.5", incl="^foo_mul$ ^foo_add$ ^foo_",
+                 vscript=build.src("foo.vscript"))
+    result = build.run(prog)
+    assert result.returncode == 127
+    assert result.stdout == ""                  # never a wrong result
+    assert "__V_foo_so_5__9_" in result.stderr    # names the library's vector
+    assert "foo.so.5" in result.stderr or "foo_so_5" in result.stderr
+
+
+def test_removed_library_vector_is_refused(build):
+    vec = build.expvec("foo.c", "foo.so.5", vscript=build.src("foo.vscript"))
+    prog = build.program("testmain.c", "testmain", ["foo.so.5"], [vec])
+    build.stock_lib("foo.c", "foo.so.5", directory=".")      # no vector at all
+    result = build.run(prog)
+    assert result.returncode == 127 and result.stdout == ""
+    assert "__V_foo_so_5" in result.stderr
+
+
+def test_version_script_hiding_the_vector_is_an_error(build):
+    (build.path / "hide.vscript").write_text("{ global: foo_*; local: *; };\n")
+    build.gcc("-fPIC", "-c", build.src("foo.c"), "-o", "foo.o")
+    result = build.tool("expvec", ".", "", "hide.vscript", "gcc", "-shared",
+                        "-Wl,-soname=foo.so.5", "-o", "foo.so.5", "foo.o", check=False)
+    assert result.returncode == 1
+    assert "__V_foo_so_5" in result.stderr and "version script" in result.stderr
+    assert not (build.path / "foo.so.5").exists()
