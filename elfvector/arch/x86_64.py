@@ -203,3 +203,22 @@ def _binder(vectors, nslots, size, program):
 
 def _round_up(value, align):
     return (value + align - 1) // align * align
+
+
+# -- post-link code (retrovec, retroimp) ---------------------------------
+
+ENDBR64 = bytes.fromhex("f30f1efa")
+IPLT_STUB_SIZE = 16
+
+
+def _rel32(source_end, target):
+    disp = target - source_end
+    if not -(1 << 31) <= disp < (1 << 31):
+        raise ValueError(f"rel32 displacement {disp:#x} out of range")
+    return disp.to_bytes(4, "little", signed=True)
+
+
+def iplt_stub(at, got):
+    """``endbr64; jmp *got(%rip)``: an IFUNC's vector target, like ld's IPLT entry."""
+    code = ENDBR64 + b"\xff\x25" + _rel32(at + 10, got)
+    return code + b"\xcc" * (IPLT_STUB_SIZE - len(code))

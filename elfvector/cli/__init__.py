@@ -34,6 +34,12 @@ def command(name, **kwargs):
                 sys.exit(1)
             except KeyboardInterrupt:
                 sys.exit(130)
+            except Exception as e:  # a bug of ours: still one line, unless asked
+                if os.environ.get("ELFVECTOR_DEBUG"):
+                    raise
+                click.echo(f"{name}: internal error: {type(e).__name__}: {e} "
+                           "(set ELFVECTOR_DEBUG=1 for a traceback)", err=True)
+                sys.exit(1)
         run = click.version_option(__version__, prog_name=name)(run)
         return click.command(name, context_settings=PASSTHROUGH, **kwargs)(run)
     return decorate

@@ -16,8 +16,6 @@ def _pending(name, summary):
     return main
 
 
-retrovec = _pending("retrovec", "retrovec export.vec foo.so > vecfoo.so: add an export "
-                    "vector to an already built library.")
 retroimp = _pending("retroimp", "retroimp xclude export.vec... a.elf > new_a.elf: rewrite "
                     "the PLT of a linked program into vector slots.")
 vectool = _pending("vectool", "vectool --mode=lib|prog --addrfile=... loader_args...: "

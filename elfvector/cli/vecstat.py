@@ -1,0 +1,57 @@
+"""vecstat [--emit-vec LIB [--top N] [--all]] FILE... > stats (or > export.vec)"""
+
+import os
+import sys
+
+import click
+
+from ..atomic import write_bytes
+from ..vecstat import format_report, scan, vector_for
+from . import command, warn
+
+
+@command("vecstat")
+@click.option("--emit-vec", "lib", metavar="LIB",
+              help="Write a .vec for LIB (a soname such as libc.so.6, or a path) instead: "
+                   "its functions that FILE... use, most used first.")
+@click.option("--top", type=click.IntRange(min=1), metavar="N",
+              help="Keep only the first N functions (of each library without --emit-vec).")
+@click.option("--all", "all_functions", is_flag=True,
+              help="With --emit-vec: list every exported function of LIB, the used ones first.")
+@click.option("--no-default-excludes", is_flag=True,
+              help="With --emit-vec: also list malloc, free, ..., pthread_* (left out by "
+                   "default: LD_PRELOAD allocators and thread libraries interpose them).")
+@click.option("-o", "--output", metavar="FILE",
+              help="Write to FILE (replaced atomically) instead of standard output.")
+@click.argument("files", nargs=-1, required=True, metavar="FILE...")
+def main(lib, top, all_functions, no_default_excludes, output, files):
+    """Undefined dynamic functions of FILE... by frequency, per library.
+
+    Each function is counted once per file that imports it, under the
+    library that defines it (the first in load order that exports it at the
+    version the file asks for), or under 'unresolved'.  Arguments that are
+    not dynamically linked ELF files are skipped.
+    """
+    if lib is None and (all_functions or no_default_excludes):
+        raise click.UsageError("--all and --no-default-excludes need --emit-vec")
+    library_path = [d for d in os.environ.get("LD_LIBRARY_PATH", "").split(":") if d]
+    stats = scan(list(files), library_path)
+    for path, reason in stats.unreadable:
+        warn("vecstat", f"{path}: cannot read: {reason}")
+    for name in sorted(stats.missing):
+        warn("vecstat", f"cannot find {name}; the functions only it defines are unresolved")
+    if lib is None:
+        text = format_report(stats, top)
+    else:
+        vector, soname = vector_for(stats, lib, top, all_functions, not no_default_excludes)
+        text = vector.format(f"{len(vector.slots)} slots of {soname}, most used first "
+                             f"(vecstat, {len(stats.files)} files)")
+    if output:
+        write_bytes(output, text.encode(), mode=0o644)
+    else:
+        sys.stdout.write(text)
+
+
+# Options may follow the files (vecstat /usr/bin/* --emit-vec libc.so.6).
+main.context_settings = dict(main.context_settings, allow_interspersed_args=True,
+                             ignore_unknown_options=False)

@@ -1,0 +1,276 @@
+"""Append-only layout change: new PT_LOAD segments at the end of a file.
+
+The post-link commands never move code or data that the link editor
+placed.  They *append*: a read-only segment with the grown dynamic tables
+(``.dynsym``, ``.dynstr``, hash tables, ``.rela.dyn``), then an executable
+and a writable segment when needed, then a new section-name table and
+section header table.  Edits inside the original bytes are fixed-size
+patches (a relocation type, a dynamic entry, a symbol's name).  The same
+shape as Firefox's elfhack (one added PT_LOAD).
+
+The program header table stays where every tool expects it, right after
+the ELF header (BFD's ``strip`` and ``objcopy`` lay it out there whatever
+``e_phoff`` says).  It grows in place by one entry per new segment: the
+hash tables and ``.dynsym`` that follow it move into the new segment, and
+the small sections between (``.interp``, ``.note.*``) slide down into the
+space they left, with PT_INTERP, PT_NOTE and PT_GNU_PROPERTY following.
+
+Each new segment has ``p_vaddr - p_offset`` equal to the first PT_LOAD's,
+and new PT_LOAD entries follow the old ones, in address order.
+
+This is the *stage, then commit* pattern of patchelf: methods record what
+must change, :meth:`Appender.write` lays it out in one pass.
+"""
+
+from dataclasses import dataclass, field
+
+from .elfimage import (DYN, EHDR, PF_R, PF_W, PF_X, PHDR, PT_LOAD, PT_PHDR, SHDR,
+                       SHF_ALLOC, SHF_EXECINSTR, SHF_WRITE, SHT_PROGBITS, DT_NULL,
+                       Phdr, Shdr)
+from .errors import UnsupportedElfError
+
+PAGE = 0x1000
+
+
+def align_up(value, align):
+    return (value + align - 1) // align * align
+
+
+@dataclass
+class NewSegment:
+    flags: int
+    offset: int
+    vaddr: int
+    data: bytearray = field(default_factory=bytearray)
+
+    @property
+    def end_offset(self):
+        return self.offset + len(self.data)
+
+
+@dataclass
+class NewSection:
+    name: str
+    type: int
+    flags: int
+    addr: int
+    size: int
+    align: int
+    entsize: int = 0
+    link: int = 0
+    info: int = 0
+
+
+class Appender:
+    """Staged changes to an :class:`~elfvector.elfimage.ElfImage`."""
+
+    #: sections that may sit between the program headers and the tables
+    #: that move out; they slide down as one block
+    SLIDING = (".interp", ".note")
+
+    def __init__(self, image):
+        self.image = image
+        loads = [p for p in image.phdrs if p.type == PT_LOAD]
+        if not loads:
+            raise UnsupportedElfError("no PT_LOAD segment", image.path)
+        first = min(loads, key=lambda p: p.vaddr)
+        self.delta = first.vaddr - first.offset
+        if self.delta % PAGE or first.offset != 0:
+            raise UnsupportedElfError("first PT_LOAD does not map the ELF header", image.path)
+        end_vaddr = max(p.vaddr + p.memsz for p in loads)
+        self.start = align_up(max(len(image.data), end_vaddr - self.delta), PAGE)
+        self.segments = []
+        self.patches = []
+        self.dynamic = [list(e) for e in image.dynamic] if image.dynamic else None
+        self.section_updates = {}
+        self.new_sections = []
+
+    # -- staging ----------------------------------------------------------
+    def _segment(self, flags):
+        last_end = self.segments[-1].end_offset if self.segments else self.start
+        offset = align_up(last_end, PAGE)
+        self.segments.append(NewSegment(flags, offset, offset + self.delta))
+        return self.segments[-1]
+
+    def alloc(self, size, align=8, flags=PF_R):
+        """Reserve ``size`` zero bytes in the segment with ``flags``; return the address.
+
+        Segments are created in the order R, RX, RW: allocate all read-only
+        pieces first, then code, then data.
+        """
+        if not self.segments or self.segments[-1].flags != flags:
+            if any(s.flags == flags for s in self.segments):
+                raise ValueError("allocate each kind of segment in one run (R, then RX, then RW)")
+            self._segment(flags)
+        seg = self.segments[-1]
+        pad = align_up(len(seg.data), align) - len(seg.data)
+        seg.data.extend(bytes(pad + size))
+        return seg.vaddr + len(seg.data) - size
+
+    def put(self, vaddr, data):
+        """Fill bytes previously reserved with :meth:`alloc`."""
+        for seg in self.segments:
+            if seg.vaddr <= vaddr and vaddr + len(data) <= seg.vaddr + len(seg.data):
+                start = vaddr - seg.vaddr
+                seg.data[start:start + len(data)] = data
+                return
+        raise ValueError(f"{vaddr:#x} was not allocated")
+
+    def add_data(self, data, align=8, flags=PF_R):
+        vaddr = self.alloc(len(data), align, flags)
+        self.put(vaddr, data)
+        return vaddr
+
+    def patch(self, vaddr, data):
+        """Overwrite bytes of the original file at ``vaddr`` (same size)."""
+        self.patches.append((self.image.offset_of(vaddr, len(data)), bytes(data)))
+
+    def set_dynamic(self, tag, value):
+        for entry in self.dynamic:
+            if entry[0] == tag:
+                entry[1] = value
+                return
+        raise UnsupportedElfError(f"no dynamic entry {tag:#x} to update", self.image.path)
+
+    def add_dynamic(self, tag, value):
+        """Add an entry in a spare DT_NULL slot of .dynamic (one NULL must stay)."""
+        if len(self.dynamic) + 1 > self.image.dynamic_capacity:
+            raise UnsupportedElfError("no spare entry in .dynamic for the new tables",
+                                      self.image.path)
+        self.dynamic.insert(len(self.dynamic) - 1, [tag, value])
+
+    def move_section(self, name, vaddr, size):
+        """Point section ``name`` (if the file has it) at its new copy."""
+        index, _ = self.image.section(name)
+        if index is not None:
+            self.section_updates[index] = (vaddr, size)
+
+    def add_section(self, name, vaddr, size, flags, align=8, entsize=0, sh_type=SHT_PROGBITS,
+                    link=0):
+        """A new allocated section; returns its index."""
+        self.new_sections.append(NewSection(name, sh_type, flags, vaddr, size, align, entsize,
+                                            link))
+        return len(self.image.shdrs) + len(self.new_sections) - 1
+
+    def vaddr_offset(self, vaddr):
+        return vaddr - self.delta
+
+    # -- committing -------------------------------------------------------
+    def write(self):
+        """The new file's bytes."""
+        image = self.image
+        out = bytearray(image.data)
+        for offset, data in self.patches:
+            out[offset:offset + len(data)] = data
+        phdrs = self._program_headers()
+        table_end = image.phoff + len(phdrs) * PHDR.size
+        slide = self._slide_small_sections(out, table_end, phdrs)
+        out[image.phoff:table_end] = b"".join(p.pack() for p in phdrs)
+        if self.dynamic is not None:
+            for i, (tag, value) in enumerate(self.dynamic):
+                at = image.dynamic_offset + i * DYN.size
+                out[at:at + DYN.size] = DYN.pack(tag, value)
+        for seg in self.segments:
+            out.extend(bytes(seg.offset - len(out)))
+            out.extend(seg.data)
+        shstrtab_offset, shstrtab, names = self._section_names(len(out))
+        out.extend(shstrtab)
+        shoff = align_up(len(out), 8)
+        out.extend(bytes(shoff - len(out)))
+        shdrs = self._section_headers(shstrtab_offset, len(shstrtab), names, slide)
+        out.extend(b"".join(s.pack() for s in shdrs))
+        header = list(EHDR.unpack_from(out))
+        header[6], header[10], header[12] = (shoff if shdrs else 0, len(phdrs), len(shdrs))
+        out[:EHDR.size] = EHDR.pack(*header)
+        return bytes(out)
+
+    def _slide_small_sections(self, out, table_end, phdrs):
+        """Make room for the longer program header table; return (start, end, shift).
+
+        The block of ``.interp``/``.note.*`` sections after the table moves
+        down by a multiple of its alignment; everything it may move over
+        must have moved out to the new segment already.
+        """
+        image = self.image
+        old_end = image.phoff + image.phnum * PHDR.size
+        if table_end <= old_end:
+            return (0, 0, 0)
+        staying = sorted((s for i, s in enumerate(image.shdrs)
+                          if s.flags & SHF_ALLOC and s.size and i not in self.section_updates
+                          and s.offset >= old_end and s.offset < self.start),
+                         key=lambda s: s.offset)
+        block = []
+        for s in staying:
+            if not image.section_names[image.shdrs.index(s)].startswith(self.SLIDING):
+                break
+            block.append(s)
+        after = staying[len(block)] if len(staying) > len(block) else None
+        if not block:
+            if after is not None and after.offset < table_end:
+                raise self._no_room()
+            return (0, 0, 0)
+        start, end = block[0].offset, max(s.offset + s.size for s in block)
+        align = max(max(s.addralign, 1) for s in block)
+        shift = max(0, align_up(table_end - start, align))
+        if after is not None and end + shift > after.offset:
+            raise self._no_room()
+        if shift:
+            moved = bytes(out[start:end])
+            out[start:end] = bytes(end - start)
+            out[start + shift:end + shift] = moved
+            for p in phdrs:
+                if p.type != PT_LOAD and p.type != PT_PHDR and start <= p.offset < end:
+                    p.offset += shift
+                    p.vaddr += shift
+                    p.paddr += shift
+        return (start, end, shift)
+
+    def _no_room(self):
+        return UnsupportedElfError("no room to grow the program header table", self.image.path)
+
+    def _program_headers(self):
+        old = [Phdr(**vars(p)) for p in self.image.phdrs]
+        size = (len(old) + len(self.segments)) * PHDR.size
+        for p in old:
+            if p.type == PT_PHDR:
+                p.filesz = p.memsz = size
+        last_load = max(i for i, p in enumerate(old) if p.type == PT_LOAD)
+        new = [Phdr(PT_LOAD, seg.flags, seg.offset, seg.vaddr, seg.vaddr, len(seg.data),
+                    len(seg.data), PAGE) for seg in self.segments]
+        return old[:last_load + 1] + new + old[last_load + 1:]
+
+    def _section_names(self, offset):
+        image = self.image
+        if not image.shdrs:
+            return offset, b"", []
+        old = image.shdrs[image.shstrndx]
+        table = bytearray(image.bytes_at(old.offset, old.size))
+        names = []
+        for sec in self.new_sections:
+            names.append(len(table))
+            table.extend(sec.name.encode() + b"\0")
+        return offset, bytes(table), names
+
+    def _section_headers(self, shstrtab_offset, shstrtab_size, names, slide):
+        image = self.image
+        if not image.shdrs:
+            return []
+        shdrs = [Shdr(**vars(s)) for s in image.shdrs]
+        start, end, shift = slide
+        for s in shdrs:
+            if shift and s.flags & SHF_ALLOC and start <= s.offset < end:
+                s.offset += shift
+                s.addr += shift
+        for index, (vaddr, size) in self.section_updates.items():
+            shdrs[index].addr, shdrs[index].offset, shdrs[index].size = (
+                vaddr, vaddr - self.delta, size)
+        shdrs[image.shstrndx].offset = shstrtab_offset
+        shdrs[image.shstrndx].size = shstrtab_size
+        for sec, name in zip(self.new_sections, names):
+            shdrs.append(Shdr(name, sec.type, sec.flags, sec.addr, sec.addr - self.delta,
+                              sec.size, sec.link, sec.info, sec.align, sec.entsize))
+        return shdrs
+
+
+SECTION_FLAGS = {PF_R: SHF_ALLOC, PF_R | PF_X: SHF_ALLOC | SHF_EXECINSTR,
+                 PF_R | PF_W: SHF_ALLOC | SHF_WRITE}

@@ -1,0 +1,176 @@
+"""retrovec: add an export vector to an already built shared library.
+
+The library gets, in one appended read-only segment: a rebuilt
+``.dynsym`` (its symbols plus the vector symbol and its layout symbols,
+re-sorted into the GNU hash buckets), ``.dynstr``, ``.gnu.hash``
+(``.hash``), ``.gnu.version``, and the export table itself.  Relocations
+keep their places; only their symbol indices are renumbered.  A vectored
+IFUNC gets a stub ``jmp *got(%rip)`` whose GOT word an
+``R_X86_64_IRELATIVE`` fills with what the resolver selects, as the link
+editor's IPLT does for expvec.
+"""
+
+import struct
+
+from .arch import x86_64
+from .dyntables import grow_dynstr, grow_rela_dyn, pack_u16s
+from .elfimage import (DT_GNU_HASH, DT_HASH, DT_JMPREL, DT_PLTRELSZ, DT_RELA, DT_RELASZ,
+                       DT_SYMTAB, DT_VERSYM, ET_DYN, PF_R, PF_W, PF_X, R_X86_64_IRELATIVE,
+                       STB_GLOBAL, STB_WEAK, STT_FUNC, STT_GNU_IFUNC, STT_OBJECT, SYM,
+                       ElfImage, Rela, Sym, build_gnu_hash, build_sysv_hash, gnu_hash,
+                       gnu_hash_header, rela_info)
+from .elfwrite import SECTION_FLAGS, Appender
+from .errors import UnsupportedElfError, VectorMismatchError
+from .vecfile import MAGIC
+
+STV_MASK, STV_DEFAULT, STV_PROTECTED = 3, 0, 3
+
+
+class LibrarySymbols:
+    """The dynamic symbols of a library with names and versions resolved."""
+
+    def __init__(self, image):
+        self.image = image
+        self.syms = image.dynsyms()
+        self.names = [image.string(s.name) for s in self.syms]
+        self.versym = image.versyms()
+        self.version_names = image.version_names()
+
+    def version_of(self, index):
+        """(version name or None, is default)."""
+        if self.versym is None:
+            return None, True
+        v = self.versym[index]
+        return self.version_names.get(v & 0x7FFF), not v & 0x8000
+
+    def exported(self, index):
+        s = self.syms[index]
+        return (s.defined and s.bind in (STB_GLOBAL, STB_WEAK)
+                and s.other & STV_MASK in (STV_DEFAULT, STV_PROTECTED))
+
+    def find_function(self, slot):
+        """Index of the exported function a slot names; a clear error otherwise."""
+        found_data = False
+        for i, name in enumerate(self.names):
+            if name != slot.name or not self.exported(i):
+                continue
+            version, default = self.version_of(i)
+            if slot.version is not None and version != slot.version:
+                continue
+            if slot.version is None and not default:
+                continue
+            if self.syms[i].type in (STT_FUNC, STT_GNU_IFUNC):
+                return i
+            found_data = True
+        why = "is data, not a function" if found_data else "is not an exported function"
+        raise VectorMismatchError(f"{slot} {why}", self.image.path)
+
+
+def retrovec(vector, data, path):
+    """The bytes of the library ``data`` with ``vector`` added."""
+    image = ElfImage(data, path)
+    if image.type != ET_DYN or image.dynamic is None:
+        raise UnsupportedElfError("not a shared library", path)
+    if not image.dyn(DT_GNU_HASH):
+        raise UnsupportedElfError("no .gnu.hash table (DT_GNU_HASH)", path)
+    lib = LibrarySymbols(image)
+    if any(n.startswith(MAGIC) and lib.syms[i].defined for i, n in enumerate(lib.names)):
+        raise VectorMismatchError("already has an export vector", path)
+    targets = [lib.find_function(slot) for slot in vector.slots]
+    appender = Appender(image)
+    new_names = [vector.name] + vector.layout_symbols()
+    order = _dynsym_order(image, lib.names, new_names)
+    renumber = {old: new for new, old in enumerate(order) if old < len(lib.syms)}
+    # Read-only part: dynstr, dynsym, hashes, versym, export table.
+    offsets = grow_dynstr(appender, new_names)
+    table_size = 4 * len(vector.slots)
+    symtab_at = appender.alloc(len(order) * SYM.size, 8)
+    _write_hashes(appender, image, lib.names, new_names, order)
+    if lib.versym is not None:
+        versym = [lib.versym[i] if i < len(lib.syms) else 1 for i in order]
+        vaddr = appender.add_data(pack_u16s(versym), 2)
+        appender.set_dynamic(DT_VERSYM, vaddr)
+        appender.move_section(".gnu.version", vaddr, 2 * len(order))
+    ifuncs = [i for i in dict.fromkeys(targets) if lib.syms[i].type == STT_GNU_IFUNC]
+    relas = [_renumbered(r, renumber) for r in image.relas(DT_RELA, DT_RELASZ)]
+    got_at = {}
+    if ifuncs:
+        # IRELATIVE relocations for the IFUNC stubs' GOT words; sized now,
+        # addresses known once the code and data segments exist.
+        rela_at = appender.alloc((len(relas) + len(ifuncs)) * 24, 8)
+    table_at = appender.alloc(table_size, 4)
+    export_index = appender.add_section(f".rodata.{vector.name}", table_at, table_size,
+                                        SECTION_FLAGS[PF_R], 4)
+    address = {i: lib.syms[i].value for i in targets}
+    if ifuncs:
+        stubs_at = appender.alloc(x86_64.IPLT_STUB_SIZE * len(ifuncs), 16, PF_R | PF_X)
+        got_base = appender.alloc(8 * len(ifuncs), 8, PF_R | PF_W)
+        for k, i in enumerate(ifuncs):
+            stub, got_at[i] = stubs_at + k * x86_64.IPLT_STUB_SIZE, got_base + 8 * k
+            appender.put(stub, x86_64.iplt_stub(stub, got_at[i]))
+            address[i] = stub
+        relas += [Rela(got_at[i], rela_info(0, R_X86_64_IRELATIVE), lib.syms[i].value)
+                  for i in ifuncs]
+        appender.put(rela_at, b"".join(r.pack() for r in relas))
+        appender.set_dynamic(DT_RELA, rela_at)
+        appender.set_dynamic(DT_RELASZ, len(relas) * 24)
+        appender.move_section(".rela.dyn", rela_at, len(relas) * 24)
+        appender.add_section(".elfvector.iplt", stubs_at, x86_64.IPLT_STUB_SIZE * len(ifuncs),
+                             SECTION_FLAGS[PF_R | PF_X], 16)
+        appender.add_section(".elfvector.got", got_base, 8 * len(ifuncs),
+                             SECTION_FLAGS[PF_R | PF_W], 8)
+    elif relas:
+        appender.patch(image.dyn(DT_RELA), b"".join(r.pack() for r in relas))
+    appender.put(table_at, struct.pack(f"<{len(targets)}i",
+                                       *[address[i] - table_at for i in targets]))
+    # The symbol table itself, now that the export section index is known.
+    syms = []
+    for i in order:
+        if i < len(lib.syms):
+            syms.append(lib.syms[i])
+        else:
+            k = i - len(lib.syms)
+            size = table_size if k == 0 else 4 * vector.layouts[k - 1]
+            syms.append(Sym(offsets[new_names[k]], (STB_GLOBAL << 4) | STT_OBJECT, STV_DEFAULT,
+                            export_index, table_at, size))
+    appender.put(symtab_at, b"".join(s.pack() for s in syms))
+    appender.set_dynamic(DT_SYMTAB, symtab_at)
+    appender.move_section(".dynsym", symtab_at, len(syms) * SYM.size)
+    plt = [_renumbered(r, renumber) for r in image.relas(DT_JMPREL, DT_PLTRELSZ)]
+    if plt:
+        appender.patch(image.dyn(DT_JMPREL), b"".join(r.pack() for r in plt))
+    return appender.write()
+
+
+def _dynsym_order(image, names, new_names):
+    """Old indices (and new ones, numbered after them) in the new .dynsym order.
+
+    Symbols below the GNU hash's ``symoffset`` keep their index; the hashed
+    ones, old and new, are grouped by bucket as ld.so's lookup requires.
+    """
+    nbucket, symoffset, _, _ = gnu_hash_header(image)
+    all_names = names + new_names
+    hashed = range(symoffset, len(all_names))
+    return list(range(symoffset)) + sorted(hashed, key=lambda i: gnu_hash(all_names[i]) % nbucket)
+
+
+def _write_hashes(appender, image, names, new_names, order):
+    all_names = names + new_names
+    nbucket, symoffset, bloom_size, shift = gnu_hash_header(image)
+    ordered = [all_names[i] for i in order]
+    table = build_gnu_hash(ordered[symoffset:], symoffset, nbucket, bloom_size, shift)
+    vaddr = appender.add_data(table, 8)
+    appender.set_dynamic(DT_GNU_HASH, vaddr)
+    appender.move_section(".gnu.hash", vaddr, len(table))
+    if image.dyn(DT_HASH):
+        old_nbucket = struct.unpack("<I", image.read(image.dyn(DT_HASH), 4))[0]
+        table = build_sysv_hash(ordered, old_nbucket)
+        vaddr = appender.add_data(table, 8)
+        appender.set_dynamic(DT_HASH, vaddr)
+        appender.move_section(".hash", vaddr, len(table))
+
+
+def _renumbered(rela, renumber):
+    if rela.sym == 0:
+        return rela
+    return Rela(rela.offset, rela_info(renumber[rela.sym], rela.type), rela.addend)
