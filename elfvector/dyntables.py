@@ -28,30 +28,36 @@ def grow_dynstr(appender, names):
     return offsets
 
 
-def grow_rela_dyn(appender, old_relas, new_relas):
-    """Write .rela.dyn = ``old_relas`` (possibly edited) + ``new_relas``.
+class RelaDynGrowth:
+    """``.rela.dyn`` grown by ``extra`` entries: reserved now, filled later.
 
-    New entries go at the end, so DT_RELACOUNT (the RELATIVE prefix) stays
+    The new relocations point into segments laid out after this read-only
+    one, so their addresses are known only after the reservation.  New
+    entries go at the end, so DT_RELACOUNT (the RELATIVE prefix) stays
     right.  A file without DT_RELA gets one in a spare .dynamic slot.
     """
-    image = appender.image
-    data = b"".join(r.pack() for r in list(old_relas) + list(new_relas))
-    vaddr = appender.add_data(data, 8)
-    if image.dyn(DT_RELA) is None:
-        appender.add_dynamic(DT_RELA, vaddr)
-        appender.add_dynamic(DT_RELASZ, len(data))
-        appender.add_dynamic(DT_RELAENT, RELA.size)
-    else:
-        appender.set_dynamic(DT_RELA, vaddr)
+
+    def __init__(self, appender, extra):
+        self.appender = appender
+        self.old = appender.image.relas(DT_RELA, DT_RELASZ)
+        self.at = appender.alloc((len(self.old) + extra) * RELA.size, 8)
+
+    def fill(self, new_relas, old=None):
+        """Write ``old`` (default: the original entries) followed by ``new_relas``."""
+        appender, image = self.appender, self.appender.image
+        data = b"".join(r.pack() for r in list(self.old if old is None else old) + new_relas)
+        appender.put(self.at, data)
+        if image.dyn(DT_RELA) is None:
+            appender.add_dynamic(DT_RELA, self.at)
+            appender.add_dynamic(DT_RELASZ, len(data))
+            appender.add_dynamic(DT_RELAENT, RELA.size)
+            dynsym, _ = image.section(".dynsym")
+            appender.add_section(".rela.dyn", self.at, len(data), SHF_ALLOC, 8, RELA.size,
+                                 sh_type=SHT_RELA, link=dynsym or 0)
+            return
+        appender.set_dynamic(DT_RELA, self.at)
         appender.set_dynamic(DT_RELASZ, len(data))
-    index, _ = image.section(".rela.dyn")
-    if index is not None:
-        appender.move_section(".rela.dyn", vaddr, len(data))
-    else:
-        dynsym, _ = image.section(".dynsym")
-        appender.add_section(".rela.dyn", vaddr, len(data), SHF_ALLOC, 8, RELA.size,
-                             sh_type=SHT_RELA, link=dynsym or 0)
-    return vaddr
+        appender.move_section(".rela.dyn", self.at, len(data))
 
 
 def pack_u16s(values):

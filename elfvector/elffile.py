@@ -154,11 +154,18 @@ class ElfFile:
     # -- fast symbol lookups (an ElfFile(path, light=True) is parsed
     #    without relocations, .symtab and notes: about twice as fast, for
     #    callers that read only the dynamic section and .dynsym) ----------
-    def undefined_functions(self):
-        """imported_functions(), flattening only the undefined functions:
-        much faster on a file whose .dynsym also defines thousands."""
-        return [_flatten(s) for s in self._binary.dynamic_symbols
-                if s.shndx == 0 and s.type in _FUNCTION_TYPES and s.name]
+    def imported_function_versions(self):
+        """``{(name, version)}`` of the undefined functions (``version`` as
+        required, or None): what ``nm -u -D`` lists, without flattening
+        every symbol of a .dynsym that may also define thousands."""
+        found = set()
+        for s in self._binary.dynamic_symbols:
+            if s.shndx == 0 and s.type in _FUNCTION_TYPES and s.name:
+                version = None
+                if s.has_version and s.symbol_version.has_auxiliary_version:
+                    version = s.symbol_version.symbol_version_auxiliary.name
+                found.add((s.name, version))
+        return found
 
     def function_definitions(self, name):
         """The defined function symbols named ``name`` (every version).

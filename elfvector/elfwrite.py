@@ -24,9 +24,8 @@ must change, :meth:`Appender.write` lays it out in one pass.
 
 from dataclasses import dataclass, field
 
-from .elfimage import (DYN, EHDR, PF_R, PF_W, PF_X, PHDR, PT_LOAD, PT_PHDR, SHDR,
-                       SHF_ALLOC, SHF_EXECINSTR, SHF_WRITE, SHT_PROGBITS, DT_NULL,
-                       Phdr, Shdr)
+from .elfimage import (DYN, EHDR, PF_R, PF_W, PF_X, PHDR, PT_LOAD, PT_PHDR, SHF_ALLOC,
+                       SHF_EXECINSTR, SHF_WRITE, SHT_PROGBITS, SYM, Phdr, Shdr, Sym)
 from .errors import UnsupportedElfError
 
 PAGE = 0x1000
@@ -84,6 +83,7 @@ class Appender:
         self.dynamic = [list(e) for e in image.dynamic] if image.dynamic else None
         self.section_updates = {}
         self.new_sections = []
+        self.allocations = []
 
     # -- staging ----------------------------------------------------------
     def _segment(self, flags):
@@ -92,11 +92,13 @@ class Appender:
         self.segments.append(NewSegment(flags, offset, offset + self.delta))
         return self.segments[-1]
 
-    def alloc(self, size, align=8, flags=PF_R):
+    def alloc(self, size, align=8, flags=PF_R, section=None):
         """Reserve ``size`` zero bytes in the segment with ``flags``; return the address.
 
         Segments are created in the order R, RX, RW: allocate all read-only
-        pieces first, then code, then data.
+        pieces first, then code, then data.  Every piece must end up inside
+        a section (``section`` names a new one; or :meth:`move_section`),
+        because ``strip`` and ``objcopy`` keep only what sections cover.
         """
         if not self.segments or self.segments[-1].flags != flags:
             if any(s.flags == flags for s in self.segments):
@@ -105,7 +107,11 @@ class Appender:
         seg = self.segments[-1]
         pad = align_up(len(seg.data), align) - len(seg.data)
         seg.data.extend(bytes(pad + size))
-        return seg.vaddr + len(seg.data) - size
+        vaddr = seg.vaddr + len(seg.data) - size
+        self.allocations.append((vaddr, size))
+        if section is not None:
+            self.add_section(section, vaddr, size, SECTION_FLAGS[flags], align)
+        return vaddr
 
     def put(self, vaddr, data):
         """Fill bytes previously reserved with :meth:`alloc`."""
@@ -116,8 +122,8 @@ class Appender:
                 return
         raise ValueError(f"{vaddr:#x} was not allocated")
 
-    def add_data(self, data, align=8, flags=PF_R):
-        vaddr = self.alloc(len(data), align, flags)
+    def add_data(self, data, align=8, flags=PF_R, section=None):
+        vaddr = self.alloc(len(data), align, flags, section)
         self.put(vaddr, data)
         return vaddr
 
@@ -152,13 +158,18 @@ class Appender:
                                             link))
         return len(self.image.shdrs) + len(self.new_sections) - 1
 
-    def vaddr_offset(self, vaddr):
-        return vaddr - self.delta
+    def section_index(self, name):
+        """Index that the new section ``name`` will have in the output."""
+        for k, sec in enumerate(self.new_sections):
+            if sec.name == name:
+                return len(self.image.shdrs) + k
+        raise KeyError(name)
 
     # -- committing -------------------------------------------------------
     def write(self):
         """The new file's bytes."""
         image = self.image
+        self._check_sections_cover_allocations()
         out = bytearray(image.data)
         for offset, data in self.patches:
             out[offset:offset + len(data)] = data
@@ -183,6 +194,13 @@ class Appender:
         header[6], header[10], header[12] = (shoff if shdrs else 0, len(phdrs), len(shdrs))
         out[:EHDR.size] = EHDR.pack(*header)
         return bytes(out)
+
+    def _check_sections_cover_allocations(self):
+        starts = {vaddr for vaddr, _ in self.section_updates.values()}
+        starts |= {sec.addr for sec in self.new_sections}
+        for vaddr, size in self.allocations:
+            if size and vaddr not in starts:
+                raise ValueError(f"bytes at {vaddr:#x} are in no section: strip would drop them")
 
     def _slide_small_sections(self, out, table_end, phdrs):
         """Make room for the longer program header table; return (start, end, shift).
@@ -218,12 +236,24 @@ class Appender:
             moved = bytes(out[start:end])
             out[start:end] = bytes(end - start)
             out[start + shift:end + shift] = moved
+            self._shift_static_symbols(out, {image.shdrs.index(s) for s in block}, shift)
             for p in phdrs:
                 if p.type != PT_LOAD and p.type != PT_PHDR and start <= p.offset < end:
                     p.offset += shift
                     p.vaddr += shift
                     p.paddr += shift
         return (start, end, shift)
+
+    def _shift_static_symbols(self, out, sections, shift):
+        """Keep ``.symtab`` entries of slid sections (``__abi_tag``) pointing at them."""
+        index, symtab = self.image.section(".symtab")
+        if symtab is None:
+            return
+        for at in range(symtab.offset, symtab.offset + symtab.size, SYM.size):
+            sym = Sym(*SYM.unpack_from(out, at))
+            if sym.shndx in sections:
+                sym.value += shift
+                out[at:at + SYM.size] = sym.pack()
 
     def _no_room(self):
         return UnsupportedElfError("no room to grow the program header table", self.image.path)

@@ -53,19 +53,26 @@ class ImportPlan:
                                          os.path.basename(self.program))
 
 
-def plan(elf, libraries, vectors, excludes):
+def plan(elf, libraries, vectors, excludes, callable_only=None):
     """Decide the slot of every imported function of ``elf``.
 
     ``libraries`` are the ElfFiles it loads, in ld.so's order; ``vectors``
     maps vector names to Vectors.  A function is vectored only when the
     first library defining it (the one ld.so would bind) carries a vector
     holding it at the version the program asks for.
+
+    impvec (``callable_only`` None) names each slot like its function, so
+    only the library's default version can have one.  retroimp passes the
+    (name, version) pairs that have a PLT slot; any version can be bound.
     """
     result = ImportPlan(elf.path, not elf.is_shared_object, elf.arch)
     vector_of = _vectors_by_library(libraries, vectors, result)
     address_taken = elf.address_taken_imports()
     chosen = {}
     for sym in sorted(elf.imported_functions(), key=lambda s: s.name):
+        if callable_only is not None and (sym.name, sym.version) not in callable_only:
+            result.kept.append((sym.name, "no PLT slot"))
+            continue
         if excludes.matches(sym.name):
             result.kept.append((sym.name, "excluded"))
             continue
@@ -81,7 +88,7 @@ def plan(elf, libraries, vectors, excludes):
         lib = definers[0]
         vec = vector_of[lib]
         index = vec.find(sym.name, sym.version)
-        if index is None or not vec.slots[index].default:
+        if index is None or (callable_only is None and not vec.slots[index].default):
             result.kept.append((sym.name, "not in the vector at this version"))
             continue
         for other in definers[1:]:

@@ -13,13 +13,13 @@ editor's IPLT does for expvec.
 import struct
 
 from .arch import x86_64
-from .dyntables import grow_dynstr, grow_rela_dyn, pack_u16s
+from .dyntables import RelaDynGrowth, grow_dynstr, pack_u16s
 from .elfimage import (DT_GNU_HASH, DT_HASH, DT_JMPREL, DT_PLTRELSZ, DT_RELA, DT_RELASZ,
                        DT_SYMTAB, DT_VERSYM, ET_DYN, PF_R, PF_W, PF_X, R_X86_64_IRELATIVE,
                        STB_GLOBAL, STB_WEAK, STT_FUNC, STT_GNU_IFUNC, STT_OBJECT, SYM,
                        ElfImage, Rela, Sym, build_gnu_hash, build_sysv_hash, gnu_hash,
                        gnu_hash_header, rela_info)
-from .elfwrite import SECTION_FLAGS, Appender
+from .elfwrite import Appender
 from .errors import UnsupportedElfError, VectorMismatchError
 from .vecfile import MAGIC
 
@@ -97,28 +97,20 @@ def retrovec(vector, data, path):
     if ifuncs:
         # IRELATIVE relocations for the IFUNC stubs' GOT words; sized now,
         # addresses known once the code and data segments exist.
-        rela_at = appender.alloc((len(relas) + len(ifuncs)) * 24, 8)
-    table_at = appender.alloc(table_size, 4)
-    export_index = appender.add_section(f".rodata.{vector.name}", table_at, table_size,
-                                        SECTION_FLAGS[PF_R], 4)
+        rela_dyn = RelaDynGrowth(appender, len(ifuncs))
+    table_at = appender.alloc(table_size, 4, section=f".rodata.{vector.name}")
+    export_index = appender.section_index(f".rodata.{vector.name}")
     address = {i: lib.syms[i].value for i in targets}
     if ifuncs:
-        stubs_at = appender.alloc(x86_64.IPLT_STUB_SIZE * len(ifuncs), 16, PF_R | PF_X)
-        got_base = appender.alloc(8 * len(ifuncs), 8, PF_R | PF_W)
+        stubs_at = appender.alloc(x86_64.IPLT_STUB_SIZE * len(ifuncs), 16, PF_R | PF_X,
+                                  section=".elfvector.iplt")
+        got_base = appender.alloc(8 * len(ifuncs), 8, PF_R | PF_W, section=".elfvector.got")
         for k, i in enumerate(ifuncs):
             stub, got_at[i] = stubs_at + k * x86_64.IPLT_STUB_SIZE, got_base + 8 * k
             appender.put(stub, x86_64.iplt_stub(stub, got_at[i]))
             address[i] = stub
-        relas += [Rela(got_at[i], rela_info(0, R_X86_64_IRELATIVE), lib.syms[i].value)
-                  for i in ifuncs]
-        appender.put(rela_at, b"".join(r.pack() for r in relas))
-        appender.set_dynamic(DT_RELA, rela_at)
-        appender.set_dynamic(DT_RELASZ, len(relas) * 24)
-        appender.move_section(".rela.dyn", rela_at, len(relas) * 24)
-        appender.add_section(".elfvector.iplt", stubs_at, x86_64.IPLT_STUB_SIZE * len(ifuncs),
-                             SECTION_FLAGS[PF_R | PF_X], 16)
-        appender.add_section(".elfvector.got", got_base, 8 * len(ifuncs),
-                             SECTION_FLAGS[PF_R | PF_W], 8)
+        rela_dyn.fill([Rela(got_at[i], rela_info(0, R_X86_64_IRELATIVE), lib.syms[i].value)
+                       for i in ifuncs], old=relas)
     elif relas:
         appender.patch(image.dyn(DT_RELA), b"".join(r.pack() for r in relas))
     appender.put(table_at, struct.pack(f"<{len(targets)}i",

@@ -23,6 +23,8 @@ A bound slot is ``e9 <rel32>`` (jmp) when the target is within +-2 GiB of
 the slot, else ``ff 25 00000000 <abs64>`` (jmp *0(%rip)), 14 bytes.
 """
 
+import re
+
 SLOT_SIZE = 16
 PAGE_SIZE = 4096
 
@@ -116,15 +118,17 @@ def _binder(vectors, nslots, size, program):
     """The binding routine: once, thread-safe, raw system calls only.
 
     It must not call anything that could itself be a vectored slot, so it
-    uses no libc.  State 0 = unbound, 1 = binding, 2 = bound.
+    uses no libc.  State 0 = unbound, 1 = binding, 2 = bound.  Slots come
+    grouped by vector; each group is bound by ``.Lbind_group`` with
+    %rdx = export table, %r13 = first slot, %r15d = count, and %r14 = the
+    distance from the slots to the new page.
     """
-    frame = _round_up(8 * len(vectors), 16)
-    message = f"elfvector: {program}: cannot bind the import vector\\n"
+    safe_name = re.sub(r"[^\w.+-]", "_", program)
+    message = f"elfvector: {safe_name}: cannot bind the import vector\\n"
     out = [
         "\t.balign 16",
         ".Lbind:",
-        "\tpush %rbx", "\tpush %r12", "\tpush %r13", "\tpush %r14", "\tpush %r15", "\tpush %rbp",
-        "\tmov %rsp,%rbp",
+        "\tpush %rbx", "\tpush %r12", "\tpush %r13", "\tpush %r14", "\tpush %r15",
         "\tlea .Lstate(%rip),%rbx",
         "\txor %eax,%eax",
         "\tmov $1,%ecx",
@@ -137,44 +141,24 @@ def _binder(vectors, nslots, size, program):
         "\tmov (%rbx),%eax",
         "\tjmp .Lwait",
         ".Lbind_now:",
-        f"\tsub ${frame},%rsp",
-    ]
-    # One GOT load per vector: ld.so found the layout symbol at load time
-    # (or refused to start the program if the library lacks that layout).
-    for i, (layout_symbol, _) in enumerate(vectors):
-        out += [f"\tmov {layout_symbol}@GOTPCREL(%rip),%rax", f"\tmov %rax,{8 * i}(%rsp)"]
-    out += [
         f"\tmov ${SYS_MMAP},%eax", "\txor %edi,%edi", f"\tmov ${size},%esi", "\tmov $3,%edx",
         "\tmov $0x22,%r10d", "\tmov $-1,%r8", "\txor %r9d,%r9d", "\tsyscall",
         "\tcmp $-4095,%rax", "\tjae .Lbind_fail",
         "\tmov %rax,%r12",              # the new page
-        "\tlea .Lslots(%rip),%r13",     # old slot
-        "\tmov %rax,%r14",              # new slot
-        f"\tmov ${nslots},%r15d",
-        ".Lbind_loop:",
-        "\tmovzwl 5(%r13),%eax",        # vector number
-        "\tmov (%rsp,%rax,8),%rdx",     # its table
-        "\tmov 7(%r13),%ecx",           # slot index
-        "\tmovslq (%rdx,%rcx,4),%rax",
-        "\tadd %rdx,%rax",              # target
-        "\tlea 5(%r13),%rcx",
-        "\tmov %rax,%rdx",
-        "\tsub %rcx,%rdx",              # rel32 displacement
-        "\tmovslq %edx,%rcx",
-        "\tcmp %rcx,%rdx",
-        "\tjne .Lbind_far",
-        "\tmovb $0xe9,(%r14)",
-        "\tmov %edx,1(%r14)",
-        "\tjmp .Lbind_next",
-        ".Lbind_far:",
-        "\tmovl $0x25ff,(%r14)",        # ff 25 00 00 00 00: jmp *0(%rip)
-        "\tmovw $0,4(%r14)",
-        "\tmov %rax,6(%r14)",
-        ".Lbind_next:",
-        f"\tadd ${SLOT_SIZE},%r13",
-        f"\tadd ${SLOT_SIZE},%r14",
-        "\tdec %r15d",
-        "\tjnz .Lbind_loop",
+        "\tlea .Lslots(%rip),%r14",
+        "\tsub %r14,%rax",
+        "\tmov %rax,%r14",              # new page - old slots
+    ]
+    # One GOT load per vector: ld.so found the layout symbol at load time
+    # (or refused to start the program if the library lacks that layout).
+    first = 0
+    for layout_symbol, entries in vectors:
+        out += [f"\tmov {layout_symbol}@GOTPCREL(%rip),%rdx",
+                f"\tlea .Lslots+{SLOT_SIZE * first}(%rip),%r13",
+                f"\tmov ${len(entries)},%r15d",
+                "\tcall .Lbind_group"]
+        first += len(entries)
+    out += [
         f"\tmov ${SYS_MPROTECT},%eax", "\tmov %r12,%rdi", f"\tmov ${size},%esi", "\tmov $5,%edx",
         "\tsyscall",
         "\ttest %rax,%rax", "\tjnz .Lbind_fail",
@@ -184,14 +168,16 @@ def _binder(vectors, nslots, size, program):
         "\tcmp $-4095,%rax", "\tjae .Lbind_fail",
         "\tmovl $2,(%rbx)",             # release: x86 stores are not reordered
         ".Lbind_done:",
-        "\tmov %rbp,%rsp",
-        "\tpop %rbp", "\tpop %r15", "\tpop %r14", "\tpop %r13", "\tpop %r12", "\tpop %rbx",
+        "\tpop %r15", "\tpop %r14", "\tpop %r13", "\tpop %r12", "\tpop %rbx",
         "\tret",
         ".Lbind_fail:",
         f"\tmov ${SYS_WRITE},%eax", "\tmov $2,%edi", "\tlea .Lbind_message(%rip),%rsi",
         "\tmov $(.Lbind_message_end - .Lbind_message),%edx", "\tsyscall",
         f"\tmov ${SYS_EXIT_GROUP},%eax", "\tmov $127,%edi", "\tsyscall",
         "\thlt",
+    ]
+    out += _bind_group()
+    out += [
         '\t.section .rodata.elfvector,"a",@progbits',
         ".Lbind_message:",
         f'\t.ascii "{message}"',
@@ -199,6 +185,58 @@ def _binder(vectors, nslots, size, program):
         "",
     ]
     return out
+
+
+def _bind_group():
+    """Bind %r15d slots from %r13 against the table at %rdx.
+
+    A table more than 1 GiB from the slots (a PIE program at 0x55..., its
+    libraries at 0x7f...) gets absolute jumps without a per-slot range
+    check: 9 instructions a slot.  Near tables check each displacement and
+    use ``jmp rel32`` where it fits.  Either choice is always correct; the
+    split only saves start-up instructions.
+    """
+    return [
+        "\t.balign 16",
+        ".Lbind_group:",
+        "\tlea .Lslots(%rip),%rax",
+        "\tmov %rdx,%rcx",
+        "\tsub %rax,%rcx",
+        "\tlea 0x40000000(%rcx),%rax",
+        "\tshr $31,%rax",                # 0 iff -1 GiB <= table - slots < 1 GiB
+        "\tjnz .Lbind_far",
+        ".Lbind_near:",
+        "\tmov 7(%r13),%ecx",            # slot index
+        "\tmovslq (%rdx,%rcx,4),%rax",
+        "\tadd %rdx,%rax",               # target
+        "\tlea 5(%r13),%rcx",
+        "\tmov %rax,%rsi",
+        "\tsub %rcx,%rsi",               # rel32 displacement
+        "\tmovslq %esi,%rcx",
+        "\tcmp %rcx,%rsi",
+        "\tjne .Lbind_near_far",
+        "\tmovb $0xe9,(%r13,%r14)",
+        "\tmov %esi,1(%r13,%r14)",
+        "\tjmp .Lbind_near_next",
+        ".Lbind_near_far:",
+        "\tmovw $0x25ff,(%r13,%r14)",    # ff 25 00000000: jmp *0(%rip)
+        "\tmov %rax,6(%r13,%r14)",
+        ".Lbind_near_next:",
+        f"\tadd ${SLOT_SIZE},%r13",
+        "\tdec %r15d",
+        "\tjnz .Lbind_near",
+        "\tret",
+        ".Lbind_far:",
+        "\tmov 7(%r13),%ecx",
+        "\tmovslq (%rdx,%rcx,4),%rax",
+        "\tadd %rdx,%rax",
+        "\tmovw $0x25ff,(%r13,%r14)",
+        "\tmov %rax,6(%r13,%r14)",
+        f"\tadd ${SLOT_SIZE},%r13",
+        "\tdec %r15d",
+        "\tjnz .Lbind_far",
+        "\tret",
+    ]
 
 
 def _round_up(value, align):
@@ -222,3 +260,40 @@ def iplt_stub(at, got):
     """``endbr64; jmp *got(%rip)``: an IFUNC's vector target, like ld's IPLT entry."""
     code = ENDBR64 + b"\xff\x25" + _rel32(at + 10, got)
     return code + b"\xcc" * (IPLT_STUB_SIZE - len(code))
+
+
+RESOLVER_STUB_SIZE = 16
+
+
+def resolver_stub(at, number, common):
+    """``endbr64; mov $number,%eax; jmp common``: the IRELATIVE resolver of one slot.
+
+    ld.so calls it (indirectly, hence ``endbr64``) while relocating the
+    file and stores what it returns in the function's GOT slot.
+    """
+    code = ENDBR64 + b"\xb8" + number.to_bytes(4, "little") + b"\xe9" + _rel32(at + 14, common)
+    return code + b"\xcc" * (RESOLVER_STUB_SIZE - len(code))
+
+
+def resolver_common(at, descriptors, got):
+    """The shared tail of the resolver stubs.
+
+    ``descriptors`` holds a (u32 slot index, u32 vector number) pair per
+    stub number; ``got`` one word per vector, which a GLOB_DAT of the
+    vector's layout symbol filled before any IRELATIVE ran (ld.so applies
+    DT_RELA before DT_JMPREL).  Returns ``table + table[index]``.
+    Clobbers only %rax, %rcx, %rdx.
+    """
+    code = bytearray()
+    code += b"\x48\x8d\x0d" + _rel32(at + 7, descriptors)   # lea descriptors(%rip),%rcx
+    code += bytes.fromhex("8b54c104")                        # mov 4(%rcx,%rax,8),%edx
+    code += bytes.fromhex("8b04c1")                          # mov (%rcx,%rax,8),%eax
+    code += b"\x48\x8d\x0d" + _rel32(at + len(code) + 7, got)  # lea got(%rip),%rcx
+    code += bytes.fromhex("488b14d1")                        # mov (%rcx,%rdx,8),%rdx
+    code += bytes.fromhex("48630482")                        # movslq (%rdx,%rax,4),%rax
+    code += bytes.fromhex("4801d0")                          # add %rdx,%rax
+    code += b"\xc3"                                          # ret
+    return bytes(code)
+
+
+RESOLVER_COMMON_SIZE = len(resolver_common(0, 0, 0))

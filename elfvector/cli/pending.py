@@ -16,8 +16,6 @@ def _pending(name, summary):
     return main
 
 
-retroimp = _pending("retroimp", "retroimp xclude export.vec... a.elf > new_a.elf: rewrite "
-                    "the PLT of a linked program into vector slots.")
 vectool = _pending("vectool", "vectool --mode=lib|prog --addrfile=... loader_args...: "
                    "manage libraries at fixed base addresses.")
 recovervec = _pending("recovervec", "recovervec foo.so > export.vec: rebuild the .vec of "

@@ -1,0 +1,151 @@
+"""retroimp: bind an already linked program's PLT through export vectors.
+
+A PLT entry jumps through its GOT slot; ld.so fills that slot from a
+``R_X86_64_JUMP_SLOT`` relocation, i.e. one symbol lookup per function.
+retroimp turns each vectored function's JUMP_SLOT into an
+``R_X86_64_IRELATIVE`` whose "resolver" is a 16-byte stub of ours that
+returns ``table + table[index]`` from the library's export vector.  ld.so
+runs those resolvers while it relocates the file, before any constructor,
+under lazy binding and BIND_NOW alike, so early calls, threads and
+``dlopen`` need nothing more: the PLT code is untouched and a call costs
+what a bound PLT call costs.
+
+The table's address comes from one ``R_X86_64_GLOB_DAT`` per vector against
+its layout symbol, appended to ``.rela.dyn`` (which ld.so applies before
+DT_JMPREL).  The symbol needs a ``.dynsym`` entry: the entry of one of the
+vectored functions, which no relocation names any more, is renamed to it.
+So the file's symbol lookups fall by (vectored functions - vectors), and a
+library without the expected layout makes ld.so refuse to load the file.
+"""
+
+import os
+import struct
+
+from .arch import x86_64
+from .dyntables import RelaDynGrowth, grow_dynstr, pack_u16s
+from .elffile import ElfFile
+from .elfimage import (DT_GNU_HASH, DT_HASH, DT_JMPREL, DT_PLTRELSZ, DT_RELA, DT_RELASZ,
+                       DT_SYMTAB, DT_VERSYM, PF_R, PF_W, PF_X, R_X86_64_GLOB_DAT,
+                       R_X86_64_IRELATIVE, R_X86_64_JUMP_SLOT, STB_GLOBAL, STT_OBJECT, SYM,
+                       ElfImage, Rela, Sym, rela_info)
+from .elfwrite import Appender, align_up
+from .errors import UnsupportedElfError, VectorMismatchError
+from .importvec import plan
+from .libsearch import LibraryResolver
+from .patterns import DEFAULT_IMPORT_EXCLUDES, PatternList, read_words
+from .retrovec import LibrarySymbols
+from .vecfile import MAGIC
+
+MARKER_SECTION = ".elfvector.resolvers"
+
+
+def retroimp(xclude_arg, vectors, path, library_path=()):
+    """Return (new file bytes, ImportPlan) for the ELF file at ``path``."""
+    with open(path, "rb") as f:
+        data = f.read()
+    image = ElfImage(data, path)
+    if image.dynamic is None:
+        raise UnsupportedElfError("statically linked: nothing to bind", path)
+    if image.section(MARKER_SECTION)[0] is not None:
+        raise VectorMismatchError("already rewritten by retroimp", path)
+    syms = LibrarySymbols(image)
+    if any(n.startswith(MAGIC) and not syms.syms[i].defined for i, n in enumerate(syms.names)):
+        raise VectorMismatchError("already imports through vectors", path)
+    jump_slots = {r.sym: r for r in image.relas(DT_JMPREL, DT_PLTRELSZ)
+                  if r.type == R_X86_64_JUMP_SLOT}
+    callable_only = {(syms.names[i], syms.version_of(i)[0]) for i in jump_slots}
+    excludes = PatternList(list(DEFAULT_IMPORT_EXCLUDES) + read_words(xclude_arg), "xclude")
+    elf = ElfFile(path)
+    env_path = [d for d in os.environ.get("LD_LIBRARY_PATH", "").split(":") if d]
+    libraries, _ = LibraryResolver((), (), list(library_path) + env_path).closure(elf)
+    decided = plan(elf, libraries, {v.name: v for v in vectors}, excludes, callable_only)
+    groups = _slot_groups(image, syms, jump_slots, decided)
+    if not groups:
+        return None, decided
+    return _rewrite(image, syms, jump_slots, groups), decided
+
+
+def _slot_groups(image, syms, jump_slots, decided):
+    """Per vector: (vector, [(dynsym index, slot index)], index of the entry to rename)."""
+    others = _symbols_named_elsewhere(image, jump_slots)
+    index_of = {(syms.names[i], syms.version_of(i)[0]): i for i in jump_slots}
+    groups = []
+    for vec, choices in decided.vectors:
+        slots = []
+        for choice in choices:
+            version = vec.slots[choice.index].version
+            i = index_of.get((choice.name, version)) or index_of.get((choice.name, None))
+            if i is not None:
+                slots.append((i, choice.index))
+        renamable = [i for i, _ in slots if i not in others and syms.syms[i].value == 0]
+        if not renamable:
+            decided.kept += [(syms.names[i], "no .dynsym entry to reuse for the vector")
+                             for i, _ in slots]
+            continue
+        groups.append((vec, slots, renamable[0]))
+    return groups
+
+
+def _symbols_named_elsewhere(image, jump_slots):
+    """Symbol indices named by any relocation other than their own JUMP_SLOT."""
+    named = {r.sym for r in image.relas(DT_RELA, DT_RELASZ)}
+    named |= {r.sym for r in image.relas(DT_JMPREL, DT_PLTRELSZ)
+              if r.type != R_X86_64_JUMP_SLOT}
+    return named
+
+
+def _rewrite(image, syms, jump_slots, groups):
+    appender = Appender(image)
+    layout_names = [vec.layout_symbol() for vec, _, _ in groups]
+    offsets = grow_dynstr(appender, layout_names)
+    # .dynsym (with the renamed entries) and the hash tables move out, which
+    # also frees the room the program header table needs to grow.
+    dynsym = list(syms.syms)
+    for (vec, _, renamed), name in zip(groups, layout_names):
+        dynsym[renamed] = Sym(offsets[name], (STB_GLOBAL << 4) | STT_OBJECT, 0, 0, 0, 0)
+    vaddr = appender.add_data(b"".join(s.pack() for s in dynsym), 8)
+    appender.set_dynamic(DT_SYMTAB, vaddr)
+    appender.move_section(".dynsym", vaddr, len(dynsym) * SYM.size)
+    for tag, name in ((DT_GNU_HASH, ".gnu.hash"), (DT_HASH, ".hash")):
+        _move_verbatim(appender, image, tag, name)
+    slots = [(i, vi, index) for vi, (_, members, _) in enumerate(groups) for i, index in members]
+    descriptors = appender.add_data(
+        b"".join(struct.pack("<II", index, vi) for _, vi, index in slots), 8,
+        section=".elfvector.slots")
+    rela_dyn = RelaDynGrowth(appender, len(groups))
+    stubs_offset = align_up(x86_64.RESOLVER_COMMON_SIZE, 16)
+    code_at = appender.alloc(stubs_offset + x86_64.RESOLVER_STUB_SIZE * len(slots), 16,
+                             PF_R | PF_X, section=MARKER_SECTION)
+    got_at = appender.alloc(8 * len(groups), 8, PF_R | PF_W, section=".elfvector.got")
+    common = code_at
+    appender.put(common, x86_64.resolver_common(common, descriptors, got_at))
+    stubs_at = code_at + stubs_offset
+    plt = image.relas(DT_JMPREL, DT_PLTRELSZ)
+    stub_of = {}
+    for number, (i, _, _) in enumerate(slots):
+        stub = stubs_at + number * x86_64.RESOLVER_STUB_SIZE
+        appender.put(stub, x86_64.resolver_stub(stub, number, common))
+        stub_of[i] = stub
+    plt = [Rela(r.offset, rela_info(0, R_X86_64_IRELATIVE), stub_of[r.sym])
+           if r.type == R_X86_64_JUMP_SLOT and r.sym in stub_of else r for r in plt]
+    appender.patch(image.dyn(DT_JMPREL), b"".join(r.pack() for r in plt))
+    new_relas = [Rela(got_at + 8 * k, rela_info(renamed, R_X86_64_GLOB_DAT), 0)
+                 for k, (_, _, renamed) in enumerate(groups)]
+    rela_dyn.fill(new_relas)
+    if syms.versym is not None:
+        for _, _, renamed in groups:
+            appender.patch(image.dyn(DT_VERSYM) + 2 * renamed, pack_u16s([1]))
+    return appender.write()
+
+
+def _move_verbatim(appender, image, tag, section):
+    """Copy a table that must leave the first segment, unchanged."""
+    addr = image.dyn(tag)
+    if not addr:
+        return
+    _, shdr = image.section(section)
+    if shdr is None:
+        raise UnsupportedElfError(f"no section header for {section}", image.path)
+    vaddr = appender.add_data(image.read(addr, shdr.size), 8)
+    appender.set_dynamic(tag, vaddr)
+    appender.move_section(section, vaddr, shdr.size)
