@@ -20,7 +20,9 @@ read+exec, and moves it over the slot pages with one ``mremap``: no page
 is ever writable and executable at once, and a thread running through the
 slots sees either the old page or the new one, both of them valid code.
 A bound slot is ``e9 <rel32>`` (jmp) when the target is within +-2 GiB of
-the slot, else ``ff 25 00000000 <abs64>`` (jmp *0(%rip)), 14 bytes.
+the slot, else ``49 bb <abs64> 41 ff e3`` (movabs $target,%r11; jmp *%r11),
+13 bytes: %r11 is a scratch register at every call (psABI 3.2.3), and the
+jump needs no memory load.
 """
 
 import re
@@ -192,9 +194,12 @@ def _bind_group():
 
     A table more than 1 GiB from the slots (a PIE program at 0x55..., its
     libraries at 0x7f...) gets absolute jumps without a per-slot range
-    check: 9 instructions a slot.  Near tables check each displacement and
-    use ``jmp rel32`` where it fits.  Either choice is always correct; the
-    split only saves start-up instructions.
+    check: 9 instructions a slot.  Near tables (library to library, or
+    everything under valgrind) check each displacement and use
+    ``jmp rel32`` where it fits: 12 instructions a slot.  Either choice is
+    always correct; the split only saves start-up instructions.
+    %r8 tracks ``table - (slot + 5)``, so a slot's displacement is
+    ``table[index] + %r8``.
     """
     return [
         "\t.balign 16",
@@ -205,33 +210,39 @@ def _bind_group():
         "\tlea 0x40000000(%rcx),%rax",
         "\tshr $31,%rax",                # 0 iff -1 GiB <= table - slots < 1 GiB
         "\tjnz .Lbind_far",
+        "\tlea 5(%r13),%r8",
+        "\tneg %r8",
+        "\tadd %rdx,%r8",                # table - (slot + 5)
         ".Lbind_near:",
         "\tmov 7(%r13),%ecx",            # slot index
         "\tmovslq (%rdx,%rcx,4),%rax",
-        "\tadd %rdx,%rax",               # target
-        "\tlea 5(%r13),%rcx",
-        "\tmov %rax,%rsi",
-        "\tsub %rcx,%rsi",               # rel32 displacement
-        "\tmovslq %esi,%rcx",
-        "\tcmp %rcx,%rsi",
+        "\tadd %r8,%rax",                # rel32 displacement, if it fits
+        "\tmovslq %eax,%rcx",
+        "\tcmp %rcx,%rax",
         "\tjne .Lbind_near_far",
-        "\tmovb $0xe9,(%r13,%r14)",
-        "\tmov %esi,1(%r13,%r14)",
-        "\tjmp .Lbind_near_next",
-        ".Lbind_near_far:",
-        "\tmovw $0x25ff,(%r13,%r14)",    # ff 25 00000000: jmp *0(%rip)
-        "\tmov %rax,6(%r13,%r14)",
+        "\tmovb $0xe9,(%r13,%r14)",      # e9 <rel32>: jmp target
+        "\tmov %eax,1(%r13,%r14)",
         ".Lbind_near_next:",
         f"\tadd ${SLOT_SIZE},%r13",
+        f"\tsub ${SLOT_SIZE},%r8",
         "\tdec %r15d",
         "\tjnz .Lbind_near",
         "\tret",
+        ".Lbind_near_far:",
+        "\tmov 7(%r13),%ecx",
+        "\tmovslq (%rdx,%rcx,4),%rax",
+        "\tadd %rdx,%rax",
+        "\tmovw $0xbb49,(%r13,%r14)",    # 49 bb <abs64>: movabs $target,%r11
+        "\tmov %rax,2(%r13,%r14)",
+        "\tmovl $0xe3ff41,10(%r13,%r14)",  # 41 ff e3: jmp *%r11
+        "\tjmp .Lbind_near_next",
         ".Lbind_far:",
         "\tmov 7(%r13),%ecx",
         "\tmovslq (%rdx,%rcx,4),%rax",
         "\tadd %rdx,%rax",
-        "\tmovw $0x25ff,(%r13,%r14)",
-        "\tmov %rax,6(%r13,%r14)",
+        "\tmovw $0xbb49,(%r13,%r14)",
+        "\tmov %rax,2(%r13,%r14)",
+        "\tmovl $0xe3ff41,10(%r13,%r14)",
         f"\tadd ${SLOT_SIZE},%r13",
         "\tdec %r15d",
         "\tjnz .Lbind_far",

@@ -26,6 +26,8 @@ def command(name, **kwargs):
         def run(*args, **kw):
             try:
                 return func(*args, **kw)
+            except (click.ClickException, click.exceptions.Exit, click.Abort):
+                raise
             except ElfvectorError as e:
                 click.echo(f"{name}: {e}", err=True)
                 sys.exit(1)

@@ -13,13 +13,19 @@ from . import command, warn
 
 
 def split_vec_files(words):
-    """Leading words that are .vec files; the rest is the loader command."""
+    """Leading words that are .vec files; the rest is the loader command.
+
+    A file is a .vec by its ``__V_`` magic; a word ending in ``.vec`` that
+    names no file is an error rather than the start of the command.
+    """
     vecs = []
     for i, word in enumerate(words):
-        if word.endswith(".vec") or _starts_with_magic(word):
-            if not os.path.isfile(word):
-                raise VecFormatError("no such file", word)
+        if os.path.isfile(word) and _starts_with_magic(word):
             vecs.append(word)
+        elif word.endswith(".vec") and not os.path.exists(word):
+            raise VecFormatError("no such file", word)
+        elif word.endswith(".vec") and not vecs:
+            raise VecFormatError("not a .vec file (does not start with __V_)", word)
         else:
             return vecs, list(words[i:])
     return vecs, []

@@ -6,6 +6,7 @@ import sys
 import click
 
 from ..atomic import write_bytes
+from ..errors import VecFormatError
 from ..retroimp import retroimp
 from ..vecfile import read_vec
 from . import command, warn
@@ -29,12 +30,12 @@ def main(output, library_path, verbose, xclude, args):
     as ld.so would, with LD_LIBRARY_PATH and -L first; each must export the
     layout its .vec describes.
     """
-    vec_paths, rest = split_vec_files(args)
-    if not vec_paths:
-        raise click.UsageError("no export.vec file given")
-    if len(rest) != 1:
-        raise click.UsageError("give exactly one ELF file after the .vec files")
-    path = rest[0]
+    if len(args) < 2:
+        raise click.UsageError("give the .vec files, then one ELF file")
+    *vec_words, path = args
+    vec_paths, rest = split_vec_files(vec_words)
+    if rest:
+        raise VecFormatError("not a .vec file (does not start with __V_)", rest[0])
     data, decided = retroimp(xclude, [read_vec(p) for p in vec_paths], path, library_path)
     for message in decided.warnings:
         warn("retroimp", message)

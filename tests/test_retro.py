@@ -1,0 +1,197 @@
+"""retrovec and retroimp on files built the usual way.
+
+Every rewritten file is checked twice: structurally (readelf without
+warnings, eu-elflint no worse than the input, still runs after strip and
+objcopy) and by running it against the original's behaviour.
+"""
+
+import re
+import shutil
+
+import pytest
+
+from conftest import run
+from test_seed_example import MODES
+
+SLOTS = ["foo_add", "foo_mul", "foo_hello", "foo_name", "foo_sum", "foo_len", "foo_twice",
+         "foo_self", "foo_hypot2"]
+
+
+def write_vec(path, name, slots):
+    path.write_text("\n".join([name] + slots) + "\n")
+    return str(path)
+
+
+@pytest.fixture
+def vectored_foo(build):
+    """foo.so.5 built normally (stock/), and retrovec'd into the build dir."""
+    stock = build.stock_lib("foo.c", "foo.so.5")
+    vec = write_vec(build.path / "foo.vec", "__V_foo_so_5", SLOTS)
+    build.tool("retrovec", "-o", "foo.so.5", vec, stock / "foo.so.5")
+    return vec, stock
+
+
+def elflint(path):
+    proc = run(["eu-elflint", "--gnu-ld", path], cwd=".", check=False)
+    return sorted(set(proc.stdout.splitlines()) - {"No errors"})
+
+
+def assert_sound(path, original):
+    """readelf is silent, eu-elflint finds nothing new."""
+    readelf = run(["readelf", "-a", "-W", path], cwd=".", check=False)
+    assert readelf.returncode == 0
+    assert "Warning" not in readelf.stderr and "Error" not in readelf.stderr, readelf.stderr
+    new = [line for line in elflint(path) if line not in elflint(original)]
+    assert not new, new
+
+
+def lookups(build, program, libdir, bind_now):
+    """Symbol lookups ld.so made over the whole run (LD_DEBUG=statistics)."""
+    env = {"LD_DEBUG": "statistics", "LD_LIBRARY_PATH": str(libdir)}
+    if bind_now:
+        env["LD_BIND_NOW"] = "1"
+    err = build.run(program, env=env).stderr
+    return int(re.findall(r"final number of relocations:\s*(\d+)", err)[-1])
+
+
+def jump_slots(build, path):
+    relocs = run(["readelf", "-rW", path], build.path).stdout
+    return len(re.findall(r"R_X86_64_JUMP_SLOT .* foo_", relocs))
+
+
+def test_retrovec_library_serves_impvec_programs(build, vectored_foo):
+    vec, stock = vectored_foo
+    assert_sound(build.path / "foo.so.5", stock / "foo.so.5")
+    prog = build.program("testmain.c", "testmain", ["foo.so.5"], [vec])
+    vectored = build.run(prog, "x")
+    assert vectored.stdout == build.run(str(prog) + ".stock", "x", libdir=stock).stdout
+    assert vectored.returncode == 7
+
+
+def test_retrovec_library_still_serves_old_programs_after_strip(build, vectored_foo):
+    vec, stock = vectored_foo
+    build.gcc("-o", "old", build.src("testmain.c"), "stock/foo.so.5")
+    expected = build.run("./old", libdir=stock)
+    for tool in (["strip", "-o", "s.so", "foo.so.5"], ["objcopy", "s.so", "o.so"]):
+        run(tool, build.path)
+    shutil.copy(build.path / "o.so", build.path / "foo.so.5")
+    got = build.run("./old")
+    assert (got.stdout, got.returncode) == (expected.stdout, expected.returncode)
+    assert "__V_foo_so_5" in run(["readelf", "--dyn-syms", "-W", "foo.so.5"], build.path).stdout
+
+
+def test_retrovec_ifunc_and_versions(build):
+    stock = build.stock_lib("vers.c", "libvers.so.1",
+                            ldflags=[f"-Wl,--version-script={build.src('vers.vscript')}"])
+    vec = write_vec(build.path / "vers.vec", "__V_libvers_so_1",
+                    ["sel@@V1", "ver@V1", "ver@@V2", "plain"])
+    build.tool("retrovec", "-o", "libvers.so.1", vec, stock / "libvers.so.1")
+    assert_sound(build.path / "libvers.so.1", stock / "libvers.so.1")
+    prog = build.program("vers_main.c", "vers_main", ["libvers.so.1"], [vec])
+    assert build.run(prog).stdout == "sel 2001 ver 30 plain 5\n"
+    old = build.program("vers_old.c", "vers_old", ["libvers.so.1"])
+    build.tool("retroimp", "-o", "vers_old.vec", "", vec, old.name + ".stock")
+    assert build.run("./vers_old.vec").stdout == "old ver -3 sel 2002\n"
+
+
+@pytest.mark.parametrize("mode", sorted(MODES))
+def test_retroimp_program(build, vectored_foo, mode):
+    vec, stock = vectored_foo
+    cflags, ldflags = MODES[mode]
+    build.gcc("-O2", *cflags, "-c", build.src("testmain.c"), "-o", "testmain.o")
+    build.gcc(*cflags, *ldflags, "-o", "testmain", "testmain.o", "stock/foo.so.5")
+    build.tool("retroimp", "-o", "testmain.vec", "", vec, "testmain")
+    assert_sound(build.path / "testmain.vec", build.path / "testmain")
+    expected = build.run("./testmain", "y", libdir=stock)
+    got = build.run("./testmain.vec", "y")
+    assert (got.stdout, got.stderr, got.returncode) == (
+        expected.stdout, expected.stderr, expected.returncode)
+    assert "same &foo_add: yes" in got.stdout
+    # Every vectored PLT entry loses its lookup; the vector costs one.
+    vectored = jump_slots(build, "testmain") - jump_slots(build, "testmain.vec")
+    assert vectored >= 1 if mode != "pie-noplt" else vectored == 0
+    for bind_now in (False, True):
+        before = lookups(build, "./testmain", stock, bind_now)
+        after = lookups(build, "./testmain.vec", build.path, bind_now)
+        assert before - after == (vectored - 1 if vectored else 0), (bind_now, before, after)
+
+
+def test_retroimp_shared_library(build, vectored_foo):
+    vec, stock = vectored_foo
+    build.gcc("-fPIC", "-O2", "-c", build.src("bar.c"), "-o", "bar.o")
+    build.gcc("-shared", "-Wl,-soname=libbar.so.1", "-o", "stock/libbar.so.1", "bar.o",
+              "stock/foo.so.5")
+    build.gcc("-o", "bar_main", build.src("bar_main.c"), "stock/libbar.so.1",
+              "-Wl,-rpath-link,stock")
+    expected = build.run("./bar_main", libdir=stock)
+    build.tool("retroimp", "-o", "libbar.so.1", "", vec, "stock/libbar.so.1")
+    assert_sound(build.path / "libbar.so.1", stock / "libbar.so.1")
+    got = build.run("./bar_main")
+    assert (got.stdout, got.returncode) == (expected.stdout, expected.returncode)
+    assert jump_slots(build, "stock/libbar.so.1") == 5
+    assert jump_slots(build, "libbar.so.1") == 0
+
+
+def test_rewritten_files_survive_strip_and_objcopy(build, vectored_foo):
+    vec, stock = vectored_foo
+    build.gcc("-o", "testmain", build.src("testmain.c"), "stock/foo.so.5")
+    build.tool("retroimp", "-o", "t.vec", "", vec, "testmain")
+    run(["strip", "-o", "t.strip", "t.vec"], build.path)
+    run(["objcopy", "t.strip", "t.copy"], build.path)
+    expected = build.run("./testmain", libdir=stock)
+    for name in ("t.strip", "t.copy"):
+        got = build.run(f"./{name}")
+        assert (got.stdout, got.returncode) == (expected.stdout, expected.returncode)
+
+
+def test_twice_is_an_error_and_inputs_are_untouched(build, vectored_foo):
+    vec, stock = vectored_foo
+    build.gcc("-o", "testmain", build.src("testmain.c"), "stock/foo.so.5")
+    original = (build.path / "testmain").read_bytes()
+    build.tool("retroimp", "-o", "t.vec", "", vec, "testmain")
+    assert (build.path / "testmain").read_bytes() == original
+    again = build.tool("retroimp", "-o", "t2", "", vec, "t.vec", check=False)
+    assert again.returncode == 1 and "already" in again.stderr
+    assert not (build.path / "t2").exists()
+    twice = build.tool("retrovec", "-o", "x.so", vec, "foo.so.5", check=False)
+    assert twice.returncode == 1 and "already has an export vector" in twice.stderr
+    assert (build.path / "t.vec").stat().st_mode == (build.path / "testmain").stat().st_mode
+
+
+def test_retroimp_against_unvectored_library_names_it(build):
+    stock = build.stock_lib("foo.c", "foo.so.5")
+    vec = write_vec(build.path / "foo.vec", "__V_foo_so_5", SLOTS)
+    build.gcc("-o", "testmain", build.src("testmain.c"), "stock/foo.so.5")
+    result = build.tool("retroimp", "-o", "t", "", vec, "testmain",
+                        env={"LD_LIBRARY_PATH": str(stock)}, check=False)
+    assert result.returncode == 1
+    assert "foo.so.5" in result.stderr and "does not export __V_foo_so_5__9_" in result.stderr
+
+
+@pytest.mark.parametrize("body,reason", [
+    (b"not an elf file\n", "not an ELF file"),
+    (b"\x7fELF\x02\x01\x01", "truncated"),
+])
+def test_bad_input_files(build, body, reason):
+    (build.path / "bad").write_bytes(body)
+    vec = write_vec(build.path / "foo.vec", "__V_foo_so_5", SLOTS)
+    for cmd in (["retrovec", "-o", "out", vec, "bad"], ["retroimp", "-o", "out", "", vec, "bad"]):
+        result = build.tool(*cmd, check=False)
+        assert result.returncode == 1
+        assert result.stderr.count("\n") == 1 and reason in result.stderr and "bad" in result.stderr
+        assert not (build.path / "out").exists()
+
+
+def test_static_program_and_wrong_architecture(build, vectored_foo):
+    vec, _ = vectored_foo
+    build.gcc("-static", "-o", "static", build.src("vers_main.c"), build.src("vers.c"))
+    result = build.tool("retroimp", "-o", "out", "", vec, "static", check=False)
+    assert result.returncode == 1 and "statically linked" in result.stderr
+    arm = bytearray((build.path / "foo.so.5").read_bytes())
+    arm[18:20] = (183).to_bytes(2, "little")          # e_machine = EM_AARCH64
+    (build.path / "arm.so").write_bytes(arm)
+    for cmd in (["retrovec", "-o", "out", vec, "arm.so"], ["retroimp", "-o", "out", "", vec, "arm.so"]):
+        result = build.tool(*cmd, check=False)
+        assert result.returncode == 1 and "arm.so" in result.stderr
+        assert "machine" in result.stderr or "architecture" in result.stderr
+    assert not (build.path / "out").exists()
