@@ -6,7 +6,7 @@ stock one: the sections that exist per imported or exported function.
 
 import lief
 
-from .elffile import ElfFile  # noqa: F401  (keeps LIEF's logging disabled)
+from . import elffile  # noqa: F401  (importing it silences LIEF's logging)
 
 LINKAGE_SECTIONS = (
     ".dynsym", ".dynstr", ".gnu.hash", ".hash", ".gnu.version", ".rela.plt", ".rela.dyn",
@@ -17,31 +17,16 @@ LINKAGE_SECTIONS = (
 def linkage_bytes(path, vector_prefix=None):
     """Bytes of each linkage section of ``path`` (absent ones count 0).
 
-    With ``vector_prefix`` the export table (``.rodata.<vector>``) is
-    counted under the name ``export vector``.
+    With ``vector_prefix`` (``__V_libfoo_so_5``) the export table is
+    counted under the name ``export vector``, from the vector symbol's
+    size: the link editor merges ``.rodata.__V_*`` into ``.rodata``.
     """
     binary = lief.ELF.parse(path)
     sizes = {name: 0 for name in LINKAGE_SECTIONS}
     for section in binary.sections:
         if section.name in sizes:
             sizes[section.name] = section.size
-        elif vector_prefix and section.name.startswith(".rodata." + vector_prefix):
-            sizes["export vector"] = sizes.get("export vector", 0) + section.size
     if vector_prefix:
-        for sym in binary.dynamic_symbols:
-            if sym.name.startswith(vector_prefix) and sym.shndx:
-                sizes.setdefault("export vector", sym.size)
-                break
+        sizes["export vector"] = next((sym.size for sym in binary.dynamic_symbols
+                                       if sym.name == vector_prefix and sym.shndx), 0)
     return sizes
-
-
-def slots_used_bytes(path):
-    """Bytes of ``.elfvector.slots`` actually used by slots (16 per slot)."""
-    binary = lief.ELF.parse(path)
-    section = binary.get_section(".elfvector.slots")
-    return 0 if section is None else section.size
-
-
-def diff_sizes(before, after):
-    keys = sorted(set(before) | set(after))
-    return {k: after.get(k, 0) - before.get(k, 0) for k in keys}
