@@ -110,41 +110,59 @@ def build(incl_arg, excl_arg, vscript, loader_words, rebuild=False):
     excl = PatternList.from_arg(excl_arg, "excl")
     incl = None if rebuild else PatternList.from_arg(incl_arg, "incl")
     with tempfile.TemporaryDirectory(prefix="expvec-") as tmp:
-        trial_path = os.path.join(tmp, "trial.so")
-        cmd.with_output(trial_path).run("trial link", blame=output)
-        trial = ElfFile(trial_path)
-        if not trial.is_shared_object:
-            raise LinkError("expvec builds shared libraries: the link did not produce one", output)
-        functions_syms = [s for s in trial.exported_functions() if not s.name.startswith(MAGIC)]
-        versioned = any(s.version for s in functions_syms)
-        functions = [slot_for(s, versioned) for s in functions_syms]
-        soname = cmd.soname or trial.soname or os.path.basename(output)
-        name = vector_name_for_soname(soname)
-        vector = _choose_vector(name, functions, incl_arg, incl, excl)
-        if not vector.slots:
-            raise VectorMismatchError("no function matches incl: the vector would be empty", output)
-        aliases = alias_names(vector)
-        machine = arches.for_arch(trial.arch)
-        obj = os.path.join(tmp, "export.vec.o")
-        asm = os.path.join(tmp, "export.vec.s")
-        with open(asm, "w") as f:
-            f.write(machine.export_table_asm(vector, aliases))
-        run_tool(["as", "--64", "-o", obj, asm], "assembling the export vector")
-        script = alias_script(vector, aliases)
-        script_path = os.path.join(tmp, "export.vec.ld")
-        with open(script_path, "w") as f:
-            f.write(script)
+        trial = trial_link(cmd, tmp)
+        vector, notes = choose_vector(trial, cmd, incl_arg, incl, excl)
+        obj, script = write_vector_objects(tmp, trial.arch, vector)
         final_path = os.path.join(tmp, "final.so")
-        cmd.with_output(final_path).with_extra(obj, script_path).run("final link", blame=output)
-        _check_exported(ElfFile(final_path), vector, output)
+        cmd.with_output(final_path).with_extra(obj, script).run("final link", blame=output)
+        check_exported(ElfFile(final_path), vector, output)
         move_into_place(final_path, output)
         with open(obj, "rb") as f:
             object_bytes = f.read()
+        with open(script) as f:
+            script_text = f.read()
+    return ExportResult(vector, object_bytes, script_text, output, notes)
+
+
+def trial_link(cmd, tmp, *extra):
+    """Link to a scratch file; it must be a shared library."""
+    trial_path = os.path.join(tmp, "trial.so")
+    cmd.with_output(trial_path).with_extra(*extra).run("trial link", blame=cmd.output)
+    trial = ElfFile(trial_path)
+    if not trial.is_shared_object:
+        raise LinkError("the link did not produce a shared library", cmd.output)
+    return trial
+
+
+def choose_vector(trial, cmd, incl_arg, incl, excl):
+    """The export vector of the trial-linked library, and notes about it."""
+    functions_syms = [s for s in trial.exported_functions() if not s.name.startswith(MAGIC)]
+    versioned = any(s.version for s in functions_syms)
+    functions = [slot_for(s, versioned) for s in functions_syms]
+    soname = cmd.soname or trial.soname or os.path.basename(cmd.output)
+    vector = _choose_vector(vector_name_for_soname(soname), functions, incl_arg, incl, excl)
+    if not vector.slots:
+        raise VectorMismatchError("no function matches incl: the vector would be empty",
+                                  cmd.output)
     in_vector = {slot.key for slot in vector.slots}
     notes = [f"{slot_for(s, versioned)}: IFUNC, its slot goes through the library's IPLT entry"
              for s in functions_syms
              if s.kind == "ifunc" and slot_for(s, versioned).key in in_vector]
-    return ExportResult(vector, object_bytes, script, output, notes)
+    return vector, notes
+
+
+def write_vector_objects(tmp, arch, vector):
+    """Assemble the table into ``export.vec.o``; write the alias script beside it."""
+    aliases = alias_names(vector)
+    obj = os.path.join(tmp, "export.vec.o")
+    asm = os.path.join(tmp, "export.vec.s")
+    with open(asm, "w") as f:
+        f.write(arches.for_arch(arch).export_table_asm(vector, aliases))
+    run_tool(["as", "--64", "-o", obj, asm], "assembling the export vector")
+    script_path = os.path.join(tmp, "export.vec.ld")
+    with open(script_path, "w") as f:
+        f.write(alias_script(vector, aliases))
+    return obj, script_path
 
 
 def _choose_vector(name, functions, incl_arg, incl, excl):
@@ -161,7 +179,7 @@ def _choose_vector(name, functions, incl_arg, incl, excl):
     return Vector(name, slots, layouts)
 
 
-def _check_exported(final, vector, output):
+def check_exported(final, vector, output):
     """The vector and its layout symbols must be in .dynsym, or no program can bind."""
     defined = final.defined_names()
     for symbol in [vector.name] + vector.layout_symbols():

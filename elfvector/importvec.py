@@ -130,12 +130,30 @@ def _vectors_by_library(libraries, vectors, result):
     return pairs
 
 
-def build(xclude_arg, vec_paths, loader_words, link=False):
-    """Trial-link, plan, and (with ``link``) assemble and do the final link."""
+def read_vectors(vec_paths):
+    """{vector name: Vector} of the given .vec files."""
     vectors = {}
     for path in vec_paths:
         vec = read_vec(path)
         vectors[vec.name] = vec
+    return vectors
+
+
+def plan_for_link(cmd, elf, vectors, excludes):
+    """The ImportPlan of a trial-linked ``elf``, its libraries found as ld.so would."""
+    env_path = [d for d in os.environ.get("LD_LIBRARY_PATH", "").split(":") if d]
+    resolver = LibraryResolver(cmd.input_files, cmd.library_dirs, cmd.search_env() + env_path)
+    libraries, missing = resolver.closure(elf)
+    result = plan(elf, libraries, vectors, excludes)
+    result.program = cmd.output
+    result.warnings += [f"cannot find {name}; its functions stay bound by name"
+                        for name in missing]
+    return result
+
+
+def build(xclude_arg, vec_paths, loader_words, link=False):
+    """Trial-link, plan, and (with ``link``) assemble and do the final link."""
+    vectors = read_vectors(vec_paths)
     excludes = PatternList(list(DEFAULT_IMPORT_EXCLUDES) + read_words(xclude_arg), "xclude")
     cmd = LinkCommand(loader_words)
     output = cmd.output
@@ -143,30 +161,21 @@ def build(xclude_arg, vec_paths, loader_words, link=False):
         trial_path = os.path.join(tmp, os.path.basename(output))
         cmd.with_output(trial_path).with_extra(cmd.linker_option("--noinhibit-exec")) \
             .run("trial link", blame=output)
-        elf = ElfFile(trial_path)
-        env_path = [d for d in os.environ.get("LD_LIBRARY_PATH", "").split(":") if d]
-        resolver = LibraryResolver(cmd.input_files, cmd.library_dirs,
-                                   cmd.search_env() + env_path)
-        libraries, missing = resolver.closure(elf)
-        result = plan(elf, libraries, vectors, excludes)
-        result.program = output
-        result.warnings += [f"cannot find {name}; its functions stay bound by name"
-                            for name in missing]
+        result = plan_for_link(cmd, ElfFile(trial_path), vectors, excludes)
         asm_text = result.assembly() if result.slot_count else None
         if link:
-            _final_link(cmd, asm_text, tmp, output)
+            extra = [assemble_import(tmp, asm_text)] if asm_text else []
+            final_path = os.path.join(tmp, "final")
+            cmd.with_output(final_path).with_extra(*extra).run("final link", blame=output)
+            move_into_place(final_path, output)
     return result, asm_text
 
 
-def _final_link(cmd, asm_text, tmp, output):
-    extra = []
-    if asm_text:
-        asm = os.path.join(tmp, "import.s")
-        obj = os.path.join(tmp, "import.o")
-        with open(asm, "w") as f:
-            f.write(asm_text)
-        run_tool(["as", "--64", "-o", obj, asm], "assembling the import vector")
-        extra.append(obj)
-    final_path = os.path.join(tmp, "final")
-    cmd.with_output(final_path).with_extra(*extra).run("final link", blame=output)
-    move_into_place(final_path, output)
+def assemble_import(tmp, asm_text):
+    """Assemble an import vector; return the object's path."""
+    asm = os.path.join(tmp, "import.s")
+    obj = os.path.join(tmp, "import.o")
+    with open(asm, "w") as f:
+        f.write(asm_text)
+    run_tool(["as", "--64", "-o", obj, asm], "assembling the import vector")
+    return obj
