@@ -1,0 +1,143 @@
+"""The addrfile: fixed, non-overlapping base addresses of a group of libraries.
+
+Format (the seed's): one line per library, the base address then the
+soname, ``#`` starts a comment, addresses in decreasing order.  Addresses
+are written in decimal (the seed's shells could not read hex) with the hex
+form in a comment, and ``0x`` hex is accepted on input.  A new soname
+appends one line; nothing else in the file is rewritten.
+
+Many ``vectool`` runs at once (``make -j``) serialize on an exclusive
+``flock`` of ``FILE.lock`` held from reading the file to writing it, and the
+new file replaces the old by rename, so no reader ever sees half a file
+and no two libraries get overlapping ranges.
+"""
+
+import fcntl
+import os
+import re
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from .atomic import write_bytes
+from .errors import ElfvectorError
+
+MIB2 = 2 << 20
+PAGE = 0x1000
+
+
+class AddrFileError(ElfvectorError):
+    """A malformed addrfile, or a library that does not fit its range."""
+
+
+@dataclass(frozen=True)
+class Region:
+    """Where bases are handed out: downwards from ``top``, never below ``bottom``."""
+
+    top: int
+    bottom: int
+
+
+# prelink's x86-64 region; and one within +-2 GiB of a non-PIE program's
+# text at 0x400000, so that slots bind as jmp rel32.
+DEFAULT_REGION = Region(top=0x4000000000, bottom=0x3000000000)
+NEAR_REGION = Region(top=0x80000000, bottom=0x10000000)
+
+
+@dataclass(frozen=True)
+class Assignment:
+    base: int
+    soname: str
+
+
+def parse(text, path):
+    """The assignments of an addrfile's text, checked."""
+    result, seen = [], set()
+    for lineno, raw in enumerate(text.splitlines(), start=1):
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        words = line.split()
+        if len(words) != 2 or not re.fullmatch(r"\d+|0[xX][0-9a-fA-F]+", words[0]):
+            raise AddrFileError(f"line {lineno}: expected 'ADDRESS SONAME', got {raw.strip()!r}",
+                                path)
+        base = int(words[0], 0)
+        if base % PAGE:
+            raise AddrFileError(f"line {lineno}: {words[0]} is not page-aligned", path)
+        if words[1] in seen:
+            raise AddrFileError(f"line {lineno}: {words[1]} appears twice", path)
+        if result and base >= result[-1].base:
+            raise AddrFileError(f"line {lineno}: addresses must decrease", path)
+        seen.add(words[1])
+        result.append(Assignment(base, words[1]))
+    return result
+
+
+def format_line(assignment, span):
+    return (f"{assignment.base} {assignment.soname}  # {assignment.base:#x}, "
+            f"{span:#x} bytes used\n")
+
+
+def room_for(span):
+    """A new library's range: its span plus 33% and a few pages, in 2 MiB units."""
+    return _align_up(span + span // 3 + 4 * PAGE, MIB2)
+
+
+def choose_base(assignments, soname, span, region, path):
+    """(base, is_new) for ``soname`` needing ``span`` bytes of address space.
+
+    An old base is kept while the library still fits below the next base
+    up; a new one goes below every other, with room to grow.
+    """
+    for i, a in enumerate(assignments):
+        if a.soname != soname:
+            continue
+        upper = min((b.base for b in assignments if b.base > a.base), default=region.top)
+        if a.base + span > upper:
+            raise AddrFileError(
+                f"{soname} no longer fits at {a.base:#x} ({span:#x} bytes, "
+                f"{upper - a.base:#x} available): delete its line from the addrfile (and "
+                "its .lds) and rerun for a new base below all others, or give it room "
+                "from the library below by editing both", path)
+        return a.base, False
+    lowest = min((a.base for a in assignments), default=region.top)
+    base = (min(lowest, region.top) - room_for(span)) // MIB2 * MIB2
+    if base < region.bottom:
+        raise AddrFileError(f"no room left for {soname} above {region.bottom:#x}", path)
+    return base, True
+
+
+@contextmanager
+def locked(path):
+    """Hold the addrfile's lock; yields its current assignments."""
+    lock_path = path + ".lock"
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield read(path)
+    finally:
+        os.close(fd)
+
+
+def read(path):
+    if not os.path.exists(path):
+        return []
+    try:
+        with open(path, encoding="utf-8") as f:
+            return parse(f.read(), path)
+    except (OSError, UnicodeDecodeError) as e:
+        raise AddrFileError(f"cannot read: {e}", path) from None
+
+
+def append(path, assignment, span):
+    """Add one line (call with the lock held); the file is replaced atomically."""
+    text = ""
+    if os.path.exists(path):
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+        if text and not text.endswith("\n"):
+            text += "\n"
+    write_bytes(path, (text + format_line(assignment, span)).encode(), mode=0o644)
+
+
+def _align_up(value, align):
+    return (value + align - 1) // align * align
