@@ -13,6 +13,7 @@ The counts give a library its first vector: its most used functions first
 """
 
 import os
+import stat
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -52,6 +53,8 @@ class LibraryUses:
 
 @dataclass
 class Stats:
+    """What :func:`scan` found."""
+
     files: list = field(default_factory=list)        # the paths counted
     groups: dict = field(default_factory=dict)       # library key -> LibraryUses
     missing: set = field(default_factory=set)        # DT_NEEDED names not found
@@ -88,7 +91,7 @@ def open_inputs(paths, unreadable):
     for path in paths:
         try:
             st = os.stat(path)
-            if not os.path.isfile(path):
+            if not stat.S_ISREG(st.st_mode):
                 continue
             with open(path, "rb") as f:
                 if f.read(4) != _ELF_MAGIC:
@@ -111,6 +114,14 @@ def scan(paths, library_path=()):
     """Count the undefined dynamic functions of the ELF files in ``paths``."""
     stats = Stats(resolver=_SymbolResolver(library_path=library_path))
     group_of = {}           # id(library) -> its LibraryUses
+    memo = {}
+
+    def defines(lib, name, version):
+        key = (id(lib), name, version)
+        if key not in memo:
+            memo[key] = definition(lib, name, version) is not None
+        return memo[key]
+
     definer = {}            # (closure, name, version) -> LibraryUses
     for elf in open_inputs(paths, stats.unreadable):
         stats.files.append(elf.path)
@@ -118,10 +129,10 @@ def scan(paths, library_path=()):
         libraries, missing = stats.resolver.closure(elf)
         stats.missing.update(missing)
         closure = tuple(id(lib) for lib in libraries)   # many files share one
-        for name, version in {(s.name, s.version) for s in elf.undefined_functions()}:
+        for name, version in elf.imported_function_versions():
             group = definer.get((closure, name, version))
             if group is None:
-                lib = next((lib for lib in libraries if definition(lib, name, version)), None)
+                lib = next((lib for lib in libraries if defines(lib, name, version)), None)
                 group = definer[(closure, name, version)] = _group(stats, group_of, lib)
             group.counts[(name, version)] += 1
     if not stats.files:
@@ -170,7 +181,8 @@ def format_report(stats, top=None):
 
 def find_library(stats, lib_arg):
     """The library ``lib_arg`` names (a path if it has a ``/``, else a soname)
-    and the groups of ``stats`` that are that library."""
+    and the groups of ``stats`` that are that library: the same file, else
+    (say, a copy outside the search path) the libraries of the same soname."""
     if "/" in lib_arg:
         elf = ElfFile(lib_arg, light=True)
         real = os.path.realpath(lib_arg)
@@ -186,13 +198,15 @@ def find_library(stats, lib_arg):
         elf = groups[0].elf if groups else stats.resolver.find(soname, stats.first)
         if elf is None:
             raise ElfvectorError("cannot find this library (give its path)", lib_arg)
-    if not elf.is_shared_object:
-        raise ElfvectorError("not a shared library", lib_arg)
     return elf, groups
 
 
 def vector_for(stats, lib_arg, top=None, all_functions=False, default_excludes=True):
-    """The export vector of ``lib_arg`` ordered by use: a :class:`Vector`."""
+    """The export vector of ``lib_arg`` ordered by use: ``(Vector, soname)``.
+
+    Slots are named as expvec names them (with versions if the library has
+    any); data is never a slot, nor (by default) DEFAULT_IMPORT_EXCLUDES.
+    """
     elf, groups = find_library(stats, lib_arg)
     functions = [s for s in elf.exported_functions() if not s.name.startswith(MAGIC)]
     versioned = any(s.version for s in functions)

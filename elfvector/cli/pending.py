@@ -18,6 +18,3 @@ def _pending(name, summary):
 
 vectool = _pending("vectool", "vectool --mode=lib|prog --addrfile=... loader_args...: "
                    "manage libraries at fixed base addresses.")
-recovervec = _pending("recovervec", "recovervec foo.so > export.vec: rebuild the .vec of "
-                      "a vectored library.")
-vecstat = _pending("vecstat", "vecstat FILE...: undefined dynamic functions by frequency.")

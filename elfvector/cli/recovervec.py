@@ -1,0 +1,48 @@
+"""recovervec foo.so > export.vec"""
+
+import os
+import sys
+
+import click
+
+from ..atomic import write_bytes
+from ..recovervec import recover
+from . import command, warn
+
+
+@command("recovervec")
+@click.option("-o", "--output", metavar="FILE",
+              help="Write export.vec to FILE (replaced atomically) instead of standard output.")
+@click.option("-v", "--verbose", is_flag=True, help="Report IFUNC slots.")
+@click.argument("library")
+def main(output, verbose, library):
+    """Rebuild the export.vec of LIBRARY, a library linked with expvec.
+
+    The slots are read back from the library's vector table; when several
+    exported names share a function, the layout symbols decide which one a
+    slot holds, and what they cannot decide is reported on standard error.
+    """
+    result = recover(library)
+    vector = result.vector
+    for index, options, chosen in result.ambiguous:
+        click.echo(f"recovervec: {library}: slot {index}: aliases "
+                   f"{', '.join(map(str, options))}; chose {chosen}", err=True)
+    for symbol in result.mismatched:
+        warn("recovervec", f"{library}: the recovered slots do not match {symbol}")
+    if verbose:
+        for index in result.ifunc_slots:
+            click.echo(f"recovervec: note: slot {index}: {vector.slots[index]}: IFUNC, "
+                       "reached through the library's IPLT entry", err=True)
+    # The comment expvec writes: an unchanged vector is recovered byte for byte.
+    text = vector.format(
+        f"{len(vector.slots)} slots of {os.path.basename(library)}; "
+        "slots are append-only (use expvec --rebuild @copy_of_this.vec)")
+    if output:
+        write_bytes(output, text.encode(), mode=0o644)
+    else:
+        sys.stdout.write(text)
+
+
+# Options may follow the library (recovervec foo.so -o foo.vec).
+main.context_settings = dict(main.context_settings, allow_interspersed_args=True,
+                             ignore_unknown_options=False)
