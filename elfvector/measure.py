@@ -6,7 +6,7 @@ stock one: the sections that exist per imported or exported function.
 
 import lief
 
-from . import elffile  # noqa: F401  (importing it silences LIEF's logging)
+lief.logging.disable()
 
 LINKAGE_SECTIONS = (
     ".dynsym", ".dynstr", ".gnu.hash", ".hash", ".gnu.version", ".rela.plt", ".rela.dyn",
