@@ -129,10 +129,14 @@ class ElfFile:
         return [s for s in self.dynamic_symbols if not s.defined and s.is_function]
 
     def undefined_names(self):
-        return {s.name for s in self.dynamic_symbols if not s.defined}
+        if "_undefined" not in self.__dict__:
+            self._undefined = frozenset(s.name for s in self.dynamic_symbols if not s.defined)
+        return self._undefined
 
     def defined_names(self):
-        return {s.name for s in self.dynamic_symbols if s.defined}
+        if "_defined" not in self.__dict__:
+            self._defined = frozenset(s.name for s in self.dynamic_symbols if s.defined)
+        return self._defined
 
     def address_taken_imports(self):
         """Names of imported functions whose address this file takes.

@@ -103,11 +103,8 @@ def plan(elf, libraries, vectors, excludes, callable_only=None):
 
 
 def _defines(lib, sym):
-    for d in lib.dynamic_symbols:
-        if d.defined and d.name == sym.name and d.is_function and \
-                (sym.version is None or d.version == sym.version or d.version is None):
-            return True
-    return False
+    return any(sym.version is None or d.version in (sym.version, None)
+               for d in lib.function_definitions(sym.name))
 
 
 def _vectors_by_library(libraries, vectors, result):

@@ -51,8 +51,9 @@ class LibraryResolver:
                 self._by_soname.setdefault(elf.soname or os.path.basename(path), elf)
 
     def _open(self, path):
+        """A library, parsed for its dynamic section and .dynsym only (fast)."""
         try:
-            return ElfFile(path)
+            return ElfFile(path, light=True)
         except ElfvectorError:
             return None     # wrong class or architecture: ld.so skips it too
 

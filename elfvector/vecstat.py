@@ -69,16 +69,6 @@ class Stats:
         return known + ([self.groups[UNRESOLVED]] if UNRESOLVED in self.groups else [])
 
 
-class _SymbolResolver(LibraryResolver):
-    """A LibraryResolver that parses libraries for their .dynsym only."""
-
-    def _open(self, path):
-        try:
-            return ElfFile(path, light=True)
-        except ElfvectorError:
-            return None
-
-
 def open_inputs(paths, unreadable):
     """Yield the usable dynamic ELF files among ``paths``, each file once.
 
@@ -112,7 +102,7 @@ def open_inputs(paths, unreadable):
 
 def scan(paths, library_path=()):
     """Count the undefined dynamic functions of the ELF files in ``paths``."""
-    stats = Stats(resolver=_SymbolResolver(library_path=library_path))
+    stats = Stats(resolver=LibraryResolver(library_path=library_path))
     group_of = {}           # id(library) -> its LibraryUses
     memo = {}
 
