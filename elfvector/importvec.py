@@ -95,8 +95,15 @@ def plan(elf, libraries, vectors, excludes, callable_only=None):
             result.warnings.append(
                 f"{sym.name} is also defined by {other.soname or other.path}; "
                 f"the vector binds {lib.soname}'s definition")
-        others_use_it = any(sym.name in o.undefined_names() for o in libraries if o is not lib)
-        exported = sym.name in address_taken or others_use_it
+        if callable_only is None and any(sym.name in o.undefined_names()
+                                         for o in libraries if o is not lib):
+            # The link editor refuses a hidden definition that a DSO
+            # references, and an exported slot would capture that DSO's
+            # calls, even those its IFUNC resolvers make before the program
+            # is relocated.  Calls alone need no canonical address.
+            result.kept.append((sym.name, "another loaded library imports it too"))
+            continue
+        exported = sym.name in address_taken
         chosen.setdefault(vec.name, (vec, []))[1].append(SlotChoice(sym.name, index, exported))
     result.vectors = [chosen[v.name] for v in vector_of.values() if v.name in chosen]
     return result

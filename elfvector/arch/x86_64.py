@@ -155,7 +155,11 @@ def _binder(vectors, nslots, size, program):
     # (or refused to start the program if the library lacks that layout).
     first = 0
     for layout_symbol, entries in vectors:
+        # A zero GOT word: called before ld.so relocated this file (from
+        # another library's IFUNC resolver); fail loudly, never jump wild.
         out += [f"\tmov {layout_symbol}@GOTPCREL(%rip),%rdx",
+                "\ttest %rdx,%rdx",
+                "\tjz .Lbind_fail",
                 f"\tlea .Lslots+{SLOT_SIZE * first}(%rip),%r13",
                 f"\tmov ${len(entries)},%r15d",
                 "\tcall .Lbind_group"]
@@ -308,3 +312,96 @@ def resolver_common(at, descriptors, got):
 
 
 RESOLVER_COMMON_SIZE = len(resolver_common(0, 0, 0))
+
+
+# -- relvec: the relocation fixup -----------------------------------------
+
+def _assemble(items, at):
+    """Lay out ``items`` at ``at``: bytes, ``("label", name)``, ``("j8", opcode, name)``
+    (a short jump) and ``("rip", prefix, target)`` (an instruction ending in a
+    RIP-relative disp32 to the absolute address ``target``)."""
+    sizes = {"j8": 2}
+    labels, offset = {}, 0
+    for item in items:
+        if isinstance(item, bytes):
+            offset += len(item)
+        elif item[0] == "label":
+            labels[item[1]] = offset
+        elif item[0] == "rip":
+            offset += len(item[1]) + 4
+        else:
+            offset += sizes[item[0]]
+    code = bytearray()
+    for item in items:
+        if isinstance(item, bytes):
+            code += item
+        elif item[0] == "rip":
+            code += item[1] + _rel32(at + len(code) + len(item[1]) + 4, item[2])
+        elif item[0] == "j8":
+            disp = labels[item[2]] - (len(code) + 2)
+            if not -128 <= disp < 128:
+                raise ValueError(f"short jump to {item[2]} out of range")
+            code += bytes([item[1]]) + disp.to_bytes(1, "little", signed=True)
+    return bytes(code)
+
+
+def relvec_fixup(at, table, table_end):
+    """The routine relvec runs through one ``R_X86_64_IRELATIVE``.
+
+    ld.so calls it (indirectly, hence ``endbr64``) with no arguments after
+    every other relocation of ``.rela.dyn``, before RELRO is made read-only
+    and before any constructor.  It computes the load bias with a
+    RIP-relative ``lea`` of itself minus its link-time address (a
+    ``movabs`` immediate, so no relocation), returns at once when it is 0,
+    and otherwise adds it to every word that the RELR-encoded table
+    ``[table, table_end)`` lists (link-time addresses):
+
+    * an even entry is the address of one word; the next bitmap starts at
+      the word after it;
+    * an odd entry is a bitmap: bit ``i`` (1..63) marks the word
+      ``base + 8*(i-1)``; the next bitmap's base is 63 words further.
+
+    Returns 0 (ld.so stores it in the IRELATIVE's word).  Uses only
+    %rax %rcx %rdx %rsi %rdi %r8, no stack and no vector register.
+    """
+    items = [
+        ENDBR64,
+        ("rip", b"\x48\x8d\x05", at),             # lea at(%rip),%rax
+        b"\x48\xba" + at.to_bytes(8, "little"),    # movabs $at,%rdx
+        bytes.fromhex("4829d0"),                   # sub %rdx,%rax: the load bias
+        ("j8", 0x74, "done"),                      # je done
+        ("rip", b"\x48\x8d\x0d", table),          # lea table(%rip),%rcx
+        ("rip", b"\x48\x8d\x35", table_end),      # lea table_end(%rip),%rsi
+        ("label", "loop"),
+        bytes.fromhex("4839f1"),                   # cmp %rsi,%rcx
+        ("j8", 0x73, "done"),                      # jae done
+        bytes.fromhex("488b11"),                   # mov (%rcx),%rdx
+        bytes.fromhex("4883c108"),                 # add $8,%rcx
+        bytes.fromhex("f6c201"),                   # test $1,%dl
+        ("j8", 0x75, "bitmap"),                    # jne bitmap
+        bytes.fromhex("48010402"),                 # add %rax,(%rdx,%rax,1)
+        bytes.fromhex("4c8d440208"),               # lea 8(%rdx,%rax,1),%r8: the next base
+        ("j8", 0xEB, "loop"),                      # jmp loop
+        ("label", "bitmap"),
+        bytes.fromhex("4c89c7"),                   # mov %r8,%rdi
+        bytes.fromhex("48d1ea"),                   # shr %rdx: drop the tag bit
+        ("label", "bit"),
+        bytes.fromhex("4885d2"),                   # test %rdx,%rdx
+        ("j8", 0x74, "bitmap_done"),               # je bitmap_done
+        bytes.fromhex("48d1ea"),                   # shr %rdx: CF = this word's bit
+        ("j8", 0x73, "skip"),                      # jnc skip
+        bytes.fromhex("480107"),                   # add %rax,(%rdi)
+        ("label", "skip"),
+        bytes.fromhex("4883c708"),                 # add $8,%rdi
+        ("j8", 0xEB, "bit"),                       # jmp bit
+        ("label", "bitmap_done"),
+        bytes.fromhex("4981c0f8010000"),           # add $504,%r8: 63 words on
+        ("j8", 0xEB, "loop"),                      # jmp loop
+        ("label", "done"),
+        bytes.fromhex("31c0"),                     # xor %eax,%eax
+        b"\xc3",                                   # ret
+    ]
+    return _assemble(items, at)
+
+
+RELVEC_FIXUP_SIZE = len(relvec_fixup(0x1000, 0x2000, 0x2000))
