@@ -1,0 +1,119 @@
+"""The elfvector benchmark (``make bench``): start-up cost, bytes, call cost.
+
+Start-up: a generated library of 3000 functions and a program calling
+each once, built five ways -- (1) stock lazy, (2) stock ``-z now``, (3)
+``-fno-plt -z now``, (4) vectored (expvec + ``impvec --link``), (5) the
+library's objects archived and linked into the program, the limit.  For
+each: callgrind's instruction count of a whole run, ld.so's symbol lookups
+(``LD_DEBUG=statistics``) and the program's linkage bytes; and the
+library's linkage bytes stock and vectored.
+
+Call cost: one library function called in a tight loop through a vectored
+slot, through the PLT, and directly (linked into the caller), timed by
+the program itself; the caller is the program (the slot is far from the
+library: an absolute jump) or a shared library (near: ``jmp rel32``).  How
+each slot was bound is read from inside the running process.
+
+Real programs (issue 3): sqlite3, xz, zstd, jq, curl and git rewritten
+with vecstat, retrovec and retroimp (see realprogs.py): symbol lookups,
+ld.so start-up cycles, instructions and file sizes before and after, and
+the tools' own wall time (retrovec of all of libc, retroimp of curl).
+
+All builds must print the output computed independently in Python (the
+real programs: what the system's program prints), or the benchmark stops
+(exit 1).  The issue's targets
+are printed PASS or FAIL with their numbers; a missed target does not
+change the exit status, which says whether the benchmark itself ran.
+Results go to bench/results/bench-<date>.json and latest.json.
+"""
+
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import builds
+import gensrc
+import probes
+import realprogs
+import report
+
+HERE = Path(__file__).resolve().parent
+WORK = HERE / "work"
+RESULTS = HERE / "results"
+FUNCTIONS = 3000
+LOOP_CALLS = 100_000_000
+LOOP_REPS = 5
+LOOP_ROUNDS = 3
+REQUIRED_TOOLS = ("gcc", "ar", "as", "objdump", "readelf", "valgrind")
+
+
+def check_tools():
+    """Stop at once, naming what is missing, rather than halfway through the builds."""
+    missing = [t for t in REQUIRED_TOOLS if shutil.which(t) is None]
+    if missing:
+        raise builds.BenchError(f"missing tools: {' '.join(missing)}")
+
+
+def measure_startup(work):
+    """Build the five programs, check their output, measure each."""
+    expected = gensrc.expected_output(FUNCTIONS)
+    startup = builds.build_startup(work, FUNCTIONS)
+    probes.check_outputs(startup, expected)
+    by_key = {b.key: b for b in startup}
+    slots = probes.slot_accounting(by_key["vectored"], by_key["lazy"])
+    if slots["slots"] != FUNCTIONS:
+        raise builds.BenchError(f"the vectored program has {slots['slots']} slots, "
+                                f"not {FUNCTIONS}: impvec kept some functions bound by name")
+    linkage = probes.program_linkage(startup)
+    return {
+        "functions": FUNCTIONS,
+        "output": expected.strip(),
+        "builds": {b.key: {"title": b.title,
+                           "instructions": probes.instructions(b, expected),
+                           "symbol_lookups": probes.symbol_lookups(b, expected),
+                           "linkage_bytes": linkage[b.key]} for b in startup},
+        "vectored_slots": slots,
+        "library_linkage_bytes": probes.library_linkage(
+            by_key["lazy"].libdir / builds.SONAME, by_key["vectored"].libdir / builds.SONAME,
+            builds.vector_name(by_key["vectored"].libdir, builds.SONAME)),
+    }
+
+
+def measure_calls(work):
+    """Build the six call loops, check how their slots are bound, time them."""
+    loops = builds.build_loops(work)
+    callee = work / "vec" / builds.STEP_SONAME
+    binding = {loop.group: probes.slot_binding(loop, callee, "ev_bench_step")
+               for loop in loops if loop.is_slot}
+    checksum = gensrc.expected_loop_checksum(LOOP_CALLS, LOOP_REPS)
+    ns = probes.ns_per_call([loop.build for loop in loops], LOOP_CALLS, LOOP_REPS,
+                            LOOP_ROUNDS, checksum)
+    return dict(ns, calls=LOOP_CALLS, reps=LOOP_REPS, rounds=LOOP_ROUNDS, slot_binding=binding)
+
+
+def main():
+    started = time.monotonic()
+    try:
+        check_tools()
+        shutil.rmtree(WORK, ignore_errors=True)
+        results = report.machine_info()
+        results.update(measure_startup(WORK / "startup"))
+        results["ns_per_call"] = measure_calls(WORK / "loop")
+        results["real_programs"], programs = realprogs.measure(WORK / "real")
+        results["tool_times"] = realprogs.tool_times(WORK / "tools", programs)
+        results["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
+    except builds.BenchError as e:
+        print(f"bench: {e}", file=sys.stderr)
+        return 1
+    results["targets"] = report.evaluate_targets(results)
+    report.print_report(results)
+    saved = report.save_results(results, RESULTS)
+    print(f"results: {saved.relative_to(HERE.parent)} (and latest.json), "
+          f"{time.monotonic() - started:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,425 @@
+"""The benchmark's verdicts, its printed tables and its JSON record.
+
+Everything here works on the ``results`` dict that bench.py assembles (and
+writes as JSON), so the printed report and the record cannot disagree.
+"""
+
+import datetime
+import json
+import os
+import platform
+import subprocess
+
+# The issue's targets.
+STARTUP_VS_STATIC_MAX = 1.3      # vectored instructions / static-library instructions
+STARTUP_BELOW_NOW_MIN = 10.0     # stock -z now instructions / vectored instructions
+CALL_VS_DIRECT_MAX = 1.10        # bound call / direct call, 10% for noise
+BYTES_PER_IMPORT_MAX = 16.0
+
+
+def machine_info():
+    """What the numbers were measured on and with."""
+    return {
+        "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "machine": platform.machine(),
+        "cpu": _cpu_model(),
+        "glibc": os.confstr("CS_GNU_LIBC_VERSION"),
+        "gcc": _first_line(["gcc", "-dumpfullversion"]),
+        "ld": _first_line(["ld", "--version"]),
+        "valgrind": _first_line(["valgrind", "--version"]),
+        "elfvector": _checkout(),
+        "cpus": os.cpu_count(),
+        "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
+    }
+
+
+def _checkout():
+    """The commit measured, and whether the code (elfvector/, bin/) differs from it."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    head = subprocess.run(["git", "-C", root, "log", "-1", "--format=%h %cI"],
+                          capture_output=True, text=True).stdout.strip() or "unknown"
+    dirty = subprocess.run(["git", "-C", root, "status", "--porcelain", "--", "elfvector", "bin"],
+                           capture_output=True, text=True).stdout.split("\n")
+    changed = sorted(line[3:] for line in dirty if line.strip())
+    return {"commit": head, "uncommitted": changed}
+
+
+def _cpu_model():
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return "unknown"
+
+
+def _first_line(argv):
+    return subprocess.run(argv, capture_output=True, text=True).stdout.splitlines()[0]
+
+
+def total_bytes(sizes):
+    return sum(sizes.values())
+
+
+def bytes_per_import(results, key):
+    """Linkage bytes of build ``key`` beyond the static build's, per imported function.
+
+    The static build imports only what every build imports from libc, so
+    the excess is what the library's functions cost the program.
+    """
+    builds = results["builds"]
+    excess = total_bytes(builds[key]["linkage_bytes"]) - total_bytes(builds["static"]["linkage_bytes"])
+    return excess / results["functions"]
+
+
+def evaluate_targets(results):
+    """The issue's targets, each with its measured value and verdict."""
+    ins = {key: b["instructions"] for key, b in results["builds"].items()}
+    ns = results["ns_per_call"]
+    vs_static = ins["vectored"] / ins["static"]
+    below_now = ins["now"] / ins["vectored"]
+    call_ratio = ns["vectored"] / ns["direct"]
+    per_import = bytes_per_import(results, "vectored")
+    slots = results["vectored_slots"]
+    n = results["functions"]
+    near_ratio = ns["lib_vectored"] / ns["lib_direct"]
+    binding = ns.get("slot_binding", {})
+    targets = [
+        {"target": f"vectored start-up within {STARTUP_VS_STATIC_MAX}x of the static library",
+         "value": round(vs_static, 3), "passed": vs_static <= STARTUP_VS_STATIC_MAX,
+         "detail": f"{ins['vectored']:,} vs {ins['static']:,} instructions"},
+        {"target": f"vectored start-up at least {STARTUP_BELOW_NOW_MIN:g}x below stock -z now",
+         "value": round(below_now, 3), "passed": below_now >= STARTUP_BELOW_NOW_MIN,
+         "detail": f"{ins['now']:,} vs {ins['vectored']:,} instructions"},
+        {"target": f"a bound call no slower than a direct call (+{CALL_VS_DIRECT_MAX - 1:.0%}), "
+                   f"caller the program (far slot: {_encoding(binding, 'program')})",
+         "value": round(call_ratio, 3), "passed": call_ratio <= CALL_VS_DIRECT_MAX,
+         "detail": f"{ns['vectored']:.3f} vs {ns['direct']:.3f} ns per call"},
+        {"target": f"a bound call no slower than a direct call (+{CALL_VS_DIRECT_MAX - 1:.0%}), "
+                   f"caller a library (near slot: {_encoding(binding, 'library')})",
+         "value": round(near_ratio, 3), "passed": near_ratio <= CALL_VS_DIRECT_MAX,
+         "detail": f"{ns['lib_vectored']:.3f} vs {ns['lib_direct']:.3f} ns per call"},
+        {"target": f"at most {BYTES_PER_IMPORT_MAX:g} bytes per imported function",
+         "value": round(per_import, 3), "passed": per_import <= BYTES_PER_IMPORT_MAX,
+         "detail": f"{slots['slot_bytes'] / n:g} per slot + {slots['page_padding'] / n:.2f} "
+                   f"page padding + {_other_vectored_bytes(results) / n:.2f} other sections"},
+    ]
+    tools = results.get("tool_times")
+    if tools:
+        rv, ri = tools["retrovec_libc_all"], tools["retroimp_curl"]
+        targets += [
+            {"target": f"retrovec of libc.so.6 with all its functions under {rv['target_s']:g} s",
+             "value": rv["best_wall_s"], "passed": rv["best_wall_s"] < rv["target_s"],
+             "detail": f"best of {tools['runs']} wall, {rv['slots']:,} slots, "
+                       f"CPU {rv['cpu_s_of_best']:.3f} s"},
+            {"target": f"retroimp of curl against the vectors of its libraries under "
+                       f"{ri['target_s']:g} s",
+             "value": ri["best_wall_s"], "passed": ri["best_wall_s"] < ri["target_s"],
+             "detail": f"best of {tools['runs']} wall, {ri['vectors']} vectors, "
+                       f"{ri['slots']} slots, CPU {ri['cpu_s_of_best']:.3f} s"},
+        ]
+    return targets
+
+
+def _encoding(binding, group):
+    """How the slot of the ``group`` call loop was found bound, for the target's name."""
+    return binding.get(group, {}).get("encoding", "not checked")
+
+
+def _other_vectored_bytes(results):
+    """Vectored program's linkage bytes beyond the static build's, outside the slot section."""
+    slots = results["vectored_slots"]
+    excess = bytes_per_import(results, "vectored") * results["functions"]
+    return excess - slots["slot_bytes"] - slots["page_padding"]
+
+
+def print_report(results):
+    for part in (_header, _startup_table, _program_bytes, _library_bytes, _call_costs,
+                 _slot_bindings, _real_startup, _real_bytes, _tool_times, _targets):
+        print("\n".join(part(results)), end="\n\n")
+
+
+def _header(r):
+    builds = r["builds"]
+    return [f"elfvector benchmark: {r['functions']} functions in libbench.so, "
+            f"a program calling each once, built {len(builds)} ways",
+            f"{r['machine']}, {r['cpu']}, {r['glibc']}, gcc {r['gcc']}, {r['valgrind']}, {r['date']}",
+            f"elfvector {r['elfvector']['commit']}"
+            + (f" + uncommitted changes to {', '.join(r['elfvector']['uncommitted'])}"
+               if r["elfvector"]["uncommitted"] else "") + ", measured as it is in the working tree",
+            f"{r['cpus']} CPUs; load average {_load(r['load_average_at_start'])} at the start, "
+            f"{_load(r.get('load_average_at_end', []))} at the end (timings share the machine)",
+            f"every build printed {r['output']} (the value computed independently in Python)"]
+
+
+STARTUP_COLUMNS = (("build", ""), ("instructions", "(whole run)"), ("vs static", ""),
+                   ("instructions", "per import"), ("lookups at", "start-up"),
+                   ("lookups in", "whole run"), ("program", "linkage"), ("bytes per", "import"))
+
+
+def _row(cells, widths):
+    """The first cell left-aligned, the others right-aligned."""
+    return "  ".join(f"{c:{'<' if i == 0 else '>'}{w}}" for i, (c, w) in enumerate(zip(cells, widths)))
+
+
+def _startup_table(r):
+    n = r["functions"]
+    static = r["builds"]["static"]["instructions"]
+    rows = []
+    for key, b in r["builds"].items():
+        ins, lookups = b["instructions"], b["symbol_lookups"]
+        above = "-" if key == "static" else f"{(ins - static) / n:,.1f}"
+        per_import = "-" if key == "static" else f"{bytes_per_import(r, key):.2f}"
+        rows.append([b["title"], f"{ins:,}", f"{ins / static:.2f}x", above,
+                     f"{lookups['startup']:,}", f"{lookups['total']:,}",
+                     f"{total_bytes(b['linkage_bytes']):,}", per_import])
+    table = [[top for top, _ in STARTUP_COLUMNS], [bottom for _, bottom in STARTUP_COLUMNS]] + rows
+    widths = [max(len(row[i]) for row in table) for i in range(len(STARTUP_COLUMNS))]
+    lazy = r["builds"]["lazy"]["symbol_lookups"]
+    return [_row(row, widths) for row in table] + [
+        "instructions: callgrind, the whole process (ld.so, start-up, main, exit), user space only;",
+        f"  per import: (build - static library) / {n}.",
+        "lookups: LD_DEBUG=statistics 'number of relocations' after start-up and 'final number of",
+        "  relocations' at exit.  Both count symbol lookups only: relative relocations are counted",
+        "  apart by ld.so and are in neither.  Stock lazy makes "
+        f"{lazy['total'] - lazy['startup']:,} of its lookups at run time,",
+        "  at the first call through each PLT entry.",
+        f"bytes per import: (program linkage bytes - static library's) / {n}."]
+
+
+def _section_table(columns, per_function_title, per_function):
+    """Rows of the sections non-zero in any column, plus a total row."""
+    names = [name for name in dict.fromkeys(k for sizes in columns.values() for k in sizes)
+             if any(sizes.get(name, 0) for sizes in columns.values())]
+    lines = [f"  {'section':18}" + "".join(f"{title:>12}" for title in columns)
+             + f"  {per_function_title}"]
+    for name in names + ["total"]:
+        values = [total_bytes(s) if name == "total" else s.get(name, 0) for s in columns.values()]
+        lines.append(f"  {name:18}" + "".join(f"{v:>12,}" for v in values)
+                     + f"  {per_function(values):>+10.2f}")
+    return lines
+
+
+def _program_bytes(r):
+    n = r["functions"]
+    builds, slots = r["builds"], r["vectored_slots"]
+    columns = {"static lib": builds["static"]["linkage_bytes"],
+               "stock lazy": builds["lazy"]["linkage_bytes"],
+               "vectored": builds["vectored"]["linkage_bytes"]}
+    lines = ["program linkage bytes by section (elfvector.measure.linkage_bytes)"]
+    lines += _section_table(columns, f"(vectored - stock lazy) / {n}",
+                            lambda values: (values[2] - values[1]) / n)
+    lines += [
+        f"  vectored: {slots['slots']:,} slots, {slots['slot_bytes']:,} bytes = "
+        f"{slots['slot_bytes'] / slots['slots']:g} per slot (the marginal cost of an import),",
+        f"  + {slots['page_padding']:,} bytes of page padding ({slots['page_padding'] / n:.2f} per import), "
+        f"+ {_other_vectored_bytes(r):,.0f} bytes in other sections ({_other_vectored_bytes(r) / n:.2f} per import);",
+        f"  not counted above: binder code, {slots['binder_text_bytes']:,} more bytes of .text than stock lazy."]
+    return lines
+
+
+def _library_bytes(r):
+    n = r["functions"]
+    columns = {"stock": r["library_linkage_bytes"]["stock"],
+               "vectored": r["library_linkage_bytes"]["vectored"]}
+    return (["library linkage bytes by section (the vectored library still exports every "
+             "function by name too)"]
+            + _section_table(columns, f"(vectored - stock) / {n}",
+                             lambda values: (values[1] - values[0]) / n))
+
+
+def _load(values):
+    return " ".join(f"{v:.2f}" for v in values) or "?"
+
+
+CALLERS = (("", "caller: the program (PIE at 0x55..., libstep.so at 0x7f...: far)"),
+           ("lib_", "caller: libloop.so (both libraries at 0x7f...: near)"))
+
+
+def _call_costs(r):
+    ns = r["ns_per_call"]
+    lines = [f"ns per call, tight loop of {ns['calls']:,} calls of ev_bench_step (libstep.so), "
+             f"best of {ns['reps']} repetitions x {ns['rounds']} rounds"]
+    for prefix, caller in CALLERS:
+        direct = ns[prefix + "direct"]
+        lines.append(f"  {caller}")
+        for key, title in (("vectored", "vectored slot"), ("plt", "PLT (stock)"),
+                           ("direct", "direct call")):
+            value = ns[prefix + key]
+            lines.append(f"    {title:15} {value:8.3f}   {value / direct:.2f}x direct")
+    lines.append("  the same loop object (loop_body.c) in every build; the library's direct call "
+                 "is linked with -Bsymbolic-functions")
+    return lines
+
+
+def _slot_bindings(r):
+    binding = r["ns_per_call"].get("slot_binding", {})
+    lines = ["vectored slots as bound in the running process (its own bytes, dl_iterate_phdr, "
+             "/proc/self/maps)"]
+    for group, title in (("program", "caller the program"), ("library", "caller libloop.so")):
+        b = binding.get(group)
+        if b is None:
+            continue
+        lines += [f"  {title}: slot {b['slot']}: {b['bytes']}",
+                  f"    = {b['encoding']} -> {b['target']} = ev_bench_step in libstep.so "
+                  f"({_distance(b['distance'])} from the slot)",
+                  f"    slot page:   {b['slot_mapping']}",
+                  f"    target page: {b['target_mapping']}"]
+    return lines
+
+
+def _distance(n):
+    """A signed distance in bytes, in the largest binary unit that keeps it above 1."""
+    for unit, size in (("TiB", 1 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if abs(n) >= size:
+            return f"{n / size:+.1f} {unit}"
+    return f"{n:+d} bytes"
+
+
+def _change(before, after, percent=True):
+    diff = after - before
+    return f"{diff / before:+.1%}" if percent else f"{diff:+,}"
+
+
+def _grouped_table(groups, rows):
+    """A table under headers that span columns: ``groups`` is [(title, [column, ...])]."""
+    columns = [c for _, cols in groups for c in cols]
+    table = [columns] + rows
+    widths = [max(len(row[i]) for row in table) for i in range(len(columns))]
+    first = 0
+    for title, cols in groups:      # widen a group's first column under a longer title
+        span = sum(widths[first:first + len(cols)]) + 2 * (len(cols) - 1)
+        widths[first] += max(0, len(title) - span)
+        first += len(cols)
+    top, first = [], 0
+    for title, cols in groups:
+        span = sum(widths[first:first + len(cols)]) + 2 * (len(cols) - 1)
+        top.append(f"{title:<{span}}" if first == 0 else f"{title:>{span}}")
+        first += len(cols)
+    return ["  " + "  ".join(top).rstrip()] + ["  " + _row(row, widths) for row in table]
+
+
+def _real_startup(r):
+    real = r.get("real_programs")
+    if not real:
+        return []
+    rows, spreads, mismatches = [], [], []
+    for name, p in real.items():
+        lb, la = p["lookups"]["before"], p["lookups"]["after"]
+        cb, ca = (p["startup"][s]["cycles_median"] for s in ("before", "after"))
+        ib, ia = p["instructions"]["before"], p["instructions"]["after"]
+        rows.append([name, f"{len(p['libraries_vectored'])}/{p['libraries_loaded']}",
+                     f"{p['vectored_functions']:,}", f"{p['vectors']}",
+                     f"{lb:,}", f"{la:,}", _change(lb, la, percent=False),
+                     f"{cb:,}", f"{ca:,}", _change(cb, ca),
+                     f"{ib:,}", f"{ia:,}", _change(ib, ia)])
+        spreads.append(f"{name} {_kilo(p['startup']['before'])} / {_kilo(p['startup']['after'])}")
+        if lb - la != p["vectored_functions"] - p["vectors"]:
+            mismatches.append(f"{name} ({lb - la:,} vs {p['vectored_functions'] - p['vectors']:,})")
+        for side in ("before", "after"):
+            if len(p["startup"][side]["lookups_seen"]) > 1:
+                mismatches.append(f"{name} {side}: lookups varied {p['startup'][side]['lookups_seen']}")
+    runs = len(next(iter(real.values()))["startup"]["before"]["cycles"])
+    check = ("every program's lookups fall by exactly (vectored functions - vectors)"
+             if not mismatches else "MISMATCH (lookup drop vs vectored - vectors): "
+             + "; ".join(mismatches))
+    groups = [("", ["program", "libraries", "functions", "vectors"]),
+              ("lookups (LD_BIND_NOW=1)", ["before", "after", "change"]),
+              (f"ld.so cycles (median of {runs})", ["before", "after", "change"]),
+              ("instructions (whole run)", ["before", "after", "change"])]
+    return (["real programs: Debian's /usr/bin programs running --version (zstd -V), "
+             "stock (before) vs retroimp'd (after)"]
+            + _grouped_table(groups, rows)
+            + ["libraries: vectored (retrovec'd: the program imports functions from them) / "
+               "loaded by ld.so.  Both runs get",
+               "  LD_LIBRARY_PATH = a directory of the vectored ones (stock copies before, "
+               "retrovec'd after), so both search alike;",
+               "  every run here (plain, LD_DEBUG, callgrind) printed exactly what the system's "
+               "program prints.",
+               "functions: JUMP_SLOT relocations retroimp turned into vector bindings; vectors: "
+               "__V_ layout GLOB_DATs.",
+               "lookups: LD_DEBUG=statistics 'number of relocations' at start-up (symbol lookups "
+               "only, relative relocations",
+               f"  are counted apart); {check}.",
+               "ld.so start-up cycles: 'total startup time in dynamic loader' under LD_BIND_NOW=1, "
+               f"{runs} runs each, before and after",
+               "  taking turns.  NOISY: min-max kcycles before / after:"]
+            + [f"    {'; '.join(spreads[i:i + 3])}" for i in range(0, len(spreads), 3)]
+            + ["instructions: callgrind, the whole run as shipped (no LD_BIND_NOW), "
+               "user space only."])
+
+
+def _kilo(side):
+    return f"{side['cycles_min'] / 1000:,.0f}-{side['cycles_max'] / 1000:,.0f}"
+
+
+def _real_bytes(r):
+    real = r.get("real_programs")
+    if not real:
+        return []
+    rows = []
+    for name, p in real.items():
+        prog, libs = p["bytes"]["program"], p["bytes"]["libraries"]
+        pb, pa = prog["before"]["bytes"], prog["after"]["bytes"]
+        lb, la = libs["before"]["bytes"], libs["after"]["bytes"]
+        rows.append([name, f"{p['vec_slots']:,}", f"{pb:,}", f"{pa:,}",
+                     _change(pb, pa, percent=False),
+                     _change(prog["before"]["unsectioned"], prog["after"]["unsectioned"], False),
+                     f"{(pa - pb) / p['vectored_functions']:,.0f}",
+                     f"{len(p['libraries_vectored'])}", f"{lb:,}", f"{la:,}",
+                     _change(lb, la, percent=False),
+                     _change(libs["before"]["unsectioned"], libs["after"]["unsectioned"], False)])
+    groups = [("", ["program", ".vec slots"]),
+              ("program file bytes", ["before", "after", "change", "in no section", "per function"]),
+              ("vectored libraries' file bytes", ["libraries", "before", "after", "change",
+                                                  "in no section"])]
+    return (["real programs: file sizes"] + _grouped_table(groups, rows)
+            + [".vec slots: in the program's .vec files (a function whose address the program "
+               "takes has a slot but stays bound",
+               "  by name); per function: program bytes added per vectored function.",
+               "in no section: the change in bytes that no section describes: page padding, the "
+               "hole the appended segments",
+               "  leave for .bss (they keep the first PT_LOAD's vaddr - offset), and the old "
+               "dynamic tables the appended copies replace."])
+
+
+def _tool_times(r):
+    tools = r.get("tool_times")
+    if not tools:
+        return []
+    rv, ri = tools["retrovec_libc_all"], tools["retroimp_curl"]
+    rows = [[f"retrovec libc.so.6, every function ({rv['slots']:,} slots)", rv],
+            [f"retroimp curl ({ri['vectors']} vectors, {ri['slots']} slots)", ri]]
+    rd = tools.get("retrovec_libc_all_default_excludes")
+    if rd:
+        rows.insert(1, [f"retrovec libc.so.6, vecstat --all ({rd['slots']:,} slots)", rd])
+    width = max(len(title) for title, _ in rows)
+    lines = [f"the tools' own time: wall seconds of the whole command (Python start-up "
+             f"included), best of {tools['runs']}"]
+    for title, t in rows:
+        runs = " ".join(f"{w:.3f}" for w in t["wall_s"])
+        target = f"target < {t['target_s']:g} s" if "target_s" in t else "(no target)"
+        lines.append(f"  {title:{width}}  {t['best_wall_s']:6.3f} s  {target:14}"
+                     f"  (runs {runs}; CPU of the best {t['cpu_s_of_best']:.3f} s)")
+    lines.append("  every function: vecstat --emit-vec libc.so.6 --all --no-default-excludes; "
+                 "vecstat --all alone leaves out malloc,")
+    lines.append("  free, ..., pthread_* (as impvec does).")
+    lines.append(f"  libc.so.6 retrovec'd with every function: {rv['bytes']['before']:,} -> "
+                 f"{rv['bytes']['after']:,} bytes ("
+                 f"{_change(rv['unsectioned']['before'], rv['unsectioned']['after'], False)} in no "
+                 "section); the system's curl runs on it unchanged")
+    return lines
+
+
+def _targets(r):
+    return ["targets"] + [f"  {'PASS' if t['passed'] else 'FAIL'}  {t['target']}: "
+                          f"{t['value']:g} ({t['detail']})" for t in r["targets"]]
+
+
+def save_results(results, directory):
+    """Write ``bench-<date>.json`` and ``latest.json`` in ``directory``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(results, indent=2) + "\n"
+    dated = directory / f"bench-{results['date'][:10]}.json"
+    for path in (dated, directory / "latest.json"):
+        path.write_text(text)
+    return dated
