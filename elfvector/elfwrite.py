@@ -15,8 +15,9 @@ hash tables and ``.dynsym`` that follow it move into the new segment, and
 the small sections between (``.interp``, ``.note.*``) slide down into the
 space they left, with PT_INTERP, PT_NOTE and PT_GNU_PROPERTY following.
 
-Each new segment has ``p_vaddr - p_offset`` equal to the first PT_LOAD's,
-and new PT_LOAD entries follow the old ones, in address order.
+New segments start on fresh pages after the file's last byte and after
+the highest address any segment reaches (``.bss`` included), and new
+PT_LOAD entries follow the old ones, in address order.
 
 This is the *stage, then commit* pattern of patchelf: methods record what
 must change, :meth:`Appender.write` lays it out in one pass.
@@ -73,11 +74,12 @@ class Appender:
         if not loads:
             raise UnsupportedElfError("no PT_LOAD segment", image.path)
         first = min(loads, key=lambda p: p.vaddr)
-        self.delta = first.vaddr - first.offset
-        if self.delta % PAGE or first.offset != 0:
+        if first.offset != 0 or first.vaddr % PAGE:
             raise UnsupportedElfError("first PT_LOAD does not map the ELF header", image.path)
-        end_vaddr = max(p.vaddr + p.memsz for p in loads)
-        self.start = align_up(max(len(image.data), end_vaddr - self.delta), PAGE)
+        # New segments: file bytes after everything, addresses after
+        # everything (.bss included), both page-aligned, so congruent.
+        self.start = align_up(len(image.data), PAGE)
+        self.start_vaddr = align_up(max(p.vaddr + p.memsz for p in loads), PAGE)
         self.segments = []
         self.patches = []
         self.dynamic = [list(e) for e in image.dynamic] if image.dynamic else None
@@ -87,9 +89,13 @@ class Appender:
 
     # -- staging ----------------------------------------------------------
     def _segment(self, flags):
-        last_end = self.segments[-1].end_offset if self.segments else self.start
-        offset = align_up(last_end, PAGE)
-        self.segments.append(NewSegment(flags, offset, offset + self.delta))
+        if self.segments:
+            last = self.segments[-1]
+            offset = align_up(last.end_offset, PAGE)
+            vaddr = last.vaddr + (offset - last.offset)
+        else:
+            offset, vaddr = self.start, self.start_vaddr
+        self.segments.append(NewSegment(flags, offset, vaddr))
         return self.segments[-1]
 
     def alloc(self, size, align=8, flags=PF_R, section=None):
@@ -255,6 +261,13 @@ class Appender:
                 sym.value += shift
                 out[at:at + SYM.size] = sym.pack()
 
+    def _new_offset(self, vaddr):
+        """File offset of an address in one of the new segments."""
+        for seg in self.segments:
+            if seg.vaddr <= vaddr <= seg.vaddr + len(seg.data):
+                return seg.offset + vaddr - seg.vaddr
+        raise ValueError(f"{vaddr:#x} is in no new segment")
+
     def _no_room(self):
         return UnsupportedElfError("no room to grow the program header table", self.image.path)
 
@@ -293,11 +306,11 @@ class Appender:
                 s.addr += shift
         for index, (vaddr, size) in self.section_updates.items():
             shdrs[index].addr, shdrs[index].offset, shdrs[index].size = (
-                vaddr, vaddr - self.delta, size)
+                vaddr, self._new_offset(vaddr), size)
         shdrs[image.shstrndx].offset = shstrtab_offset
         shdrs[image.shstrndx].size = shstrtab_size
         for sec, name in zip(self.new_sections, names):
-            shdrs.append(Shdr(name, sec.type, sec.flags, sec.addr, sec.addr - self.delta,
+            shdrs.append(Shdr(name, sec.type, sec.flags, sec.addr, self._new_offset(sec.addr),
                               sec.size, sec.link, sec.info, sec.align, sec.entsize))
         return shdrs
 
