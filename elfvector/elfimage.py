@@ -360,3 +360,13 @@ def build_sysv_hash(names, nbucket):
         chains[i] = buckets[b]
         buckets[b] = i
     return struct.pack(f"<II{nbucket}I{len(names)}I", nbucket, len(names), *buckets, *chains)
+
+
+# -- constants used by relvec and rpathrm ----------------------------------
+
+R_X86_64_NONE, R_X86_64_64, R_X86_64_RELATIVE = 0, 1, 8
+SHN_LORESERVE, SHN_ABS, SHN_COMMON = 0xFF00, 0xFFF1, 0xFFF2
+DT_RPATH, DT_RUNPATH, DT_TEXTREL = 15, 29, 22
+DT_RELACOUNT, DT_FLAGS_1, DF_1_PIE = 0x6FFFFFF9, 0x6FFFFFFB, 0x08000000
+DT_CONFIG, DT_DEPAUDIT, DT_AUDIT = 0x6FFFFEFA, 0x6FFFFEFB, 0x6FFFFEFC
+DT_AUXILIARY, DT_FILTER = 0x7FFFFFFD, 0x7FFFFFFF

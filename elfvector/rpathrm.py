@@ -1,0 +1,139 @@
+"""rpathrm: remove directories from a linked file's DT_RPATH / DT_RUNPATH.
+
+The run path is a ``:``-separated list in ``.dynstr``.  rpathrm rewrites
+it **in place**: the kept entries, joined by ``:``, then NUL bytes up to the
+old string's end.  The file keeps its size and its layout, and the
+``.dynamic`` entry keeps its value.
+
+* ``remove_dirs=None`` removes every entry; otherwise an entry goes when it
+  equals one of ``remove_dirs`` or lies below one (``/a/b`` removes ``/a/b``
+  and ``/a/b/c``, not ``/a/bc``).  Comparison is textual, after collapsing
+  repeated ``/`` and dropping a trailing one; ``$ORIGIN`` and other
+  dynamic string tokens are compared as written.  Empty entries (which
+  ld.so reads as the current directory) are kept unless all are removed.
+* When nothing is left, the entry stays and names an empty string.  ld.so
+  reads an empty list as no directory at all (``decompose_rpath``), and a
+  present DT_RUNPATH keeps its other effect, disabling the DT_RPATH of the
+  file and of its loaders: dropping the entry instead could change which
+  directories are searched.
+* The link editor merges strings that are suffixes of others in
+  ``.dynstr``: bytes of the old run path that another name uses (a
+  DT_NEEDED, a symbol or version name) are never overwritten; if the new
+  list does not fit before them, rpathrm refuses.
+"""
+
+import re
+import struct
+
+from .elfimage import (DT_AUDIT, DT_AUXILIARY, DT_CONFIG, DT_DEPAUDIT, DT_FILTER, DT_NEEDED,
+                       DT_RPATH, DT_RUNPATH, DT_SONAME, DT_STRTAB, DT_SYMTAB, DT_VERDEF,
+                       DT_VERDEFNUM, DT_VERNEED, DT_VERNEEDNUM, ElfImage)
+from .errors import UnsupportedElfError
+
+RUN_PATH_TAGS = (DT_RPATH, DT_RUNPATH)
+OTHER_NAME_TAGS = (DT_NEEDED, DT_SONAME, DT_AUXILIARY, DT_FILTER, DT_CONFIG, DT_DEPAUDIT,
+                   DT_AUDIT)
+
+
+def rpathrm(data, path, remove_dirs):
+    """The bytes of ``data`` with ``remove_dirs`` (all, if None) out of its run paths.
+
+    A file without DT_RPATH/DT_RUNPATH, or with nothing to remove, comes
+    back unchanged.
+    """
+    image = ElfImage(data, path)
+    if image.dynamic is None:
+        return data
+    entries = [(tag, value) for tag, value in image.dynamic if tag in RUN_PATH_TAGS]
+    if not entries:
+        return data
+    strtab = image.dyn(DT_STRTAB)
+    table = image.dynstr()
+    out = bytearray(data)
+    others = _other_references(image)
+    changed = False
+    for offset in sorted({value for _, value in entries}):
+        old = _string(table, offset, path)
+        new = ":".join(d for d in old.split(":") if not _removed(d, remove_dirs)) if old else ""
+        if new == old:
+            continue
+        end = offset + len(old.encode())
+        if offset in others:
+            raise UnsupportedElfError("the run path string is also another name in .dynstr",
+                                      path)
+        shared = [o for o in others if offset < o <= end]
+        limit = min(shared, default=end)
+        encoded = new.encode()
+        if len(encoded) >= limit - offset + (limit == end):
+            raise UnsupportedElfError("the run path shares its bytes with another name in "
+                                      ".dynstr: no room to rewrite it in place", path)
+        at = image.offset_of(strtab + offset, limit - offset)
+        out[at:at + limit - offset] = encoded + bytes(limit - offset - len(encoded))
+        changed = True
+    return bytes(out) if changed else data
+
+
+def _removed(entry, remove_dirs):
+    if remove_dirs is None:
+        return True
+    entry = _normal(entry)
+    if not entry:
+        return False
+    for d in remove_dirs:
+        d = _normal(d)
+        if not d:
+            continue
+        if entry == d or entry.startswith(d.rstrip("/") + "/"):
+            return True
+    return False
+
+
+def _normal(path):
+    path = re.sub(r"/+", "/", path)
+    return path[:-1] if len(path) > 1 and path.endswith("/") else path
+
+
+def _string(table, offset, path):
+    if offset >= len(table):
+        raise UnsupportedElfError(f"bad .dynstr offset {offset} for the run path", path)
+    end = table.find(b"\0", offset)
+    if end < 0:
+        raise UnsupportedElfError("unterminated run path in .dynstr", path)
+    return table[offset:end].decode("utf-8", "surrogateescape")
+
+
+def _other_references(image):
+    """Every .dynstr offset named by something other than a run path entry."""
+    refs = {value for tag, value in image.dynamic if tag in OTHER_NAME_TAGS}
+    if image.dyn(DT_SYMTAB):
+        refs |= {s.name for s in image.dynsyms()}
+    if image.dyn(DT_VERDEF):
+        addr = image.dyn(DT_VERDEF)
+        for _ in range(image.dyn(DT_VERDEFNUM) or 0):
+            _, _, _, cnt, _, aux, nxt = struct.unpack("<HHHHIII", image.read(addr, 20))
+            a = addr + aux
+            for _ in range(cnt):
+                name, anext = struct.unpack("<II", image.read(a, 8))
+                refs.add(name)
+                if not anext:
+                    break
+                a += anext
+            if not nxt:
+                break
+            addr += nxt
+    if image.dyn(DT_VERNEED):
+        addr = image.dyn(DT_VERNEED)
+        for _ in range(image.dyn(DT_VERNEEDNUM) or 0):
+            _, cnt, file_name, aux, nxt = struct.unpack("<HHIII", image.read(addr, 16))
+            refs.add(file_name)
+            a = addr + aux
+            for _ in range(cnt):
+                _, _, _, name, anext = struct.unpack("<IHHII", image.read(a, 16))
+                refs.add(name)
+                if not anext:
+                    break
+                a += anext
+            if not nxt:
+                break
+            addr += nxt
+    return refs

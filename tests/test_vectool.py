@@ -1,0 +1,171 @@
+"""vectool: libraries at fixed bases with vectors, programs against them."""
+
+import os
+import re
+
+import pytest
+
+from conftest import run
+from elfvector import addrfile
+
+
+class Group:
+    """A vectool build directory: addrfile, rpathdir, objects."""
+
+    def __init__(self, build, near=False):
+        self.build = build
+        self.flags = ["--addrfile=addrs", "--rpathdir=rp"] + (["--near"] if near else [])
+        build.gcc("-fPIC", "-O2", "-c", build.src("foo.c"), "-o", "foo.o")
+        build.gcc("-fPIC", "-O2", "-c", build.src("bar.c"), "-o", "bar.o")
+
+    def lib(self, *words, check=True):
+        return self.build.tool("vectool", "--mode=lib", *self.flags, *words, check=check)
+
+    def foo(self, obj="foo.o", out="foo.so.5", check=True):
+        return self.lib("gcc", "-shared", "-Wl,-soname=foo.so.5", "-o", out, obj, check=check)
+
+    def bar(self):
+        return self.lib("gcc", "-shared", "-Wl,-soname=libbar.so.1", "-o", "libbar.so.1",
+                        "bar.o", "foo.so.5")
+
+    def prog(self, source, output, *libs, pie=False):
+        self.build.gcc("-O2", *([] if pie else ["-fno-pie"]), "-c", self.build.src(source),
+                       "-o", output + ".o")
+        link = ["gcc", *([] if pie else ["-no-pie"]), "-o", output, output + ".o", *libs]
+        self.build.tool("vectool", "--mode=prog", *self.flags[1:], *link)
+        return self.build.path / output
+
+    def bases(self):
+        return {a.soname: a.base for a in addrfile.read(str(self.build.path / "addrs"))}
+
+
+def load_address(build, program, soname):
+    """Where ld.so mapped ``soname`` (LD_DEBUG=files: 'base:' of its link map)."""
+    err = build.run(program, env={"LD_DEBUG": "files", "LD_LIBRARY_PATH": "rp"}).stderr
+    block = err.split(f"file={soname} [0];  generating link map")[1]
+    return int(re.search(r"base: (0x[0-9a-f]+)", block).group(1), 16)
+
+
+def test_group_builds_at_fixed_bases_and_runs(build):
+    group = Group(build)
+    group.foo()
+    group.bar()
+    bases = group.bases()
+    assert bases["foo.so.5"] > bases["libbar.so.1"]                       # decreasing
+    assert bases["foo.so.5"] - bases["libbar.so.1"] >= 0x200000
+    assert os.readlink(build.path / "rp" / "foo.so.5") == str(build.path / "foo.so.5")
+    assert (build.path / "rp" / "libbar.so.1.vec").exists()
+    headers = run(["readelf", "-lW", "foo.so.5"], build.path).stdout
+    assert f"0x{bases['foo.so.5']:016x}" in headers
+    prog = group.prog("bar_main.c", "bar_main", "libbar.so.1", "foo.so.5")
+    build.gcc("-o", "bar_main.stock", build.src("bar_main.c"), "libbar.so.1", "foo.so.5")
+    got = build.run(prog, env={"LD_LIBRARY_PATH": "rp"})
+    stock = build.run("./bar_main.stock", env={"LD_LIBRARY_PATH": "rp"})
+    assert (got.stdout, got.returncode) == (stock.stdout, stock.returncode) and got.returncode == 3
+    # A non-PIE program gets its libraries at their bases (l_addr 0)...
+    assert load_address(build, prog, "foo.so.5") == 0
+    # ...and the relocations relvec settled are gone from the file.
+    stats = build.run(prog, env={"LD_DEBUG": "statistics", "LD_LIBRARY_PATH": "rp"}).stderr
+    assert "number of relative relocations: 0" in stats
+
+
+def test_rebuild_keeps_base_and_slots(build):
+    group = Group(build)
+    group.foo()
+    first = group.bases()["foo.so.5"]
+    old_vec = (build.path / "foo.so.5.vec").read_text().splitlines()
+    build.gcc("-fPIC", "-O2", "-DFOO_V2", "-c", build.src("foo.c"), "-o", "foo2.o")
+    group.foo("foo2.o")
+    assert group.bases()["foo.so.5"] == first
+    new_vec = (build.path / "foo.so.5.vec").read_text().splitlines()
+    slots = [line for line in old_vec if not line.startswith(("#", "__V_"))]
+    assert [line for line in new_vec if not line.startswith(("#", "__V_"))] == slots + ["foo_extra"]
+
+
+def test_deleted_function_is_an_error_naming_it(build):
+    group = Group(build)
+    group.foo()
+    library = (build.path / "foo.so.5").read_bytes()
+    build.gcc("-fPIC", "-DFOO_WITHOUT_MUL", "-c", build.src("foo.c"), "-o", "foo3.o")
+    result = group.foo("foo3.o", check=False)
+    assert result.returncode == 1 and "foo_mul" in result.stderr
+    assert (build.path / "foo.so.5").read_bytes() == library
+
+
+def test_library_that_outgrew_its_range_is_refused(build):
+    group = Group(build)
+    group.foo()
+    group.bar()
+    (build.path / "big.c").write_text("char big_table[8 << 20] = {1};\nint big(void){return 1;}\n")
+    build.gcc("-fPIC", "-c", "big.c", "-o", "big.o")
+    result = group.lib("gcc", "-shared", "-Wl,-soname=foo.so.5", "-o", "foo.so.5", "foo.o",
+                       "big.o", check=False)
+    assert result.returncode == 1
+    assert "no longer fits" in result.stderr and "delete its line" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_missing_soname_and_output(build):
+    group = Group(build)
+    no_soname = group.lib("gcc", "-shared", "-o", "x.so", "foo.o", check=False)
+    assert no_soname.returncode == 1 and "-soname" in no_soname.stderr
+    no_output = group.lib("gcc", "-shared", "-Wl,-soname=x.so", "foo.o", check=False)
+    assert no_output.returncode == 1 and "-o" in no_output.stderr
+    assert not (build.path / "addrs").exists() or group.bases() == {}
+
+
+def test_variants_must_carry_the_same_vector(build):
+    group = Group(build)
+    group.foo()
+    os.makedirs(build.path / "glibc-hwcaps" / "x86-64-v3")
+    group.lib("gcc", "-shared", "-march=x86-64-v3", "-Wl,-soname=foo.so.5",
+              "-o", "glibc-hwcaps/x86-64-v3/foo.so.5", "foo.o")
+    build.gcc("-fPIC", "-DFOO_V2", "-c", build.src("foo.c"), "-o", "foo2.o")
+    result = group.lib("gcc", "-shared", "-Wl,-soname=foo.so.5",
+                       "-o", "glibc-hwcaps/x86-64-v3/foo.so.5", "foo2.o", check=False)
+    assert result.returncode == 1 and "variant" in result.stderr and "foo_extra" in result.stderr
+
+
+def test_near_layout_binds_slots_as_rel32(build):
+    near = Group(build, near=True)
+    near.foo()
+    assert near.bases()["foo.so.5"] < 0x40000000
+    prog = near.prog("near_main.c", "near_main", "foo.so.5")
+    assert build.run(prog, env={"LD_LIBRARY_PATH": "rp"}).stdout == \
+        "foo_add(2, 3) = 5, slot starts with e9\n"
+
+
+def test_default_layout_binds_far_slots_absolutely(build):
+    group = Group(build)
+    group.foo()
+    prog = group.prog("near_main.c", "near_main", "foo.so.5")
+    assert build.run(prog, env={"LD_LIBRARY_PATH": "rp"}).stdout == \
+        "foo_add(2, 3) = 5, slot starts with 49\n"
+
+
+def test_rpathrm_removes_the_build_directory(build):
+    group = Group(build)
+    group.foo()
+    rp = str(build.path / "rp")
+    build.gcc("-o", "prog", build.src("testmain.c"), "foo.so.5", f"-Wl,-rpath,{rp}:$ORIGIN")
+    before = run(["readelf", "-dW", "prog"], build.path).stdout
+    assert rp in before
+    build.tool("vectool", "--mode=rpathrm", "--rpathdir=rp", "prog")
+    after = run(["readelf", "-dW", "prog"], build.path).stdout
+    assert rp not in after and "$ORIGIN" in after
+    assert build.run("./prog", env={"LD_LIBRARY_PATH": ""}).returncode == 7
+
+
+@pytest.mark.parametrize("pie", [False, True])
+def test_pointer_equality_and_output_match_stock(build, pie):
+    """relvec must not turn the library's own &f into something else than the program's."""
+    group = Group(build)
+    group.foo()
+    prog = group.prog("testmain.c", "testmain", "foo.so.5", pie=pie)
+    stock_dir = build.stock_lib("foo.c", "foo.so.5")
+    build.gcc(*([] if pie else ["-no-pie"]), "-o", "testmain.stock", build.src("testmain.c"),
+              "stock/foo.so.5")
+    got = build.run(prog, "x", env={"LD_LIBRARY_PATH": "rp"})
+    stock = build.run("./testmain.stock", "x", libdir=stock_dir)
+    assert (got.stdout, got.returncode) == (stock.stdout, stock.returncode)
+    assert "same &foo_add: yes" in got.stdout
