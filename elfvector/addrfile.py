@@ -37,10 +37,11 @@ class Region:
     bottom: int
 
 
-# prelink's x86-64 region; and one within +-2 GiB of a non-PIE program's
-# text at 0x400000, so that slots bind as jmp rel32.
+# prelink's x86-64 region; and one within 1 GiB of a non-PIE program's text
+# at 0x400000, so that slots bind as jmp rel32 (the binder checks each
+# displacement only for tables within 1 GiB of the slots).
 DEFAULT_REGION = Region(top=0x4000000000, bottom=0x3000000000)
-NEAR_REGION = Region(top=0x80000000, bottom=0x10000000)
+NEAR_REGION = Region(top=0x40000000, bottom=0x10000000)
 
 
 @dataclass(frozen=True)
