@@ -247,34 +247,43 @@ class ElfImage:
         count = self.dynsym_count()
         return list(struct.unpack(f"<{count}H", self.read(self.dyn(DT_VERSYM), 2 * count)))
 
-    def version_names(self):
-        """Version index -> name, from DT_VERDEF and DT_VERNEED."""
-        names = {}
+    def version_strings(self):
+        """(version index or None, .dynstr offset) of every name the
+        version tables hold: DT_VERDEF names, DT_VERNEED file names (index
+        None) and their version names."""
         if self.dyn(DT_VERDEF):
             addr = self.dyn(DT_VERDEF)
             for _ in range(self.dyn(DT_VERDEFNUM) or 0):
-                _, flags, ndx, cnt, _, aux, nxt = struct.unpack("<HHHHIII", self.read(addr, 20))
-                if cnt:
-                    name_off, _ = struct.unpack("<II", self.read(addr + aux, 8))
-                    names[ndx] = self.string(name_off)
-                if not nxt:
-                    break
-                addr += nxt
-        if self.dyn(DT_VERNEED):
-            addr = self.dyn(DT_VERNEED)
-            for _ in range(self.dyn(DT_VERNEEDNUM) or 0):
-                _, cnt, _, aux, nxt = struct.unpack("<HHIII", self.read(addr, 16))
+                _, _, ndx, cnt, _, aux, nxt = struct.unpack("<HHHHIII", self.read(addr, 20))
                 a = addr + aux
-                for _ in range(cnt):
-                    _, _, other, name_off, anext = struct.unpack("<IHHII", self.read(a, 16))
-                    names[other] = self.string(name_off)
+                for k in range(cnt):
+                    name_off, anext = struct.unpack("<II", self.read(a, 8))
+                    yield (ndx if k == 0 else None), name_off
                     if not anext:
                         break
                     a += anext
                 if not nxt:
                     break
                 addr += nxt
-        return names
+        if self.dyn(DT_VERNEED):
+            addr = self.dyn(DT_VERNEED)
+            for _ in range(self.dyn(DT_VERNEEDNUM) or 0):
+                _, cnt, file_off, aux, nxt = struct.unpack("<HHIII", self.read(addr, 16))
+                yield None, file_off
+                a = addr + aux
+                for _ in range(cnt):
+                    _, _, other, name_off, anext = struct.unpack("<IHHII", self.read(a, 16))
+                    yield other, name_off
+                    if not anext:
+                        break
+                    a += anext
+                if not nxt:
+                    break
+                addr += nxt
+
+    def version_names(self):
+        """Version index -> name, from DT_VERDEF and DT_VERNEED."""
+        return {ndx: self.string(off) for ndx, off in self.version_strings() if ndx is not None}
 
     def relas(self, addr_tag, size_tag):
         addr, size = self.dyn(addr_tag), self.dyn(size_tag)

@@ -23,11 +23,9 @@ old string's end.  The file keeps its size and its layout, and the
 """
 
 import re
-import struct
 
 from .elfimage import (DT_AUDIT, DT_AUXILIARY, DT_CONFIG, DT_DEPAUDIT, DT_FILTER, DT_NEEDED,
-                       DT_RPATH, DT_RUNPATH, DT_SONAME, DT_STRTAB, DT_SYMTAB, DT_VERDEF,
-                       DT_VERDEFNUM, DT_VERNEED, DT_VERNEEDNUM, ElfImage)
+                       DT_RPATH, DT_RUNPATH, DT_SONAME, DT_STRTAB, DT_SYMTAB, ElfImage)
 from .errors import UnsupportedElfError
 
 RUN_PATH_TAGS = (DT_RPATH, DT_RUNPATH)
@@ -107,33 +105,5 @@ def _other_references(image):
     refs = {value for tag, value in image.dynamic if tag in OTHER_NAME_TAGS}
     if image.dyn(DT_SYMTAB):
         refs |= {s.name for s in image.dynsyms()}
-    if image.dyn(DT_VERDEF):
-        addr = image.dyn(DT_VERDEF)
-        for _ in range(image.dyn(DT_VERDEFNUM) or 0):
-            _, _, _, cnt, _, aux, nxt = struct.unpack("<HHHHIII", image.read(addr, 20))
-            a = addr + aux
-            for _ in range(cnt):
-                name, anext = struct.unpack("<II", image.read(a, 8))
-                refs.add(name)
-                if not anext:
-                    break
-                a += anext
-            if not nxt:
-                break
-            addr += nxt
-    if image.dyn(DT_VERNEED):
-        addr = image.dyn(DT_VERNEED)
-        for _ in range(image.dyn(DT_VERNEEDNUM) or 0):
-            _, cnt, file_name, aux, nxt = struct.unpack("<HHIII", image.read(addr, 16))
-            refs.add(file_name)
-            a = addr + aux
-            for _ in range(cnt):
-                _, _, _, name, anext = struct.unpack("<IHHII", image.read(a, 16))
-                refs.add(name)
-                if not anext:
-                    break
-                a += anext
-            if not nxt:
-                break
-            addr += nxt
+    refs |= {offset for _, offset in image.version_strings()}
     return refs

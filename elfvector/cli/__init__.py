@@ -11,6 +11,7 @@ import sys
 import click
 
 from .. import __version__
+from ..atomic import write_bytes
 from ..errors import ElfvectorError
 
 # Loader arguments are passed through untouched: no option parsing after
@@ -45,6 +46,16 @@ def command(name, **kwargs):
         run = click.version_option(__version__, prog_name=name)(run)
         return click.command(name, context_settings=PASSTHROUGH, **kwargs)(run)
     return decorate
+
+
+def write_output(output, data, mode):
+    """An ELF file to ``output`` (atomically, with ``mode``) or to stdout."""
+    if output:
+        write_bytes(output, data, mode)
+    elif sys.stdout.isatty():
+        raise click.UsageError("refusing to write an ELF file to a terminal; use -o or >")
+    else:
+        sys.stdout.buffer.write(data)
 
 
 def warn(name, message):

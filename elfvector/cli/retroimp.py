@@ -1,15 +1,13 @@
 """retroimp xclude export.vec... a.elf > new_a.elf"""
 
 import os
-import sys
 
 import click
 
-from ..atomic import write_bytes
 from ..errors import VecFormatError
 from ..retroimp import retroimp
 from ..vecfile import read_vec
-from . import command, warn
+from . import command, warn, write_output
 from .impvec import split_vec_files
 
 
@@ -46,10 +44,4 @@ def main(output, library_path, verbose, xclude, args):
         warn("retroimp", f"{path}: no PLT entry is in these vectors; output is a copy")
         with open(path, "rb") as f:
             data = f.read()
-    mode = os.stat(path).st_mode & 0o7777
-    if output:
-        write_bytes(output, data, mode)
-    elif sys.stdout.isatty():
-        raise click.UsageError("refusing to write an ELF file to a terminal; use -o or >")
-    else:
-        sys.stdout.buffer.write(data)
+    write_output(output, data, os.stat(path).st_mode & 0o7777)

@@ -1,15 +1,13 @@
 """retrovec export.vec foo.so > vecfoo.so"""
 
 import os
-import sys
 
 import click
 
-from ..atomic import write_bytes
 from ..errors import NotElfError
 from ..retrovec import retrovec
 from ..vecfile import read_vec
-from . import command
+from . import command, write_output
 
 
 def read_input(path):
@@ -32,10 +30,4 @@ def main(output, vec_path, library):
     """
     vector = read_vec(vec_path)
     data = retrovec(vector, read_input(library), library)
-    mode = os.stat(library).st_mode & 0o7777
-    if output:
-        write_bytes(output, data, mode)
-    elif sys.stdout.isatty():
-        raise click.UsageError("refusing to write a library to a terminal; use -o or >")
-    else:
-        sys.stdout.buffer.write(data)
+    write_output(output, data, os.stat(library).st_mode & 0o7777)
