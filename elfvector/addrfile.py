@@ -80,7 +80,17 @@ def format_line(assignment, span):
 
 def room_for(span):
     """A new library's range: its span plus 33% and a few pages, in 2 MiB units."""
-    return _align_up(span + span // 3 + 4 * PAGE, MIB2)
+    return _align_up(span + span // 3 + 4 * PAGE + _thp_margin(span), MIB2)
+
+
+def _thp_margin(span):
+    """Free space a mapping of ``span`` bytes needs above its end to get its hint.
+
+    Linux 6.7+ aligns file mappings of 2 MiB or more to 2 MiB (for
+    transparent huge pages) and then keeps the hint only when the range
+    plus another 2 MiB is free; otherwise the library lands elsewhere.
+    """
+    return MIB2 if span >= MIB2 else 0
 
 
 def choose_base(assignments, soname, span, region, path):
@@ -93,7 +103,7 @@ def choose_base(assignments, soname, span, region, path):
         if a.soname != soname:
             continue
         upper = min((b.base for b in assignments if b.base > a.base), default=region.top)
-        if a.base + span > upper:
+        if a.base + span + _thp_margin(span) > upper:
             raise AddrFileError(
                 f"{soname} no longer fits at {a.base:#x} ({span:#x} bytes, "
                 f"{upper - a.base:#x} available): delete its line from the addrfile (and "

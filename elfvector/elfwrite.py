@@ -26,7 +26,8 @@ must change, :meth:`Appender.write` lays it out in one pass.
 from dataclasses import dataclass, field
 
 from .elfimage import (DYN, EHDR, PF_R, PF_W, PF_X, PHDR, PT_LOAD, PT_PHDR, SHF_ALLOC,
-                       SHF_EXECINSTR, SHF_WRITE, SHT_PROGBITS, SYM, Phdr, Shdr, Sym)
+                       SHF_EXECINSTR, SHF_WRITE, SHT_PROGBITS, SYM, DT_SYMTAB, Phdr, Shdr,
+                       Sym)
 from .errors import UnsupportedElfError
 
 PAGE = 0x1000
@@ -79,13 +80,28 @@ class Appender:
         # New segments: file bytes after everything, addresses after
         # everything (.bss included), both page-aligned, so congruent.
         self.start = align_up(len(image.data), PAGE)
-        self.start_vaddr = align_up(max(p.vaddr + p.memsz for p in loads), PAGE)
+        self.start_vaddr = align_up(max(p.vaddr + p.memsz for p in loads), PAGE) \
+            + self._elflint_gap(image)
         self.segments = []
         self.patches = []
         self.dynamic = [list(e) for e in image.dynamic] if image.dynamic else None
         self.section_updates = {}
         self.new_sections = []
         self.allocations = []
+
+    @staticmethod
+    def _elflint_gap(image):
+        """Unused address space between the old segments and the new ones.
+
+        eu-elflint judges a relocation by ``r_offset + st_size`` of its
+        symbol, so a GOT word at the end of the writable segment "reaches"
+        a read-only segment placed right after it ("read-only section
+        modified").  A gap as large as the largest symbol costs no file
+        bytes and keeps it quiet.
+        """
+        if image.dynamic is None or not image.dyn(DT_SYMTAB):
+            return 0
+        return align_up(max((s.size for s in image.dynsyms()), default=0), PAGE)
 
     # -- staging ----------------------------------------------------------
     def _segment(self, flags):

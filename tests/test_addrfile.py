@@ -38,9 +38,11 @@ def test_new_library_goes_below_all_with_room():
 
 def test_old_base_is_kept_while_it_fits_and_refused_when_not():
     taken = [Assignment(0x3FFE000000, "liba.so.1"), Assignment(0x3FFC000000, "libb.so.1")]
-    assert choose_base(taken, "libb.so.1", 0x1F00000, REGION, "f") == (0x3FFC000000, False)
+    assert choose_base(taken, "libb.so.1", 0x1E00000, REGION, "f") == (0x3FFC000000, False)
+    # A mapping of 2 MiB or more keeps its hint only with 2 MiB free above it.
     with pytest.raises(AddrFileError, match="no longer fits.*delete its line"):
-        choose_base(taken, "libb.so.1", 0x2000001, REGION, "f")
+        choose_base(taken, "libb.so.1", 0x1E00001, REGION, "f")
+    assert choose_base(taken, "liba.so.1", 0x1FFFFF, REGION, "f") == (0x3FFE000000, False)
 
 
 def test_region_exhausted():

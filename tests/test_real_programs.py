@@ -91,6 +91,18 @@ def lookups(path, env):
     return int(re.findall(r" number of relocations:\s*(\d+)", err)[0])
 
 
+def elflint_findings(path):
+    proc = subprocess.run(["eu-elflint", "--gnu-ld", str(path)], capture_output=True, text=True)
+    return set(proc.stdout.splitlines()) - {"No errors"}
+
+
+def assert_sound(new, original):
+    """readelf -a is silent on the rewritten file; eu-elflint finds nothing new."""
+    proc = subprocess.run(["readelf", "-a", "-W", str(new)], capture_output=True, text=True)
+    assert proc.returncode == 0 and not proc.stderr, proc.stderr[:500]
+    assert not elflint_findings(new) - elflint_findings(original), new
+
+
 def relocations(path, kind):
     out = subprocess.run(["readelf", "-rW", path], capture_output=True, text=True).stdout
     return len(re.findall(kind, out))
@@ -112,6 +124,7 @@ def test_debian_program(name, data, tmp_path):
                     unless="no exported function of this library is used"):
             continue
         tool("retrovec", "-o", tmp_path / lib.soname, vec, lib.path)
+        assert_sound(tmp_path / lib.soname, lib.path)
         vecs.append(vec)
     assert any("libc.so.6" in str(v) for v in vecs)
     env = {"LD_LIBRARY_PATH": str(tmp_path)}
@@ -119,6 +132,7 @@ def test_debian_program(name, data, tmp_path):
     bindir.mkdir()
     rewritten = bindir / name
     tool("retroimp", "-o", rewritten, "", *vecs, program, env=env)
+    assert_sound(rewritten, program)
     for argv, stdin in WORKLOADS[name]:
         stdin = stdin.encode() if stdin is not None else None
         expected = run_workload(program, argv, stdin, data, {})

@@ -169,3 +169,23 @@ def test_pointer_equality_and_output_match_stock(build, pie):
     stock = build.run("./testmain.stock", "x", libdir=stock_dir)
     assert (got.stdout, got.returncode) == (stock.stdout, stock.returncode)
     assert "same &foo_add: yes" in got.stdout
+
+
+def test_large_library_keeps_its_base(build):
+    """Linux aligns file mappings of 2 MiB or more to 2 MiB and then keeps
+    the hint only with 2 MiB free above: vectool leaves that room."""
+    group = Group(build)
+    group.foo()
+    (build.path / "big.c").write_text(
+        "static char big[0x240000];\nint big_fn(void) { big[1] = 1; return 2 + big[0x23ffff]; }\n")
+    build.gcc("-fPIC", "-O2", "-c", "big.c", "-o", "big.o")
+    group.lib("gcc", "-shared", "-Wl,-soname=libbig.so.1", "-o", "libbig.so.1", "big.o")
+    (build.path / "m.c").write_text(
+        "int foo_add(int, int); int big_fn(void);\n"
+        "int main(void) { return foo_add(1, 2) + big_fn(); }\n")
+    build.gcc("-O2", "-fno-pie", "-c", "m.c", "-o", "m.o")
+    build.tool("vectool", "--mode=prog", "--rpathdir=rp", "gcc", "-no-pie", "-o", "m", "m.o",
+               "foo.so.5", "libbig.so.1")
+    assert build.run("./m", env={"LD_LIBRARY_PATH": "rp"}).returncode == 5
+    assert load_address(build, "./m", "libbig.so.1") == 0
+    assert load_address(build, "./m", "foo.so.5") == 0

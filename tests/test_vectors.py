@@ -1,6 +1,8 @@
 """Vector contents: IFUNCs, versions, --rebuild, and the layout check."""
 
-from conftest import symbol_relocations
+import re
+
+from conftest import run, symbol_relocations
 
 
 def lines_of(path):
@@ -89,3 +91,27 @@ def test_version_script_hiding_the_vector_is_an_error(build):
     assert result.returncode == 1
     assert "__V_foo_so_5" in result.stderr and "version script" in result.stderr
     assert not (build.path / "foo.so.5").exists()
+
+
+def test_export_table_needs_no_dynamic_relocation(build):
+    vec = build.expvec("foo.c", "foo.so.5", vscript=build.src("foo.vscript"))
+    syms = run(["readelf", "--dyn-syms", "-W", "foo.so.5"], build.path).stdout
+    table = next(line.split() for line in syms.splitlines() if line.endswith(" __V_foo_so_5"))
+    start, size = int(table[1], 16), int(table[2])
+    relocs = run(["readelf", "-rW", "foo.so.5"], build.path).stdout
+    offsets = [int(line.split()[0], 16) for line in relocs.splitlines()
+               if re.match(r"^[0-9a-f]{16} ", line)]
+    assert size == 4 * 9 and not [o for o in offsets if start <= o < start + size]
+    assert "foo_add" in [line.split()[-1] for line in syms.splitlines() if "FUNC" in line]
+
+
+def test_impvec_warns_about_a_second_definer(build):
+    vec = build.expvec("foo.c", "foo.so.5", vscript=build.src("foo.vscript"))
+    (build.path / "dup.c").write_text('const char *foo_name(void) { return "dup"; }\n')
+    build.gcc("-fPIC", "-shared", "-Wl,-soname=libdup.so", "-o", "libdup.so", "dup.c")
+    build.gcc("-c", build.src("testmain.c"), "-o", "testmain.o")
+    result = build.tool("impvec", "--link", "", vec, "gcc", "-o", "testmain", "testmain.o",
+                        "-Wl,--no-as-needed", "foo.so.5", "libdup.so")
+    assert "impvec: warning: foo_name is also defined by libdup.so" in result.stderr
+    assert "foo.so.5's definition" in result.stderr
+    assert "from foo.so.5" in build.run("./testmain").stdout     # ld.so would pick foo.so.5 too

@@ -55,11 +55,12 @@ def main(mode, addrfile, rpathdir, exclexp, inclrel, exclrel, near, no_relvec, v
     if mode == "prog":
         result, _ = build_program(options, args)
         for message in result.warnings:
-            warn("vectool", message)
+            if verbose or "no library loaded by the program carries" not in message:
+                warn("vectool", message)    # every .vec of the group is offered
         return
     result = build_library(options, args)
     for message in result.notes if verbose else []:
-        click.echo(f"vectool: {result.output}: {message}", err=True)
+        click.echo(f"vectool: {message}", err=True)
     if verbose:
         click.echo(f"vectool: {result.output}: base {result.base:#x} "
                    f"({'new' if result.new_base else 'kept'}), span {result.span:#x}, "
