@@ -19,6 +19,12 @@ with vecstat, retrovec and retroimp (see realprogs.py): symbol lookups,
 ld.so start-up cycles, instructions and file sizes before and after, and
 the tools' own wall time (retrovec of all of libc, retroimp of curl).
 
+A vectool group (issue 4, see vectoolbench.py): five libraries with
+2000 relative relocations each, built with vectool (fixed bases, vectors,
+relvec; also PIE, --near and --no-relvec) and stock from the same objects:
+symbol lookups, relative relocations, ld.so start-up cycles, instructions
+and private dirty memory at the start of main.
+
 All builds must print the output computed independently in Python (the
 real programs: what the system's program prints), or the benchmark stops
 (exit 1).  The issue's targets
@@ -38,6 +44,7 @@ import gensrc
 import probes
 import realprogs
 import report
+import vectoolbench
 
 HERE = Path(__file__).resolve().parent
 WORK = HERE / "work"
@@ -103,6 +110,7 @@ def main():
         results["ns_per_call"] = measure_calls(WORK / "loop")
         results["real_programs"], programs = realprogs.measure(WORK / "real")
         results["tool_times"] = realprogs.tool_times(WORK / "tools", programs)
+        results["vectool_group"] = vectoolbench.measure(WORK / "vectool")
         results["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     except builds.BenchError as e:
         print(f"bench: {e}", file=sys.stderr)

@@ -134,7 +134,8 @@ def _other_vectored_bytes(results):
 
 def print_report(results):
     for part in (_header, _startup_table, _program_bytes, _library_bytes, _call_costs,
-                 _slot_bindings, _real_startup, _real_bytes, _tool_times, _targets):
+                 _slot_bindings, _real_startup, _real_bytes, _tool_times, vectool_group_lines,
+                 _targets):
         print("\n".join(part(results)), end="\n\n")
 
 
@@ -408,6 +409,125 @@ def _tool_times(r):
                  f"{_change(rv['unsectioned']['before'], rv['unsectioned']['after'], False)} in no "
                  "section); the system's curl runs on it unchanged")
     return lines
+
+
+def _kc(n):
+    return f"{n / 1000:,.0f}"
+
+
+def vectool_group_lines(r):
+    """Issue 4: a group of vectool libraries at start-up, against the same objects linked
+    normally (bench/vectoolbench.py)."""
+    g = r.get("vectool_group")
+    if not g:
+        return []
+    builds = g["builds"]
+    runs = g["startup_runs"]
+    relocation_rows, cost_rows, spreads = [], [], []
+    for b in builds.values():
+        files, ld = b["relocations_in_files"], b["ld_so"]
+        lazy, now = ld["lazy"], ld["now"]
+        relocation_rows.append([
+            b["title"], f"{lazy['lookups']:,}", f"{lazy['final_lookups']:,}", f"{now['lookups']:,}",
+            f"{files['libraries']['symbol']:,}", f"{files['program']['symbol']:,}",
+            f"{files['libraries']['relative']:,}", f"{files['program']['relative']:,}",
+            f"{files['libraries']['relvec_words']:,}", f"{now['relative']:,}"])
+        dirty = b["private_dirty_kB"]
+        start, end = dirty["start"], dirty["end"]
+        cost_rows.append([
+            b["title"], _kc(lazy["cycles_median"]), _kc(now["cycles_median"]),
+            f"{b['instructions']['lazy']:,}", f"{b['instructions']['now']:,}",
+            f"{start['rollup']}", f"{start['libraries']}", f"{start['slots']}",
+            f"{start['program']}", f"{start['other']}", f"{end['rollup']}"])
+        spreads.append(f"{b['title']} {_kc(lazy['cycles_min'])}-{_kc(lazy['cycles_max'])} / "
+                       f"{_kc(now['cycles_min'])}-{_kc(now['cycles_max'])}")
+    stock = builds.get("stock")
+    fixed = builds.get("fixed")
+    lines = [f"vectool group (issue 4): {g['libraries']} libraries libg0..libg{g['libraries'] - 1}.so, "
+             f"each {g['functions_per_library']} exported functions, {g['pointers_per_library']:,} "
+             f"pointers in static tables and {g['calls_below']} calls into the library below;",
+             f"  a program calling each of the {g['libraries'] * g['functions_per_library']:,} "
+             f"functions once.  Every build printed {g['output']} (computed in Python)."]
+    lines += _grouped_table(
+        [("", ["build"]),
+         ("lookups (LD_DEBUG=statistics)", ["lazy start", "lazy exit", "BIND_NOW"]),
+         ("symbol relocs in files", ["libs", "program"]),
+         ("RELATIVE in files", ["libs", "program"]),
+         ("", ["relvec words", "ld.so 'relative'"])], relocation_rows)
+    lines += _grouped_table(
+        [("", ["build"]),
+         (f"ld.so kcycles (median of {runs})", ["lazy", "BIND_NOW"]),
+         ("instructions (callgrind, whole run)", ["lazy", "BIND_NOW"]),
+         ("Private_Dirty kB at the start of main", ["total", "libg*", "slots", "program", "other"]),
+         ("", ["at exit"])], cost_rows)
+    lines += [
+        "lookups: 'number of relocations' after start-up and 'final number of relocations' at "
+        "exit (symbol lookups only).",
+        "symbol relocs in files: .rela.dyn + .rela.plt entries with a symbol (IRELATIVE and "
+        "RELATIVE not counted), readelf -r.",
+        "RELATIVE in files: R_X86_64_RELATIVE entries left in .rela.dyn; relvec words: settled "
+        "words relvec's routine adjusts",
+        "  only if the library moves.  ld.so 'relative' (BIND_NOW run): glibc 2.36 adds up "
+        "DT_RELACOUNT of the objects loaded",
+        "  away from their link address only, so a non-PIE build at its bases shows 0 even "
+        "with every RELATIVE kept (--no-relvec).",
+        "ld.so kcycles: 'total startup time in dynamic loader' (ld.so only: not the binder, "
+        "which runs from .preinit_array);",
+        f"  {runs} runs per build and mode, the builds taking turns.  NOISY: min-max kcycles "
+        "lazy / BIND_NOW:"]
+    lines += [f"    {'; '.join(spreads[i:i + 2])}" for i in range(0, len(spreads), 2)]
+    lines += [
+        "Private_Dirty: read by the program from /proc/self/smaps_rollup at the start of main "
+        f"(and at exit), median of {g['dirty_runs']} runs;",
+        "  the split from /proc/self/smaps: libg*.so's mappings, the binder's anonymous r-x "
+        "slot pages, the program file, the rest",
+        "  (libc, ld.so, stack, heap).  Stock lazy has bound nothing of libg* yet at the start "
+        "of main."]
+    if fixed:
+        per_lib = fixed["relocations_in_files"]["per_library"]
+        one = next(iter(per_lib.values()))
+        bases = ", ".join(f"{name} {v['base']}" for name, v in fixed["bases"].items())
+        lines += [f"vectool bases (every vectool library at l_addr 0, plain and under valgrind): "
+                  f"{bases}"]
+        if "near" in builds:
+            near = builds["near"]["bases"]
+            lines += ["  --near: " + ", ".join(f"{name} {v['base']}" for name, v in near.items())]
+        slots = [f"{b['title']}: {b['program_slot']['encoding']} ({_distance(b['program_slot']['distance'])})"
+                 for b in builds.values() if "program_slot" in b]
+        lines += ["program's slot of g0_f0 in the process, bound to g0_f0's link address: "
+                  + "; ".join(slots[:2])] + [f"  {s}" for s in slots[2:]]
+        if stock:
+            sb = stock["relocations_in_files"]["libraries"]["bytes"]
+            fb = fixed["relocations_in_files"]["libraries"]["bytes"]
+            lines += [f"library file bytes: stock {sb:,}, vectool {fb:,} ({_change(sb, fb)}); "
+                      f"one vectool library: {one['relative']} RELATIVE kept, "
+                      f"{one['relvec_words']:,} relvec words, {one['irelative']} IRELATIVE"]
+    norelvec = builds.get("norelvec")
+    if stock and fixed:
+        lines += ["vectool non-PIE vs stock non-PIE: " + _versus(stock, fixed)]
+    if fixed and norelvec:
+        lines += ["relvec's share (vectool vs vectool --no-relvec): " + _versus(norelvec, fixed)]
+    if fixed and "moved" in fixed:
+        m = fixed["moved"]
+        lines += [f"moved: with a preloaded library on its range, {m['library']} loads at "
+                  f"l_addr {m['l_addr']} and the vectool program still prints the same."]
+    lines += [f"build {g['build_wall_s']} s (vectool groups two at a time), measurements "
+              f"{g['measure_wall_s']} s."]
+    return lines
+
+
+def _versus(before, after):
+    """Lookups, ld.so cycles, instructions and dirty kB of ``after`` against ``before``."""
+    parts = []
+    for mode, title in (("lazy", "lazy"), ("now", "BIND_NOW")):
+        lb, la = before["ld_so"][mode]["lookups"], after["ld_so"][mode]["lookups"]
+        cb, ca = before["ld_so"][mode]["cycles_median"], after["ld_so"][mode]["cycles_median"]
+        ib, ia = before["instructions"][mode], after["instructions"][mode]
+        parts.append(f"{title}: lookups {_change(lb, la, False)}, ld.so cycles {_change(cb, ca)}, "
+                     f"instructions {_change(ib, ia)}")
+    db = before["private_dirty_kB"]["start"]["rollup"]
+    da = after["private_dirty_kB"]["start"]["rollup"]
+    return "; ".join(parts) + f"; Private_Dirty {_change(db, da, False)} kB"
 
 
 def _targets(r):

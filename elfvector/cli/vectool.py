@@ -28,7 +28,7 @@ from .retrovec import read_input
 @click.option("--exclrel", default=DEFAULT_EXCLREL, show_default=True,
               help="Symbols whose relocations relvec must keep.")
 @click.option("--near", is_flag=True,
-              help="Hand out bases within 2 GiB of a non-PIE program's text "
+              help="Hand out bases within 1 GiB of a non-PIE program's text "
                    f"({addresses.NEAR_REGION.bottom:#x}-{addresses.NEAR_REGION.top:#x}), so "
                    "slots bind as jmp rel32 (default "
                    f"{addresses.DEFAULT_REGION.bottom:#x}-{addresses.DEFAULT_REGION.top:#x}).")
