@@ -33,7 +33,8 @@ relvec, on such a library:
   and adds a small routine (``.elfvector.relvec.text``) that adds the load
   bias to every listed word, and returns at once when the bias is 0;
 * runs the routine through one ``R_X86_64_IRELATIVE`` in ``.rela.dyn``
-  whose word is in ``.elfvector.relvec.got``.  glibc's
+  whose word is the first settled word: the routine returns that word's
+  fixed-up value, so no writable page of its own is needed.  glibc's
   ``elf_dynamic_do_Rela`` applies a table's IRELATIVE entries after all
   its other entries, in order (ours comes first), then ``.rela.plt``, and
   only then ``_dl_protect_relro`` and the constructors: the RELRO words
@@ -69,7 +70,6 @@ from .errors import ElfvectorError, UnsupportedElfError
 
 TABLE_SECTION = ".elfvector.relvec"
 CODE_SECTION = ".elfvector.relvec.text"
-GOT_SECTION = ".elfvector.relvec.got"
 
 STV_MASK, STV_DEFAULT, STV_PROTECTED = 3, 0, 3
 WORD = 8
@@ -313,7 +313,7 @@ def _rewrite(image, rela_index, rela_shdr, relas, settled, kept, report):
     raw[at + 32:at + 40] = struct.pack("<Q", new_size)           # sh_size
     image = ElfImage(bytes(raw), image.path)
     appender = Appender(image)
-    rela_moves = _make_room(appender, image, 3)
+    rela_moves = _make_room(appender, image, 2)
     table = relr_encode(relas[k].offset for k in settled)
     table_bytes = struct.pack(f"<{len(table)}Q", *table)
     table_at = appender.alloc(len(table_bytes), WORD)
@@ -326,9 +326,10 @@ def _rewrite(image, rela_index, rela_shdr, relas, settled, kept, report):
         appender.set_dynamic(DT_RELA, rela_at)
     code_size = x86_64.RELVEC_FIXUP_SIZE
     code_at = appender.alloc(code_size, 16, PF_R | PF_X, section=CODE_SECTION)
-    appender.put(code_at, x86_64.relvec_fixup(code_at, table_at, table_at + len(table_bytes)))
-    got_at = appender.alloc(WORD, WORD, PF_R | PF_W, section=GOT_SECTION)
-    fixup = Rela(got_at, rela_info(0, R_X86_64_IRELATIVE), code_at)
+    word = min(relas[k].offset for k in settled)
+    appender.put(code_at, x86_64.relvec_fixup(code_at, table_at, table_at + len(table_bytes),
+                                              word))
+    fixup = Rela(word, rela_info(0, R_X86_64_IRELATIVE), code_at)
     relative = [r for r in kept if r.type == R_X86_64_RELATIVE]
     irelative = [r for r in kept if r.type == R_X86_64_IRELATIVE]
     others = [r for r in kept if r.type not in (R_X86_64_RELATIVE, R_X86_64_IRELATIVE)]

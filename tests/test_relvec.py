@@ -27,7 +27,7 @@ from elfvector.elfimage import (DT_RELA, DT_RELACOUNT, DT_RELASZ, R_X86_64_IRELA
                                 R_X86_64_RELATIVE, ElfImage)
 from elfvector.errors import ElfvectorError, UnsupportedElfError
 from elfvector.patterns import PatternList
-from elfvector.relvec import (CODE_SECTION, GOT_SECTION, TABLE_SECTION, AlreadyRelvecError,
+from elfvector.relvec import (CODE_SECTION, TABLE_SECTION, AlreadyRelvecError,
                               relr_decode, relr_encode, relvec)
 from test_retro import assert_sound
 
@@ -130,8 +130,8 @@ def test_relr_sizes():
 
 
 def test_fixup_routine_encoding():
-    at, table, end = BASE + 0x7000, BASE + 0x5010, BASE + 0x5040
-    code = x86_64.relvec_fixup(at, table, end)
+    at, table, end, word = BASE + 0x7000, BASE + 0x5010, BASE + 0x5040, BASE + 0x3e00
+    code = x86_64.relvec_fixup(at, table, end, word)
     assert len(code) == x86_64.RELVEC_FIXUP_SIZE
     md = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64)
     insns = list(md.disasm(code, at))
@@ -146,6 +146,9 @@ def test_fixup_routine_encoding():
     leas = [i for i in insns if i.mnemonic == "lea" and "rip" in i.op_str]
     assert [(i.op_str.split(",")[0], rip_target(i)) for i in leas] == [
         ("rax", at), ("rcx", table), ("rsi", end)]
+    load = insns[-2]
+    assert load.mnemonic == "mov" and load.op_str.startswith("rax, qword ptr [rip")
+    assert rip_target(load) == word
     assert any(i.mnemonic == "movabs" and i.op_str == f"rdx, {at:#x}" for i in insns)
     assert not [i for i in insns if i.mnemonic in ("push", "pop", "call")]
 
@@ -223,7 +226,7 @@ def test_elflint_strip_and_objcopy(build, libs):
         run(["strip", "-o", f"{soname}.strip", soname], build.path)
         run(["objcopy", f"{soname}.strip", f"stripped/{soname}"], build.path)
         names = run(["readelf", "-SW", f"stripped/{soname}"], build.path).stdout
-        assert all(s in names for s in (TABLE_SECTION, CODE_SECTION, GOT_SECTION))
+        assert all(s in names for s in (TABLE_SECTION, CODE_SECTION))
     for order in (("foo.so.5", TABLE_LIB), (TABLE_LIB, "foo.so.5")):
         prog = program(build, "relvec_main.c", "rmain_" + order[0], order, NONPIE)
         expected = build.run(prog, libdir=build.path / "stock")
@@ -260,10 +263,9 @@ def test_file_level_changes(build, libs, soname):
     raw = new.read(table.addr, table.size)
     assert relr_decode(struct.unpack(f"<{len(raw) // 8}Q", raw)) == sorted(
         r.offset for r in removed)
-    _, got = new.section(GOT_SECTION)
-    assert ours[0].offset == got.addr
-    assert new.read(code.addr, code.size) == x86_64.relvec_fixup(code.addr, table.addr,
-                                                                 table.addr + table.size)
+    assert ours[0].offset == min(r.offset for r in removed)   # a settled word, no GOT
+    assert new.read(code.addr, code.size) == x86_64.relvec_fixup(
+        code.addr, table.addr, table.addr + table.size, ours[0].offset)
     report = libs[soname]
     assert report.changed and report.rela_before == len(old_relas)
     assert report.rela_after == len(new_relas) == len(kept) + 1

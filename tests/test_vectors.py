@@ -94,7 +94,7 @@ def test_version_script_hiding_the_vector_is_an_error(build):
 
 
 def test_export_table_needs_no_dynamic_relocation(build):
-    vec = build.expvec("foo.c", "foo.so.5", vscript=build.src("foo.vscript"))
+    build.expvec("foo.c", "foo.so.5", vscript=build.src("foo.vscript"))
     syms = run(["readelf", "--dyn-syms", "-W", "foo.so.5"], build.path).stdout
     table = next(line.split() for line in syms.splitlines() if line.endswith(" __V_foo_so_5"))
     start, size = int(table[1], 16), int(table[2])

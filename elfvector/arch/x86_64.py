@@ -345,7 +345,7 @@ def _assemble(items, at):
     return bytes(code)
 
 
-def relvec_fixup(at, table, table_end):
+def relvec_fixup(at, table, table_end, word):
     """The routine relvec runs through one ``R_X86_64_IRELATIVE``.
 
     ld.so calls it (indirectly, hence ``endbr64``) with no arguments after
@@ -361,8 +361,10 @@ def relvec_fixup(at, table, table_end):
     * an odd entry is a bitmap: bit ``i`` (1..63) marks the word
       ``base + 8*(i-1)``; the next bitmap's base is 63 words further.
 
-    Returns 0 (ld.so stores it in the IRELATIVE's word).  Uses only
-    %rax %rcx %rdx %rsi %rdi %r8, no stack and no vector register.
+    Returns the (fixed-up) value of ``word``, one of the listed words,
+    which is where ld.so stores the IRELATIVE's result: the IRELATIVE needs
+    no writable word of its own.  Uses only %rax %rcx %rdx %rsi %rdi %r8,
+    no stack and no vector register.
     """
     items = [
         ENDBR64,
@@ -398,10 +400,10 @@ def relvec_fixup(at, table, table_end):
         bytes.fromhex("4981c0f8010000"),           # add $504,%r8: 63 words on
         ("j8", 0xEB, "loop"),                      # jmp loop
         ("label", "done"),
-        bytes.fromhex("31c0"),                     # xor %eax,%eax
+        ("rip", b"\x48\x8b\x05", word),           # mov word(%rip),%rax
         b"\xc3",                                   # ret
     ]
     return _assemble(items, at)
 
 
-RELVEC_FIXUP_SIZE = len(relvec_fixup(0x1000, 0x2000, 0x2000))
+RELVEC_FIXUP_SIZE = len(relvec_fixup(0x1000, 0x2000, 0x2000, 0x3000))
