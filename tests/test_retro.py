@@ -195,3 +195,68 @@ def test_static_program_and_wrong_architecture(build, vectored_foo):
         assert result.returncode == 1 and "arm.so" in result.stderr
         assert "machine" in result.stderr or "architecture" in result.stderr
     assert not (build.path / "out").exists()
+
+
+def retro_library(build, source, soname):
+    """``source`` built as ``stock/soname``; its vector (every function) and
+    the retrovec'd library in the build directory.  Returns the .vec path."""
+    stock = build.stock_lib(source, soname)
+    vec = build.path / f"{soname}.vec"
+    build.tool("vecstat", "--emit-vec", stock / soname, "--all", "-o", vec, stock / soname)
+    build.tool("retrovec", "-o", soname, vec, stock / soname)
+    return str(vec)
+
+
+@pytest.mark.parametrize("mode", ["pie", "pie-now", "nopie"])
+def test_retroimp_early_calls_from_ifunc_preinit_and_init(build, mode):
+    """The program's IFUNC resolver, .preinit_array and .init_array call
+    vectored functions before main; retroimp's bindings are in place by then."""
+    vec = retro_library(build, "rt_vlib.c", "librtv.so.1")
+    flags = {"pie": [], "pie-now": ["-Wl,-z,now"], "nopie": ["-fno-pie", "-no-pie"]}[mode]
+    build.gcc("-O2", *flags, "-o", "pm", build.src("rt_preinit_main.c"), "stock/librtv.so.1",
+              "-Wl,--no-as-needed")
+    build.tool("retroimp", "-o", "pm.vec", "", vec, "pm")
+    expected = build.run("./pm", "arg", libdir=build.path / "stock")
+    got = build.run("./pm.vec", "arg")
+    assert (got.stdout, got.stderr, got.returncode) == (
+        expected.stdout, expected.stderr, expected.returncode)
+    assert expected.returncode == 5 and "preinit: argc 2" in got.stdout
+    assert jump_slots_named(build, "pm.vec", "v_") == 0
+
+
+def test_retroimp_threads(build):
+    vec = retro_library(build, "rt_vlib.c", "librtv.so.1")
+    build.gcc("-O2", "-pthread", "-o", "tm", build.src("rt_threads_main.c"),
+              "stock/librtv.so.1", "-Wl,--no-as-needed")
+    build.tool("retroimp", "-o", "tm.vec", "", vec, "tm")
+    expected = build.run("./tm", libdir=build.path / "stock")
+    got = build.run("./tm.vec")
+    assert (got.stdout, got.returncode) == (expected.stdout, expected.returncode)
+    assert expected.returncode == 0 and got.stdout
+
+
+def test_retroimp_forty_vectors(build):
+    """No limit of 31 vectors: one program, 40 retrovec'd libraries."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def make(n):
+        source = build.path / f"rt_many_{n:02d}.c"
+        source.write_text(f'#define RT_N {n}\n#include "rt_many_lib.c"\n')
+        return retro_library(build, str(source), f"librtm{n:02d}.so")
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        vecs = list(pool.map(make, range(40)))
+    libs = [f"stock/librtm{n:02d}.so" for n in range(40)]
+    build.gcc("-O2", "-o", "many", build.src("rt_many_main.c"), *libs, "-Wl,--no-as-needed")
+    build.tool("retroimp", "-o", "many.vec", "", *vecs, "many")
+    expected = build.run("./many", libdir=build.path / "stock")
+    got = build.run("./many.vec")
+    assert (got.stdout, got.returncode) == (expected.stdout, expected.returncode)
+    assert "same &m_add_39: yes" in got.stdout
+    relocs = run(["readelf", "-rW", "many.vec"], build.path).stdout
+    assert len(re.findall(r"R_X86_64_GLOB_DAT .* __V_librtm\d\d_so__", relocs)) == 40
+
+
+def jump_slots_named(build, path, prefix):
+    relocs = run(["readelf", "-rW", path], build.path).stdout
+    return len(re.findall(rf"R_X86_64_JUMP_SLOT .* {prefix}", relocs))
