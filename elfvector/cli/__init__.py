@@ -20,8 +20,15 @@ PASSTHROUGH = dict(ignore_unknown_options=True, allow_interspersed_args=False,
                    help_option_names=["-h", "--help"])
 
 
-def command(name, **kwargs):
-    """A click command named ``name`` with --version and error reporting."""
+def command(name, options_anywhere=False, **kwargs):
+    """A click command named ``name`` with --version and error reporting.
+
+    Commands that wrap a loader command stop parsing options at the first
+    argument; ``options_anywhere`` lets options follow the file arguments
+    instead (``vecstat /usr/bin/* --emit-vec libc.so.6``).
+    """
+    settings = dict(PASSTHROUGH, allow_interspersed_args=True,
+                    ignore_unknown_options=False) if options_anywhere else PASSTHROUGH
     def decorate(func):
         @functools.wraps(func)
         def run(*args, **kw):
@@ -44,8 +51,16 @@ def command(name, **kwargs):
                            "(set ELFVECTOR_DEBUG=1 for a traceback)", err=True)
                 sys.exit(1)
         run = click.version_option(__version__, prog_name=name)(run)
-        return click.command(name, context_settings=PASSTHROUGH, **kwargs)(run)
+        return click.command(name, context_settings=settings, **kwargs)(run)
     return decorate
+
+
+def write_text(output, text):
+    """A text output (a .vec, a report) to ``output`` (atomically) or to stdout."""
+    if output:
+        write_bytes(output, text.encode(), mode=0o644)
+    else:
+        sys.stdout.write(text)
 
 
 def write_output(output, data, mode):

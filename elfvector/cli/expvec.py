@@ -1,13 +1,12 @@
 """expvec [--rebuild] incl excl vscript loader_args... > export.vec 3> export.vec.o"""
 
 import os
-import sys
 
 import click
 
 from ..atomic import write_bytes
 from ..exportvec import build
-from . import command, fd_is_open
+from . import command, fd_is_open, write_text
 
 
 @command("expvec")
@@ -35,10 +34,7 @@ def main(rebuild, vec_path, object_path, verbose, incl, excl, vscript, loader_ar
     text = result.vector.format(
         f"{len(result.vector.slots)} slots of {os.path.basename(result.library)}; "
         "slots are append-only (use expvec --rebuild @copy_of_this.vec)")
-    if vec_path:
-        write_bytes(vec_path, text.encode(), mode=0o644)
-    else:
-        sys.stdout.write(text)
+    write_text(vec_path, text)
     if object_path:
         write_bytes(object_path, result.object_bytes, mode=0o644)
         write_bytes(object_path + ".ld", result.alias_script.encode(), mode=0o644)

@@ -1,16 +1,14 @@
 """recovervec foo.so > export.vec"""
 
 import os
-import sys
 
 import click
 
-from ..atomic import write_bytes
 from ..recovervec import recover
-from . import command, warn
+from . import command, warn, write_text
 
 
-@command("recovervec")
+@command("recovervec", options_anywhere=True)
 @click.option("-o", "--output", metavar="FILE",
               help="Write export.vec to FILE (replaced atomically) instead of standard output.")
 @click.option("-v", "--verbose", is_flag=True, help="Report IFUNC slots.")
@@ -37,12 +35,5 @@ def main(output, verbose, library):
     text = vector.format(
         f"{len(vector.slots)} slots of {os.path.basename(library)}; "
         "slots are append-only (use expvec --rebuild @copy_of_this.vec)")
-    if output:
-        write_bytes(output, text.encode(), mode=0o644)
-    else:
-        sys.stdout.write(text)
+    write_text(output, text)
 
-
-# Options may follow the library (recovervec foo.so -o foo.vec).
-main.context_settings = dict(main.context_settings, allow_interspersed_args=True,
-                             ignore_unknown_options=False)

@@ -1,16 +1,14 @@
 """vecstat [--emit-vec LIB [--top N] [--all]] FILE... > stats (or > export.vec)"""
 
 import os
-import sys
 
 import click
 
-from ..atomic import write_bytes
 from ..vecstat import format_report, scan, vector_for
-from . import command, warn
+from . import command, warn, write_text
 
 
-@command("vecstat")
+@command("vecstat", options_anywhere=True)
 @click.option("--emit-vec", "lib", metavar="LIB",
               help="Write a .vec for LIB (a soname such as libc.so.6, or a path) instead: "
                    "its functions that FILE... use, most used first.")
@@ -46,12 +44,5 @@ def main(lib, top, all_functions, no_default_excludes, output, files):
         vector, soname = vector_for(stats, lib, top, all_functions, not no_default_excludes)
         text = vector.format(f"{len(vector.slots)} slots of {soname}, most used first "
                              f"(vecstat, {len(stats.files)} files)")
-    if output:
-        write_bytes(output, text.encode(), mode=0o644)
-    else:
-        sys.stdout.write(text)
+    write_text(output, text)
 
-
-# Options may follow the files (vecstat /usr/bin/* --emit-vec libc.so.6).
-main.context_settings = dict(main.context_settings, allow_interspersed_args=True,
-                             ignore_unknown_options=False)
