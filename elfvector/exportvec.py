@@ -7,6 +7,7 @@ definitions (never an interposed one, and without a dynamic relocation).
 """
 
 import os
+import re
 import tempfile
 from dataclasses import dataclass
 
@@ -114,7 +115,8 @@ def build(incl_arg, excl_arg, vscript, loader_words, rebuild=False):
         vector, notes = choose_vector(trial, cmd, incl_arg, incl, excl)
         obj, script = write_vector_objects(tmp, trial.arch, vector)
         final_path = os.path.join(tmp, "final.so")
-        cmd.with_output(final_path).with_extra(obj, script).run("final link", blame=output)
+        cmd.with_output(final_path).with_extra(obj, script, *vector_version_script(cmd, tmp)) \
+            .run("final link", blame=output)
         check_exported(ElfFile(final_path), vector, output)
         move_into_place(final_path, output)
         with open(obj, "rb") as f:
@@ -177,6 +179,31 @@ def _choose_vector(name, functions, incl_arg, incl, excl):
         raise VectorMismatchError(f"old vector is {old.name}, this library's is {name}", path)
     slots, layouts = rebuild_slots(old, functions, excl, path)
     return Vector(name, slots, layouts)
+
+
+def vector_version_script(cmd, tmp):
+    """Extra linker options that keep ``__V_*`` exported under the user's script.
+
+    A distribution's version script usually ends in ``local: *;``, which
+    would hide the vector.  When every script of the link names its
+    version nodes and none mentions ``__V_``, a second script adds the
+    node ``ELFVECTOR { global: __V_*; };`` (GNU ld merges version scripts).
+    An anonymous script cannot be combined with another: then the user must
+    add ``__V_*;`` (check_exported says so).
+    """
+    texts = []
+    for path in cmd.version_scripts:
+        try:
+            with open(path, encoding="utf-8", errors="replace") as f:
+                texts.append(re.sub(r"/\*.*?\*/|#[^\n]*", "", f.read(), flags=re.S))
+        except OSError:
+            return []           # the link itself will say what is wrong
+    if not texts or any("__V_" in t or t.lstrip().startswith("{") for t in texts):
+        return []
+    path = os.path.join(tmp, "elfvector.map")
+    with open(path, "w") as f:
+        f.write("ELFVECTOR { global: __V_*; };\n")
+    return [cmd.linker_option(f"--version-script={path}")]
 
 
 def check_exported(final, vector, output):

@@ -67,6 +67,18 @@ class LinkCommand:
         return value
 
     @property
+    def version_scripts(self):
+        """Paths of the version scripts the command gives the linker."""
+        paths = []
+        for i, word in enumerate(self.words):
+            m = _VERSION_SCRIPT_WL.match(word) or re.match(r"^--?version-script=(.+)$", word)
+            if m:
+                paths.append(m.group(1))
+            elif word in ("--version-script", "-version-script") and i + 1 < len(self.words):
+                paths.append(self.words[i + 1])
+        return paths
+
+    @property
     def library_dirs(self):
         """``-L`` directories in order."""
         dirs = []

@@ -25,7 +25,8 @@ from .atomic import write_bytes
 from .elffile import ElfFile
 from .elfimage import PT_LOAD, ElfImage
 from .errors import LinkError, VectorMismatchError
-from .exportvec import check_exported, choose_vector, trial_link, write_vector_objects
+from .exportvec import (check_exported, choose_vector, trial_link, vector_version_script,
+                        write_vector_objects)
 from .importvec import assemble_import, plan_for_link, read_vectors
 from .importvec import build as build_program_with_vectors
 from .linkcmd import LinkCommand
@@ -89,6 +90,7 @@ def build_library(options, loader_words):
         if variant_of:
             _check_same_vector(vector, read_vec(old_vec), output, variant_of)
         objects = list(write_vector_objects(tmp, trial.arch, vector))
+        objects += vector_version_script(cmd, tmp)
         imports = plan_for_link(cmd, trial, _needed_vectors(options.rpathdir, trial),
                                 PatternList(DEFAULT_IMPORT_EXCLUDES))
         if imports.slot_count:

@@ -115,3 +115,16 @@ def test_impvec_warns_about_a_second_definer(build):
     assert "impvec: warning: foo_name is also defined by libdup.so" in result.stderr
     assert "foo.so.5's definition" in result.stderr
     assert "from foo.so.5" in build.run("./testmain").stdout     # ld.so would pick foo.so.5 too
+
+
+def test_named_version_script_gets_an_elfvector_node(build):
+    """A distribution-style script (named node, local: *) hides everything it
+    does not list; the vector is exported under a version node of its own."""
+    (build.path / "named.map").write_text("FOO_5 { global: foo_*; local: *; };\n")
+    vec = build.expvec("foo.c", "foo.so.5", vscript="named.map")
+    syms = run(["readelf", "--dyn-syms", "-W", "foo.so.5"], build.path).stdout
+    assert re.search(r" __V_foo_so_5@@ELFVECTOR$", syms, re.M)
+    assert re.search(r" foo_add@@FOO_5$", syms, re.M)
+    prog = build.program("testmain.c", "testmain", ["foo.so.5"], [vec])
+    assert build.run(prog).returncode == 7
+    assert "__V_foo_so_5__9_" in " ".join(symbol_relocations(prog))
