@@ -46,11 +46,11 @@ in the same way), ``DT_RELR`` relocations, words in read-only segments
 (text relocations) or past a segment's file bytes, unaligned words, and
 words that a kept relocation also writes.
 
-Layout (:class:`~elfvector.elfwrite.Appender`): three PT_LOADs (R, RX, RW)
+Layout (:class:`~elfvector.elfwrite.Appender`): two PT_LOADs (R, RX)
 follow the old ones, so the library's address span grows (see
 :attr:`RelvecReport.span_after`); the program header table grows in place,
 and the tables right after it (``.gnu.hash``, ``.dynsym``, ... whatever is
-in the way) move, unchanged, into the new read-only segment.  The three
+in the way) move, unchanged, into the new read-only segment.  The two
 mappings cost something at load: relvec pays off for libraries with many
 relative relocations (C++ vtables, pointer tables), not for small ones.
 """
@@ -77,7 +77,7 @@ BITS = 63                   # words one RELR bitmap entry covers
 MASK64 = (1 << 64) - 1
 
 #: tables that may sit between the program headers and the code, and may
-#: move to the new read-only segment to make room for three more headers
+#: move to the new read-only segment to make room for two more headers
 MOVABLE = {".gnu.hash": DT_GNU_HASH, ".hash": DT_HASH, ".dynsym": DT_SYMTAB,
            ".dynstr": DT_STRTAB, ".gnu.version": DT_VERSYM, ".gnu.version_r": DT_VERNEED,
            ".gnu.version_d": DT_VERDEF, ".rela.plt": DT_JMPREL}
