@@ -188,10 +188,7 @@ def test_slot_without_exported_function(build):
     path = build.path / "foo.so.5"
     table, size = dynamic_symbol(path, "__V_foo_so_5")
     assert size == 4 * 9
-    data = bytearray(path.read_bytes())
-    at = file_offset(path, table) + 4 * 2
-    data[at:at + 4] = (0).to_bytes(4, "little")     # slot 2 -> the table itself
-    (build.path / "broken.so").write_bytes(bytes(data))
+    write_with_slot(path, table, 2, 0, build.path / "broken.so")   # slot 2 -> the table
     result = build.tool("recovervec", "broken.so", check=False)
     line = assert_one_line_error(result, "broken.so")
     assert line == f"recovervec: broken.so: slot 2: cannot recover " \
@@ -204,10 +201,7 @@ def test_slot_at_an_ifunc_resolver_is_not_the_ifunc(build):
     path = build.path / "libvers.so.1"
     table, _ = dynamic_symbol(path, "__V_libvers_so_1")
     resolver, _ = dynamic_symbol(path, "sel")
-    data = bytearray(path.read_bytes())
-    at = file_offset(path, table) + 4 * 1                      # slot 1: sel@@V1
-    data[at:at + 4] = (resolver - table).to_bytes(4, "little", signed=True)
-    (build.path / "broken.so").write_bytes(bytes(data))
+    write_with_slot(path, table, 1, resolver - table, build.path / "broken.so")  # sel@@V1
     result = build.tool("recovervec", "broken.so", check=False)
     line = assert_one_line_error(result, "broken.so")
     assert line == f"recovervec: broken.so: slot 1: cannot recover " \
@@ -226,6 +220,14 @@ def test_unexported_function_names_the_slot(build):
     line = assert_one_line_error(result, "hidden.so")
     assert line == f"recovervec: hidden.so: slot 1: cannot recover " \
                    f"(no exported function at {address:#x})"
+
+
+def write_with_slot(path, table, slot, offset, out):
+    """Write a copy of library ``path`` whose table entry ``slot`` is ``offset``."""
+    data = bytearray(path.read_bytes())
+    at = file_offset(path, table) + 4 * slot
+    data[at:at + 4] = offset.to_bytes(4, "little", signed=True)
+    out.write_bytes(bytes(data))
 
 
 def _hide_dynamic_symbol(path, name):

@@ -126,21 +126,16 @@ def test_variants_must_carry_the_same_vector(build):
     assert result.returncode == 1 and "variant" in result.stderr and "foo_extra" in result.stderr
 
 
-def test_near_layout_binds_slots_as_rel32(build):
-    near = Group(build, near=True)
-    near.foo()
-    assert near.bases()["foo.so.5"] < 0x40000000
-    prog = near.prog("near_main.c", "near_main", "foo.so.5")
-    assert build.run(prog, env={"LD_LIBRARY_PATH": "rp"}).stdout == \
-        "foo_add(2, 3) = 5, slot starts with e9\n"
-
-
-def test_default_layout_binds_far_slots_absolutely(build):
-    group = Group(build)
+@pytest.mark.parametrize("near,first_byte", [(True, "e9"), (False, "49")])
+def test_slot_encoding_follows_the_layout(build, near, first_byte):
+    """--near bases bind a non-PIE program's slots as jmp rel32 (e9); the
+    default region is too far, so they are movabs+jmp (49)."""
+    group = Group(build, near=near)
     group.foo()
+    assert (group.bases()["foo.so.5"] < 0x40000000) == near
     prog = group.prog("near_main.c", "near_main", "foo.so.5")
     assert build.run(prog, env={"LD_LIBRARY_PATH": "rp"}).stdout == \
-        "foo_add(2, 3) = 5, slot starts with 49\n"
+        f"foo_add(2, 3) = 5, slot starts with {first_byte}\n"
 
 
 def test_rpathrm_removes_the_build_directory(build):
