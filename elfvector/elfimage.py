@@ -8,6 +8,8 @@ section, symbols, relocations, versions, hash tables.  Every access is
 bounds-checked; a value that does not fit is an error, never truncated.
 """
 
+import os
+import stat
 import struct
 from dataclasses import dataclass, astuple
 
@@ -112,6 +114,38 @@ class Rela:
 
     def pack(self):
         return RELA.pack(self.offset, self.info, self.addend)
+
+
+def read_elf_file(path):
+    """The bytes of the ELF file at ``path``, which must be a regular file.
+
+    ``stat`` (following symbolic links) comes first: opening a FIFO would
+    block until a writer comes, and a device or a directory is no ELF file.
+    The open itself does not block (``O_NONBLOCK``) and the descriptor is
+    checked again, so a path swapped for a FIFO in between cannot hang us.
+    """
+    try:
+        _require_regular(os.stat(path), path)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as e:
+        raise NotElfError(f"cannot read: {e.strerror}", path) from None
+    try:
+        with open(fd, "rb", closefd=True) as f:
+            _require_regular(os.fstat(f.fileno()), path)
+            return f.read()
+    except OSError as e:
+        raise NotElfError(f"cannot read: {e.strerror}", path) from None
+
+
+_FILE_KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"),
+               (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+               (stat.S_ISSOCK, "a socket"))
+
+
+def _require_regular(st, path):
+    if not stat.S_ISREG(st.st_mode):
+        kind = next((name for test, name in _FILE_KINDS if test(st.st_mode)), "a special file")
+        raise NotElfError(f"not a regular file ({kind})", path)
 
 
 def rela_info(sym, rtype):
