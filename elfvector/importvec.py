@@ -12,9 +12,11 @@ import tempfile
 from dataclasses import dataclass, field
 
 from . import arch as arches
+from .arch import x86_64
 from .atomic import move_into_place
 from .elffile import ElfFile
 from .errors import VectorMismatchError
+from .exportvec import blamed_on
 from .libsearch import LibraryResolver
 from .linkcmd import LinkCommand, run_tool
 from .patterns import DEFAULT_IMPORT_EXCLUDES, PatternList, read_words
@@ -59,7 +61,10 @@ def plan(elf, libraries, vectors, excludes, callable_only=None):
     ``libraries`` are the ElfFiles it loads, in ld.so's order; ``vectors``
     maps vector names to Vectors.  A function is vectored only when the
     first library defining it (the one ld.so would bind) carries a vector
-    holding it at the version the program asks for.
+    holding it at the version the program asks for; a plain name in a
+    ``.vec`` holds the library's default version (:meth:`Vector.resolved`).
+    A function no library exports by name is vectored through the first
+    vector holding it (a vector-only function).
 
     impvec (``callable_only`` None) names each slot like its function, so
     only the library's default version can have one.  retroimp passes the
@@ -69,34 +74,32 @@ def plan(elf, libraries, vectors, excludes, callable_only=None):
     vector_of = _vectors_by_library(libraries, vectors, result)
     address_taken = elf.address_taken_imports()
     chosen = {}
-    for sym in sorted(elf.imported_functions(), key=lambda s: s.name):
-        if callable_only is not None and (sym.name, sym.version) not in callable_only:
-            result.kept.append((sym.name, "no PLT slot"))
-            continue
-        if excludes.matches(sym.name):
-            result.kept.append((sym.name, "excluded"))
-            continue
-        if sym.binding == "weak":
-            # A weak reference may be absent at run time; a slot would
-            # define it and turn `if (&f)` always true.
-            result.kept.append((sym.name, "weak reference"))
+    for sym in sorted(_imports(elf, vector_of), key=lambda s: s.name):
+        why = _kept_before_lookup(sym, callable_only, excludes)
+        if why:
+            result.kept.append((sym.name, why))
             continue
         definers = [lib for lib in libraries if _defines(lib, sym)]
-        if not definers or definers[0] not in vector_of:
+        lib = definers[0] if definers else _vector_only_owner(vector_of, sym)
+        if lib not in vector_of:
             result.kept.append((sym.name, "no vector"))
             continue
-        lib = definers[0]
         vec = vector_of[lib]
         index = vec.find(sym.name, sym.version)
-        if index is None or (callable_only is None and not vec.slots[index].default):
-            result.kept.append((sym.name, "not in the vector at this version"))
+        if index is None:
+            result.kept.append((sym.name, _version_mismatch(vec, sym)))
+            continue
+        if callable_only is None and not vec.slots[index].default:
+            # A slot is named like its function, and a plain name is the
+            # default version: it cannot stand for an older one.
+            result.kept.append((sym.name, f"asks for the old version {vec.slots[index]}"))
             continue
         for other in definers[1:]:
             result.warnings.append(
                 f"{sym.name} is also defined by {other.soname or other.path}; "
                 f"the vector binds {lib.soname}'s definition")
-        if callable_only is None and any(sym.name in o.undefined_names()
-                                         for o in libraries if o is not lib):
+        if callable_only is None and definers and any(
+                sym.name in o.undefined_names() for o in libraries if o is not lib):
             # The link editor refuses a hidden definition that a DSO
             # references, and an exported slot would capture that DSO's
             # calls, even those its IFUNC resolvers make before the program
@@ -109,18 +112,70 @@ def plan(elf, libraries, vectors, excludes, callable_only=None):
     return result
 
 
+def _imports(elf, vector_of):
+    """The undefined functions of ``elf``, and the untyped undefined symbols
+    that a vector names (a call to a vector-only function has no definition
+    to take its type from)."""
+    in_vectors = {slot.name for vec in vector_of.values() for slot in vec.slots}
+    return [s for s in elf.dynamic_symbols if not s.defined and s.name
+            and (s.is_function or (s.kind == "notype" and s.name in in_vectors))]
+
+
+def _kept_before_lookup(sym, callable_only, excludes):
+    """Why ``sym`` stays bound by name whatever the vectors hold, or None."""
+    if callable_only is not None and (sym.name, sym.version) not in callable_only:
+        return "no PLT slot"
+    if excludes.matches(sym.name):
+        return "excluded"
+    if sym.binding == "weak":
+        # A weak reference may be absent at run time; a slot would
+        # define it and turn `if (&f)` always true.
+        return "weak reference"
+    return None
+
+
+def _vector_only_owner(vector_of, sym):
+    """The first library whose vector holds ``sym`` although its ``.dynsym``
+    does not define it: the function is in the vector only."""
+    for lib, vec in vector_of.items():
+        if vec.find(sym.name, sym.version) is not None and sym.name not in lib.defined_names():
+            return lib
+    return None
+
+
+def _version_mismatch(vec, sym):
+    """The reason a function the vector has no slot for stays bound by name."""
+    held = [str(vec.slots[i]) for i in vec.slots_named(sym.name)]
+    asked = sym.name if sym.version is None else f"{sym.name}@{sym.version}"
+    if not held:
+        return "not in the vector"
+    return f"not in the vector at this version: asks for {asked}, the slot holds " + \
+        ", ".join(held)
+
+
 def _defines(lib, sym):
     return any(sym.version is None or d.version in (sym.version, None)
                for d in lib.function_definitions(sym.name))
 
 
+def default_version(lib, name):
+    """The version of ``lib``'s default definition of the function ``name``
+    (None: unversioned or not defined), what a plain ``.vec`` name means."""
+    for d in lib.function_definitions(name):
+        if d.is_exported_function and d.default:
+            return d.version
+    return None
+
+
 def _vectors_by_library(libraries, vectors, result):
-    """Pair each loaded library with its vector; check the library has it."""
+    """Pair each loaded library with its vector, its plain names resolved
+    against it; check the library has that vector."""
     pairs = {}
     for lib in libraries:
         vec = vectors.get(vector_name_for_soname(lib.soname or os.path.basename(lib.path)))
         if vec is None:
             continue
+        vec = vec.resolved(lambda name, lib=lib: default_version(lib, name))
         layout = vec.layout_symbol()
         if layout not in lib.defined_names():
             raise VectorMismatchError(
@@ -143,15 +198,18 @@ def read_vectors(vec_paths):
     return vectors
 
 
+def _resolver(cmd):
+    env_path = [d for d in os.environ.get("LD_LIBRARY_PATH", "").split(":") if d]
+    return LibraryResolver(cmd.input_files, cmd.library_dirs, cmd.search_env() + env_path)
+
+
 def plan_for_link(cmd, elf, vectors, excludes):
     """The ImportPlan of a trial-linked ``elf``, its libraries found as ld.so would."""
-    env_path = [d for d in os.environ.get("LD_LIBRARY_PATH", "").split(":") if d]
-    resolver = LibraryResolver(cmd.input_files, cmd.library_dirs, cmd.search_env() + env_path)
-    libraries, missing = resolver.closure(elf)
+    libraries, missing = _resolver(cmd).closure(elf)
     result = plan(elf, libraries, vectors, excludes)
     result.program = cmd.output
     result.warnings += [f"cannot find {name}; its functions stay bound by name"
-                        for name in missing]
+                        for name in missing if name != SHIM_SONAME]
     return result
 
 
@@ -161,11 +219,8 @@ def build(xclude_arg, vec_paths, loader_words, link=False):
     excludes = PatternList(list(DEFAULT_IMPORT_EXCLUDES) + read_words(xclude_arg), "xclude")
     cmd = LinkCommand(loader_words)
     output = cmd.output
-    with tempfile.TemporaryDirectory(prefix="impvec-") as tmp:
-        trial_path = os.path.join(tmp, os.path.basename(output))
-        cmd.with_output(trial_path).with_extra(cmd.linker_option("--noinhibit-exec")) \
-            .run("trial link", blame=output)
-        result = plan_for_link(cmd, ElfFile(trial_path), vectors, excludes)
+    with tempfile.TemporaryDirectory(prefix="impvec-") as tmp, blamed_on(output, tmp):
+        result = plan_for_link(cmd, trial_link(cmd, tmp, vectors), vectors, excludes)
         asm_text = result.assembly() if result.slot_count else None
         if link:
             extra = [assemble_import(tmp, asm_text)] if asm_text else []
@@ -175,11 +230,61 @@ def build(xclude_arg, vec_paths, loader_words, link=False):
     return result, asm_text
 
 
+SHIM_SONAME = "elfvector-vector-only.so"
+
+
+def trial_link(cmd, tmp, vectors):
+    """The trial-linked output, with ``--noinhibit-exec``.
+
+    A call to a vector-only function has no definition the link editor can
+    see, and it leaves such an undefined symbol out of an executable's
+    symbol tables altogether.  When the loaded libraries' vectors hold
+    such functions, the trial is linked again with a shim library that
+    defines them by name, so the output imports them like any function.
+    """
+    trial_path = os.path.join(tmp, os.path.basename(cmd.output))
+    trial = cmd.with_output(trial_path).with_extra(cmd.linker_option("--noinhibit-exec"))
+    trial.run("trial link", blame=cmd.output)
+    elf = ElfFile(trial_path)
+    libraries, _ = _resolver(cmd).closure(elf)
+    only = sorted(_vector_only_names(libraries, vectors))
+    if not only:
+        return elf
+    trial.with_extra(_shim_library(tmp, only)).run("trial link", blame=cmd.output)
+    return ElfFile(trial_path)
+
+
+def _vector_only_names(libraries, vectors):
+    """Names in the vectors of ``libraries`` that the library does not export."""
+    names = set()
+    for lib in libraries:
+        vec = vectors.get(vector_name_for_soname(lib.soname or os.path.basename(lib.path)))
+        if vec is not None:
+            names |= {slot.name for slot in vec.slots} - lib.defined_names()
+    return names
+
+
+def _shim_library(tmp, names):
+    """A shared library defining each of ``names`` as a function."""
+    asm = "".join(f"\t.globl {n}\n\t.type {n},@function\n{n}:\n\tret\n"
+                  for n in map(x86_64.asm_symbol, names))
+    obj = _assemble(tmp, "vector-only", '\t.section .note.GNU-stack,"",@progbits\n\t.text\n'
+                    + asm, "assembling the vector-only shim")
+    shim = os.path.join(tmp, SHIM_SONAME)
+    run_tool(["ld", "-shared", f"-soname={SHIM_SONAME}", "-o", shim, obj],
+             "linking the vector-only shim")
+    return shim
+
+
 def assemble_import(tmp, asm_text):
     """Assemble an import vector; return the object's path."""
-    asm = os.path.join(tmp, "import.s")
-    obj = os.path.join(tmp, "import.o")
-    with open(asm, "w") as f:
-        f.write(asm_text)
-    run_tool(["as", "--64", "-o", obj, asm], "assembling the import vector")
+    return _assemble(tmp, "import", asm_text, "assembling the import vector")
+
+
+def _assemble(tmp, stem, asm_text, what):
+    asm = os.path.join(tmp, f"{stem}.s")
+    obj = os.path.join(tmp, f"{stem}.o")
+    with open(asm, "wb") as f:
+        f.write(asm_text.encode("utf-8", "surrogateescape"))
+    run_tool(["as", "--64", "-o", obj, asm], what)
     return obj

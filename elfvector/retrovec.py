@@ -20,27 +20,51 @@ from .elfimage import (DT_GNU_HASH, DT_HASH, DT_JMPREL, DT_PLTRELSZ, DT_RELA, DT
                        ElfImage, Rela, Sym, build_gnu_hash, build_sysv_hash, gnu_hash,
                        gnu_hash_header, rela_info)
 from .elfwrite import Appender
-from .errors import UnsupportedElfError, VectorMismatchError
+from .errors import NotElfError, UnsupportedElfError, VectorMismatchError
 from .vecfile import MAGIC
 
 STV_MASK, STV_DEFAULT, STV_PROTECTED = 3, 0, 3
 
 
+def _cstring(table, offset, path):
+    """The NUL-terminated name at ``offset`` of a string table (bytes kept
+    as ``surrogateescape``)."""
+    if offset >= len(table):
+        raise NotElfError(f"bad .dynstr offset {offset}", path)
+    end = table.find(b"\0", offset)
+    return table[offset:end if end >= 0 else None].decode("utf-8", "surrogateescape")
+
+
 class LibrarySymbols:
-    """The dynamic symbols of a library with names and versions resolved."""
+    """The dynamic symbols of a library with names and versions resolved,
+    indexed by name (a lookup per slot must not scan the whole table)."""
 
     def __init__(self, image):
         self.image = image
         self.syms = image.dynsyms()
-        self.names = [image.string(s.name) for s in self.syms]
+        strings = image.dynstr()
+        self.names = [_cstring(strings, s.name, image.path) for s in self.syms]
         self.versym = image.versyms()
         self.version_names = image.version_names()
+        self._by_name = {}
+        for i, name in enumerate(self.names):
+            self._by_name.setdefault(name, []).append(i)
+
+    def named(self, name):
+        """Indices of the symbols called ``name``."""
+        return self._by_name.get(name, [])
 
     def version_of(self, index):
-        """(version name or None, is default)."""
+        """(version name or None, is default).
+
+        Version indices 0 (local) and 1 (global, the base definition named
+        like the file) mean no version, as in ``readelf``.
+        """
         if self.versym is None:
             return None, True
         v = self.versym[index]
+        if v & 0x7FFF <= 1:
+            return None, True
         return self.version_names.get(v & 0x7FFF), not v & 0x8000
 
     def exported(self, index):
@@ -48,22 +72,37 @@ class LibrarySymbols:
         return (s.defined and s.bind in (STB_GLOBAL, STB_WEAK)
                 and s.other & STV_MASK in (STV_DEFAULT, STV_PROTECTED))
 
+    def _functions_named(self, name):
+        return [i for i in self.named(name)
+                if self.exported(i) and self.syms[i].type in (STT_FUNC, STT_GNU_IFUNC)]
+
+    def default_version(self, name):
+        """The version of the default definition of the function ``name``
+        (None: unversioned, or no such function): what a plain name in a
+        ``.vec`` means, as an unversioned reference does to the link editor."""
+        for i in self._functions_named(name):
+            version, default = self.version_of(i)
+            if default:
+                return version
+        return None
+
     def find_function(self, slot):
         """Index of the exported function a slot names; a clear error otherwise."""
-        found_data = False
-        for i, name in enumerate(self.names):
-            if name != slot.name or not self.exported(i):
-                continue
+        for i in self._functions_named(slot.name):
             version, default = self.version_of(i)
-            if slot.version is not None and version != slot.version:
-                continue
-            if slot.version is None and not default:
-                continue
-            if self.syms[i].type in (STT_FUNC, STT_GNU_IFUNC):
+            if version == slot.version and (slot.version is not None or default):
                 return i
-            found_data = True
-        why = "is data, not a function" if found_data else "is not an exported function"
-        raise VectorMismatchError(f"{slot} {why}", self.image.path)
+        raise VectorMismatchError(f"{slot} {self._why_not(slot)}", self.image.path)
+
+    def _why_not(self, slot):
+        functions = self._functions_named(slot.name)
+        if functions:
+            held = sorted(f"{slot.name}{'@@' if d else '@'}{v}"
+                          for v, d in map(self.version_of, functions) if v)
+            return f"is not defined at this version (the library has {', '.join(held)})"
+        if any(self.exported(i) for i in self.named(slot.name)):
+            return "is data, not a function"
+        return "is not an exported function"
 
 
 def retrovec(vector, data, path):
@@ -76,6 +115,7 @@ def retrovec(vector, data, path):
     lib = LibrarySymbols(image)
     if any(n.startswith(MAGIC) and lib.syms[i].defined for i, n in enumerate(lib.names)):
         raise VectorMismatchError("already has an export vector", path)
+    vector = vector.resolved(lib.default_version)
     targets = [lib.find_function(slot) for slot in vector.slots]
     appender = Appender(image)
     new_names = [vector.name] + vector.layout_symbols()
@@ -131,7 +171,70 @@ def retrovec(vector, data, path):
     plt = [_renumbered(r, renumber) for r in image.relas(DT_JMPREL, DT_PLTRELSZ)]
     if plt:
         appender.patch(image.dyn(DT_JMPREL), b"".join(r.pack() for r in plt))
-    return appender.write()
+    data = appender.write()
+    check_slots(ElfImage(data, path), vector)
+    return data
+
+
+def check_slots(image, vector, local_functions=None):
+    """Every slot of the written table must lead to the function it names.
+
+    A function's slot holds its address; an IFUNC's slot an entry
+    ``jmp *GOT(%rip)`` whose GOT word an ``R_X86_64_IRELATIVE`` fills from
+    that IFUNC's resolver (ld's IPLT entry, or retrovec's stub).  A slot
+    that leads anywhere else would make a program call the wrong code: it
+    is an error naming the library, and nothing is written.
+    ``local_functions`` (name -> [(address, is IFUNC)], from ``.symtab``)
+    holds the functions that the vector exports and ``.dynsym`` does not
+    (vector-only); the slot must lead to one of them.
+    """
+    lib = LibrarySymbols(image)
+    table = _table_address(lib, vector, image.path)
+    offsets = struct.unpack(f"<{len(vector.slots)}i", image.read(table, 4 * len(vector.slots)))
+    irelative = None
+    for i, (slot, offset) in enumerate(zip(vector.slots, offsets)):
+        target = (table + offset) & (2**64 - 1)
+        definitions = _definitions(lib, slot, local_functions)
+        if any(is_ifunc for _, is_ifunc in definitions) and irelative is None:
+            irelative = _irelative_addends(image)
+        if not any(irelative.get(_jump_slot_of(image, target)) == address if is_ifunc
+                   else target == address for address, is_ifunc in definitions):
+            where = ", ".join(f"{a:#x}" for a, _ in definitions) or "nowhere"
+            raise VectorMismatchError(
+                f"slot {i} ({slot}) leads to {target:#x}, not to {slot.name} at {where}: "
+                "the vector would call the wrong code, so nothing was written", image.path)
+
+
+def _table_address(lib, vector, path):
+    for i in lib.named(vector.name):
+        if lib.syms[i].defined and lib.syms[i].size == 4 * len(vector.slots):
+            return lib.syms[i].value
+    raise VectorMismatchError(f"{vector.name} with {len(vector.slots)} slots is not in .dynsym",
+                              path)
+
+
+def _definitions(lib, slot, local_functions):
+    """[(address, is IFUNC)] of the function ``slot`` names."""
+    if local_functions and slot.name in local_functions:
+        return local_functions[slot.name]
+    sym = lib.syms[lib.find_function(slot)]
+    return [(sym.value, sym.type == STT_GNU_IFUNC)]
+
+
+def _jump_slot_of(image, target):
+    """The GOT word the entry at ``target`` jumps through, or None."""
+    for size in range(x86_64.INDIRECT_JUMP_MAX, 5, -1):     # an entry may end a segment
+        try:
+            return x86_64.indirect_jump_target(image.read(target, size), target)
+        except NotElfError:
+            continue
+    return None
+
+
+def _irelative_addends(image):
+    """GOT word -> resolver, of every R_X86_64_IRELATIVE."""
+    relas = image.relas(DT_RELA, DT_RELASZ) + image.relas(DT_JMPREL, DT_PLTRELSZ)
+    return {r.offset: r.addend for r in relas if r.type == R_X86_64_IRELATIVE}
 
 
 def _dynsym_order(image, names, new_names):
