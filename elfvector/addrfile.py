@@ -10,19 +10,29 @@ Many ``vectool`` runs at once (``make -j``) serialize on an exclusive
 ``flock`` of ``FILE.lock`` held from reading the file to writing it, and the
 new file replaces the old by rename, so no reader ever sees half a file
 and no two libraries get overlapping ranges.
+
+The addrfile must be a regular file (a symbolic link to one is followed:
+the line goes into its target, as an editor would put it) that we may
+write: a read-only addrfile (``chmod a-w``) is refused before any link,
+never replaced behind the user's back.  Replacing it keeps its mode.
 """
 
 import fcntl
 import os
 import re
+import stat
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 from .atomic import write_bytes
-from .errors import ElfvectorError
+from .errors import ElfvectorError, OutputError
 
 MIB2 = 2 << 20
 PAGE = 0x1000
+# The x86-64 user address space with 4-level paging (TASK_SIZE_MAX), above
+# the kernel's default vm.mmap_min_addr: a base outside cannot be mapped.
+USER_BOTTOM = 0x10000
+USER_TOP = 0x7FFFFFFFF000
 
 
 class AddrFileError(ElfvectorError):
@@ -62,6 +72,9 @@ def parse(text, path):
             raise AddrFileError(f"line {lineno}: expected 'ADDRESS SONAME', got {raw.strip()!r}",
                                 path)
         base = int(words[0], 0)
+        if not USER_BOTTOM <= base < USER_TOP:
+            raise AddrFileError(f"line {lineno}: {words[0]} is outside the x86-64 user address "
+                                f"space ({USER_BOTTOM:#x}-{USER_TOP:#x})", path)
         if base % PAGE:
             raise AddrFileError(f"line {lineno}: {words[0]} is not page-aligned", path)
         if words[1] in seen:
@@ -106,9 +119,9 @@ def choose_base(assignments, soname, span, region, path):
         if a.base + span + _thp_margin(span) > upper:
             raise AddrFileError(
                 f"{soname} no longer fits at {a.base:#x} ({span:#x} bytes, "
-                f"{upper - a.base:#x} available): delete its line from the addrfile (and "
-                "its .lds) and rerun for a new base below all others, or give it room "
-                "from the library below by editing both", path)
+                f"{upper - a.base:#x} available): delete its line '{a.base} {soname}' from "
+                "this addrfile and rerun vectool, which gives it a new base below all others",
+                path)
         return a.base, False
     lowest = min((a.base for a in assignments), default=region.top)
     base = (min(lowest, region.top) - room_for(span)) // MIB2 * MIB2
@@ -117,12 +130,49 @@ def choose_base(assignments, soname, span, region, path):
     return base, True
 
 
+def check_writable(path):
+    """Refuse, before any link, an addrfile that vectool could not update.
+
+    It may be missing (then its directory must be writable), or a regular
+    file (after following symbolic links) with write permission.
+    """
+    real = os.path.realpath(path)
+    try:
+        st = os.stat(real)
+    except FileNotFoundError:
+        directory = os.path.dirname(real)
+        if not os.path.isdir(directory):
+            raise AddrFileError(f"cannot create: no such directory "
+                                f"{os.path.dirname(path) or '.'}", path) from None
+        if not os.access(directory, os.W_OK | os.X_OK):
+            raise AddrFileError("cannot create: permission denied in its directory",
+                                path) from None
+        return
+    except OSError as e:
+        raise AddrFileError(f"cannot read: {e.strerror}", path) from None
+    _check_regular(st, path)
+    if not st.st_mode & 0o222 or not os.access(real, os.W_OK):
+        raise AddrFileError(f"is read-only (mode {stat.S_IMODE(st.st_mode):04o}): vectool "
+                            "adds a line for each new library; make it writable or use "
+                            "another addrfile", path)
+
+
 @contextmanager
 def locked(path):
-    """Hold the addrfile's lock; yields its current assignments."""
-    lock_path = path + ".lock"
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    """Hold the addrfile's lock; yields its current assignments.
+
+    The lock is ``FILE.lock`` beside the addrfile's real path, so that
+    every name of one addrfile takes the same lock.
+    """
+    check_writable(path)
+    lock_path = os.path.realpath(path) + ".lock"
     try:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_NONBLOCK | os.O_CLOEXEC, 0o666)
+    except OSError as e:
+        raise AddrFileError(f"cannot create its lock file {os.path.basename(lock_path)}: "
+                            f"{e.strerror}", path) from None
+    try:
+        _check_regular(os.fstat(fd), path, f"its lock file {os.path.basename(lock_path)} is ")
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield read(path)
     finally:
@@ -130,24 +180,55 @@ def locked(path):
 
 
 def read(path):
-    if not os.path.exists(path):
-        return []
+    """The assignments of the addrfile ``path`` (none if it does not exist).
+
+    Opened without blocking and checked to be a regular file before
+    anything is read from it: a FIFO would block forever.
+    """
     try:
-        with open(path, encoding="utf-8") as f:
-            return parse(f.read(), path)
-    except (OSError, UnicodeDecodeError) as e:
-        raise AddrFileError(f"cannot read: {e}", path) from None
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return []
+    except OSError as e:
+        raise AddrFileError(f"cannot read: {e.strerror}", path) from None
+    with os.fdopen(fd, "rb") as f:
+        _check_regular(os.fstat(f.fileno()), path)
+        try:
+            return parse(f.read().decode("utf-8"), path)
+        except OSError as e:
+            raise AddrFileError(f"cannot read: {e.strerror}", path) from None
+        except UnicodeDecodeError as e:
+            raise AddrFileError(f"not UTF-8 text (byte {e.start})", path) from None
 
 
 def append(path, assignment, span):
-    """Add one line (call with the lock held); the file is replaced atomically."""
+    """Add one line (call with the lock held); the file is replaced atomically.
+
+    A symbolic link stays one: its target gets the line.
+    """
+    check_writable(path)
+    real = os.path.realpath(path)
     text = ""
-    if os.path.exists(path):
-        with open(path, encoding="utf-8") as f:
+    if os.path.exists(real):
+        with open(real, encoding="utf-8") as f:
             text = f.read()
         if text and not text.endswith("\n"):
             text += "\n"
-    write_bytes(path, (text + format_line(assignment, span)).encode(), mode=0o644)
+    try:
+        write_bytes(real, (text + format_line(assignment, span)).encode())
+    except OutputError as e:
+        raise AddrFileError(e.reason, path) from None
+
+
+_FILE_KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"),
+               (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+               (stat.S_ISSOCK, "a socket"))
+
+
+def _check_regular(st, path, what=""):
+    if not stat.S_ISREG(st.st_mode):
+        kind = next((name for test, name in _FILE_KINDS if test(st.st_mode)), "a special file")
+        raise AddrFileError(f"{what}not a regular file ({kind})", path)
 
 
 def _align_up(value, align):
