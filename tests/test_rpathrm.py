@@ -5,7 +5,10 @@ The removed directory is a real one holding a broken foo.so.5 (no
 it is gone the program finds the good library through ``$ORIGIN``.
 """
 
+import os
 import re
+import stat
+import subprocess
 
 import pytest
 
@@ -129,3 +132,67 @@ def test_files_without_run_path_and_non_elf(build, app):
     assert rpathrm(data, str(prog), None) is data
     with pytest.raises(NotElfError):
         rpathrm(b"#!/bin/sh\n", "script", None)
+
+
+# -- vectool --mode=rpathrm: in place, as patchelf and chrpath edit --------------
+
+def vectool_rpathrm(build, rpathdir, *files, check=True):
+    return build.tool("vectool", "--mode=rpathrm", f"--rpathdir={rpathdir}", *files,
+                      check=check)
+
+
+def identity(path):
+    st = os.stat(path)
+    return st.st_ino, st.st_nlink, stat.S_IMODE(st.st_mode), st.st_uid
+
+
+def test_in_place_keeps_inode_hard_links_symbolic_links_and_mode(build, app):
+    prog = link(build, f"{app}:$ORIGIN", "runpath")
+    prog.chmod(0o750)
+    os.link(prog, build.path / "app" / "hard")
+    (build.path / "via").symlink_to(prog)
+    before = identity(prog)
+    expected = build.run(prog, libdir=build.path / "app")
+    vectool_rpathrm(build, app, "via")
+    assert (build.path / "via").is_symlink()
+    assert identity(prog) == before and before[1] == 2
+    assert run_path(build, build.path / "app" / "hard", "runpath") == "$ORIGIN"
+    got = build.run(prog, env=NO_LIBRARY_PATH)
+    assert (got.stdout, got.returncode) == (expected.stdout, 7)
+
+
+def test_nothing_to_remove_touches_nothing(build, app):
+    prog = link(build, f"{app}:$ORIGIN", "runpath")
+    os.utime(prog, ns=(1_000_000_000, 1_000_000_000))
+    before = os.stat(prog)
+    data = prog.read_bytes()
+    vectool_rpathrm(build, build.path / "elsewhere", prog)
+    after = os.stat(prog)
+    assert (after.st_mtime_ns, after.st_ctime_ns, after.st_ino) == \
+        (before.st_mtime_ns, before.st_ctime_ns, before.st_ino)
+    assert prog.read_bytes() == data
+
+
+def test_a_running_file_is_a_clear_error(build, app):
+    (build.path / "wait.c").write_text("#include <unistd.h>\nint main(void) { pause(); }\n")
+    build.gcc("-o", "waiting", "wait.c", f"-Wl,-rpath,{app}", TAGS["runpath"][0])
+    data = (build.path / "waiting").read_bytes()
+    proc = subprocess.Popen([build.path / "waiting"], stdin=subprocess.DEVNULL)
+    try:
+        result = vectool_rpathrm(build, app, "waiting", check=False)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert result.returncode == 1 and result.stderr == (
+        "vectool: waiting: cannot edit in place: the file is being run (text file busy); "
+        "rerun when it has exited\n")
+    assert (build.path / "waiting").read_bytes() == data
+    vectool_rpathrm(build, app, "waiting")
+    assert run_path(build, build.path / "waiting", "runpath") == ""
+
+
+def test_special_files_are_refused(build, app):
+    os.mkfifo(build.path / "fifo")
+    result = vectool_rpathrm(build, app, "fifo", check=False)
+    assert result.returncode == 1
+    assert result.stderr == "vectool: fifo: not a regular file (a FIFO)\n"
