@@ -7,11 +7,12 @@ libfoo.so.5 foo.o``, or ``ld ...`` directly), optionally preceded by
 
 import os
 import re
+import signal
 import subprocess
 
 from .errors import LinkError
 
-_ENV_WORD = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
+ENV_WORD = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
 _VERSION_SCRIPT_WL = re.compile(r"^-Wl,--?version-script[=,](.*)$")
 
 
@@ -21,7 +22,7 @@ class LinkCommand:
     def __init__(self, words):
         words = list(words)
         self.env = {}
-        while words and _ENV_WORD.match(words[0]):
+        while words and ENV_WORD.match(words[0]):
             key, value = words.pop(0).split("=", 1)
             self.env[key] = value
         if not words:
@@ -150,9 +151,8 @@ class LinkCommand:
 
         ``blame`` is the file named in the error (default: the output).
         """
-        env = dict(os.environ, **self.env)
         try:
-            proc = subprocess.run(self.words, env=env, capture_output=True, text=True)
+            proc = _run(self.words, dict(os.environ, **self.env))
         except OSError as e:
             raise LinkError(f"cannot run {self.words[0]}: {e.strerror}", blame) from None
         if proc.returncode != 0:
@@ -195,9 +195,28 @@ def _linker_options(word, nxt):
 def run_tool(argv, what):
     """Run a helper tool (the assembler); a LinkError if it fails."""
     try:
-        proc = subprocess.run(argv, capture_output=True, text=True)
+        proc = _run(argv, None)
     except OSError as e:
         raise LinkError(f"cannot run {argv[0]}: {e.strerror}") from None
     if proc.returncode != 0:
         raise LinkError(f"{what} failed: {_first_error(proc, argv[0])}")
     return proc
+
+
+def _run(argv, env):
+    """Run a tool to completion, its output captured.
+
+    The tool runs in a process group of its own, so that when we are
+    interrupted or terminated, the whole of it goes (gcc's collect2 and ld
+    too, not just the driver) before our temporary directory is removed.
+    """
+    with subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True, errors="surrogateescape",
+                          start_new_session=True) as proc:
+        try:
+            stdout, stderr = proc.communicate()
+        except BaseException:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            raise
+    return subprocess.CompletedProcess(argv, proc.returncode, stdout, stderr)
