@@ -78,7 +78,7 @@ _ALLOWED_TYPES = frozenset({STT_NOTYPE, STT_OBJECT, STT_FUNC, STT_COMMON, STT_TL
 DT_SYMBOLIC, DT_FLAGS, DT_FLAGS_1 = 16, 30, 0x6FFFFFFB
 DT_REL, DT_PLTREL, DT_AUXILIARY, DT_FILTER = 17, 20, 0x7FFFFFFD, 0x7FFFFFFF
 DF_SYMBOLIC, DF_1_NODEFLIB, DF_1_PIE = 0x2, 0x800, 0x08000000
-VER_FLG_BASE = 0x1
+VER_FLG_BASE, VER_FLG_WEAK = 0x1, 0x2
 
 
 class Symbol(NamedTuple):
@@ -119,6 +119,7 @@ class Version(NamedTuple):
     hash: int
     hidden: bool = False
     filename: str = None
+    weak: bool = False          #: VER_FLG_WEAK: a missing version only warns
 
     @classmethod
     def named(cls, name):
@@ -224,7 +225,7 @@ class LdsoConfig:
         the names whose bit is set in 2**n - 1 - k, the last name first).
         """
         names = [self.HWCAP_NAMES[bit] for bit in range(len(self.HWCAP_NAMES))
-                 if self.hwcap & self.hwcap_important >> bit & 1]
+                 if (self.hwcap & self.hwcap_important) >> bit & 1]
         names += [self.platform] if self.platform else []
         names.append("tls")
         legacy = []
@@ -503,9 +504,10 @@ class ElfObject:
             _, cnt, file_off, aux, nxt = struct.unpack("<HHIII", read(addr, 16))
             filename, a = self.string(file_off), addr + aux
             for _ in range(cnt):
-                vhash, _, other, name_off, anext = struct.unpack("<IHHII", read(a, 16))
+                vhash, flags, other, name_off, anext = struct.unpack("<IHHII", read(a, 16))
                 versions[other & 0x7FFF] = Version(self.string(name_off), vhash,
-                                                   bool(other & 0x8000), filename)
+                                                   bool(other & 0x8000), filename,
+                                                   bool(flags & VER_FLG_WEAK))
                 if not anext:
                     break
                 a += anext
@@ -901,10 +903,13 @@ class LinkMap:
 
     def _set_scopes(self):
         """Every object searches the global scope; an object with
-        DT_SYMBOLIC (not the program) first searches itself."""
+        DT_SYMBOLIC (not the program) first searches itself.  ld.so has no
+        scope of its own: it is relocated with the program's."""
         for obj in self.loaded:
+            if obj.is_rtld:
+                continue
             obj.scope = [self.search_list]
-            if obj.elf.symbolic and not obj.is_main and not obj.is_rtld:
+            if obj.elf.symbolic and not obj.is_main:
                 obj.scope = [[obj], self.search_list]
 
     def _definers_index(self):
@@ -971,7 +976,7 @@ class LinkMap:
         return found
 
     def _search_scopes(self, name, requester, version, type_class, ref, newest):
-        for scope in requester.scope:
+        for scope in (self.main.scope if requester.is_rtld else requester.scope):
             if scope is self.search_list:
                 candidates = self._definers.get(name, ())
             else:
@@ -1072,8 +1077,9 @@ class LinkMap:
     # -- checks ------------------------------------------------------------------------
     def missing_versions(self):
         """(object, file, version) of every version a DT_VERNEED entry asks
-        of a loaded file that does not define it (``_dl_check_map_versions``
-        stops the program for those that are not weak)."""
+        of a loaded file that defines versions but not this one: ld.so
+        (``_dl_check_map_versions``) refuses to start the program, unless
+        the version is weak.  A file without versions only draws a warning."""
         by_name = {}
         for obj in self.loaded:
             for name in obj.names | ({obj.elf.soname} if obj.elf.soname else set()):
@@ -1082,7 +1088,8 @@ class LinkMap:
         for obj in self.search_list:
             for version in obj.elf.versions.values():
                 target = by_name.get(version.filename) if version.filename else None
-                if target is not None and version.name not in target.elf.defined_versions:
+                if target is not None and target.elf.defined_versions and not version.weak \
+                        and version.name not in target.elf.defined_versions:
                     missing.append((obj, version.filename, version.name))
         return missing
 
