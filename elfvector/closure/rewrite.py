@@ -1,0 +1,919 @@
+"""Rewriting one object of a closure from its :class:`~.model.ObjectPlan`.
+
+:func:`rewrite` turns the original bytes of one object into the output,
+in the order of docs/design.md ("Closure rewrite"):
+
+1. **move** a library from ``old_base`` to ``new_base``, the way prelink
+   relocated libraries: program and section headers, ``e_entry``, the
+   address-valued ``DT_*`` entries, defined symbols of ``.dynsym`` and
+   ``.symtab``, relocation offsets and RELATIVE/IRELATIVE addends,
+   ``.got.plt[0]`` and the addresses of systemtap probes (``.eh_frame``
+   is PC-relative and needs nothing);
+2. **settle** every Settle/SettleZero/IrelativeForeign word in the file;
+3. write one new ``.rela.dyn``: kept RELATIVEs (``DT_RELACOUNT``), the
+   other kept relocations (JUMP_SLOTs of ``.rela.plt`` move here and are
+   bound eagerly), the checks' GLOB_DATs, the fix-up's IRELATIVE, then every
+   other IRELATIVE.  ``DT_JMPREL`` goes: no lazy binding, so PLT0 and the
+   lazy PLT tails are dead bytes;
+4. lay the tables out again in the first PT_LOAD (:mod:`.layout`), with
+   the fix-up's lists and, in a program, the preload check's tables;
+5. a library exports its check symbol, appended to ``.dynsym`` without
+   renumbering anything;
+6. an importer renames one freed undefined ``.dynsym`` entry per library
+   it settled words into to that library's check symbol; the GLOB_DAT's word
+   lies past ``.bss`` in the last page of the last writable segment;
+7. the fix-up routine (:mod:`.x86_64`) goes into executable bytes already
+   mapped: the executable segment's last page, else the dead IBT ``.plt``;
+8. each IrelativeForeign gets its stub in the dead lazy tail of its PLT entry;
+9. ``DT_RPATH`` and, in a program, ``PT_INTERP``;
+10. every other section is kept, section headers describe every byte.
+"""
+
+import re
+import struct
+from collections import Counter
+from dataclasses import dataclass, field
+
+from ..elfimage import (DYN, PF_R, PF_W, PF_X, PHDR, PT_DYNAMIC, PT_INTERP, PT_LOAD, RELA,
+                        SHF_ALLOC, SHF_EXECINSTR, SHF_WRITE, SHN_LORESERVE, SHN_UNDEF,
+                        SHT_NOBITS, SHT_PROGBITS, SYM, ElfImage, Rela, Sym, gnu_hash, sysv_hash)
+from ..errors import UnsupportedElfError
+from ..relvec import relr_encode
+from . import layout, x86_64
+from .model import (RELA_DYN, RELA_PLT, IrelativeForeign, IrelativeLocal, Keep, Relative,
+                    Settle, SettleZero)
+
+CHECK_PREFIX = "__elfvector_"
+FIXUP_SECTION, DATA_SECTION, CHECKS_SECTION = (".elfvector.text", ".elfvector.data",
+                                               ".elfvector.checks")
+PRELOAD_SUFFIX = (" would interpose pre-bound symbols "
+                  "(set ELFVECTOR_PRELOAD=ignore to run anyway)\n")
+PRELOAD_IGNORE = b"ELFVECTOR_PRELOAD=ignore\0"
+ENVIRON_PATH = b"/proc/self/environ\0"
+MAX_SALT = 1 << 20
+WORD = 8
+
+# Constants not (yet) in the shared ELF layout module.
+PT_NOTE, PT_GNU_STACK, PT_GNU_PROPERTY = 4, 0x6474E551, 0x6474E553
+SHT_RELA, SHT_NOTE = 4, 7
+STB_GLOBAL, STT_OBJECT, STT_SECTION, STT_TLS = 1, 1, 3, 6
+VER_NDX_GLOBAL = 1
+DT_NULL, DT_PLTRELSZ, DT_PLTGOT, DT_HASH, DT_STRTAB, DT_SYMTAB = 0, 2, 3, 4, 5, 6
+DT_RELA, DT_RELASZ, DT_RELAENT, DT_STRSZ, DT_INIT, DT_FINI = 7, 8, 9, 10, 12, 13
+DT_RPATH, DT_REL, DT_PLTREL, DT_DEBUG, DT_JMPREL = 15, 17, 20, 21, 23
+DT_INIT_ARRAY, DT_FINI_ARRAY, DT_RUNPATH, DT_PREINIT_ARRAY = 25, 26, 29, 32
+DT_RELR = 36
+DT_GNU_HASH, DT_VERSYM, DT_RELACOUNT = 0x6FFFFEF5, 0x6FFFFFF0, 0x6FFFFFF9
+DT_VERDEF, DT_VERNEED = 0x6FFFFFFC, 0x6FFFFFFE
+DT_ADDRRNGLO, DT_ADDRRNGHI = 0x6FFFFE00, 0x6FFFFEFF
+DT_CONFIG, DT_DEPAUDIT, DT_AUDIT = 0x6FFFFEFA, 0x6FFFFEFB, 0x6FFFFEFC
+R_X86_64_64, R_X86_64_GLOB_DAT, R_X86_64_JUMP_SLOT = 1, 6, 7
+R_X86_64_RELATIVE, R_X86_64_IRELATIVE = 8, 37
+
+#: DT_* entries whose value is an address (gABI "d_ptr"), moved with the object
+ADDRESS_TAGS = ({DT_PLTGOT, DT_HASH, DT_STRTAB, DT_SYMTAB, DT_RELA, DT_INIT, DT_FINI, DT_REL,
+                 DT_JMPREL, DT_INIT_ARRAY, DT_FINI_ARRAY, DT_PREINIT_ARRAY, DT_RELR,
+                 DT_VERSYM, DT_VERDEF, DT_VERNEED}
+                | set(range(DT_ADDRRNGLO, DT_ADDRRNGHI + 1))) - {DT_CONFIG, DT_DEPAUDIT,
+                                                                  DT_AUDIT}
+#: entries that go: lazy binding, and the run path that RPATH replaces
+DROPPED_TAGS = {DT_JMPREL, DT_PLTRELSZ, DT_PLTREL, DT_RUNPATH, DT_RPATH}
+#: the tables the rewrite may move, by section name, with their DT_* tag
+TABLE_TAGS = {".dynsym": DT_SYMTAB, ".dynstr": DT_STRTAB, ".gnu.hash": DT_GNU_HASH,
+              ".hash": DT_HASH, ".gnu.version": DT_VERSYM, ".gnu.version_d": DT_VERDEF,
+              ".gnu.version_r": DT_VERNEED, ".rela.dyn": DT_RELA}
+SETTLED = (Settle, SettleZero, IrelativeForeign)
+SETTLEABLE_TYPES = (R_X86_64_64, R_X86_64_GLOB_DAT, R_X86_64_JUMP_SLOT, R_X86_64_RELATIVE)
+
+
+@dataclass
+class ObjectReport:
+    """What the rewrite did to one object (before/after figures of issue 8)."""
+
+    source: str
+    output: str
+    lookups_before: int = 0          #: relocations naming a symbol
+    lookups_after: int = 0           #: kept ones, plus the checks
+    relative_before: int = 0
+    relative_after: int = 0
+    loads_before: int = 0
+    loads_after: int = 0
+    bytes_before: int = 0
+    bytes_after: int = 0
+    settled: int = 0                 #: words given their value in the file
+    checks: int = 0
+    kept: Counter = field(default_factory=Counter)      #: why -> relocations kept
+    demoted: list = field(default_factory=list)         #: (what, why): settles kept
+    code: str = "none"               #: where the fix-up routine went
+    tables: str = ""                 #: where the tables and lists went
+    added_load: str = None           #: why a PT_LOAD was added, if one was
+    check_words: str = "none"        #: where the check words went
+
+    def summary(self):
+        extra = f"; added PT_LOAD: {self.added_load}" if self.added_load else ""
+        return (f"{self.output}: lookups {self.lookups_before} -> {self.lookups_after}, "
+                f"RELATIVE {self.relative_before} -> {self.relative_after}, PT_LOAD "
+                f"{self.loads_before} -> {self.loads_after}, bytes {self.bytes_before} -> "
+                f"{self.bytes_after}; settled {self.settled}, checks {self.checks}; fix-up: "
+                f"{self.code}; tables: {self.tables}{extra}")
+
+    __str__ = summary
+
+
+# -- the check symbol -----------------------------------------------------------
+
+def check_symbol_name(data, soname, fingerprint):
+    """(name, value) of the check symbol the library ``data`` will export.
+
+    The name is ``__elfvector_<soname as identifier>_<8 hex fingerprint>``,
+    salted (``_<n>``) so that its GNU hash falls in the last non-empty
+    bucket of ``.gnu.hash`` or a later one: appended at the end of
+    ``.dynsym`` it then extends the last chain, and no symbol is renumbered.
+    The value is the address of ``.dynamic`` in ``data`` (an original
+    link-time address, like every address of a plan: the importers'
+    :attr:`~.model.Check.expected` is ``plan.new_address(Target(lib, value))``).
+    """
+    image = ElfImage(data, soname)
+    if isinstance(fingerprint, int):
+        fingerprint = f"{fingerprint:08x}"
+    if not re.fullmatch(r"[0-9A-Za-z_]+", fingerprint):
+        raise ValueError(f"fingerprint {fingerprint!r} is not an identifier")
+    base = f"{CHECK_PREFIX}{_identifier(soname)}_{fingerprint}"
+    dynamic = [p for p in image.phdrs if p.type == PT_DYNAMIC]
+    if not dynamic:
+        raise UnsupportedElfError("no dynamic section", soname)
+    return _salted(base, _GnuHash.of(image)), dynamic[0].vaddr
+
+
+def _identifier(soname):
+    return re.sub(r"[^0-9A-Za-z_]", "_", soname)
+
+
+def _salted(base, gnu):
+    if gnu is None:
+        return base
+    for salt in range(MAX_SALT):
+        name = base if salt == 0 else f"{base}_{salt}"
+        if gnu.may_append(name.encode()):
+            return name
+    raise ValueError(f"no salt puts {base} in the last .gnu.hash bucket")
+
+
+class _GnuHash:
+    """A ``.gnu.hash`` table, to which one symbol can be appended."""
+
+    def __init__(self, raw, nsyms):
+        self.nbucket, self.symoffset, self.bloom_size, self.shift = struct.unpack_from(
+            "<IIII", raw)
+        at = 16
+        self.bloom = list(struct.unpack_from(f"<{self.bloom_size}Q", raw, at))
+        at += 8 * self.bloom_size
+        self.buckets = list(struct.unpack_from(f"<{self.nbucket}I", raw, at))
+        at += 4 * self.nbucket
+        self.chains = list(struct.unpack_from(f"<{max(nsyms - self.symoffset, 0)}I", raw, at))
+        self.nsyms = nsyms
+        self.last = max((b for b in range(self.nbucket) if self.buckets[b]), default=None)
+
+    @classmethod
+    def of(cls, image):
+        """The table of ``image``, or None without DT_GNU_HASH."""
+        addr = image.dyn(DT_GNU_HASH)
+        if not addr:
+            return None
+        nsyms = image.dynsym_count()
+        nbucket, symoffset, bloom_size, _ = struct.unpack("<IIII", image.read(addr, 16))
+        size = 16 + 8 * bloom_size + 4 * nbucket + 4 * max(nsyms - symoffset, 0)
+        table = cls(image.read(addr, size), nsyms)
+        if nsyms < table.symoffset or (table.last is not None and
+                                       table.chain_end(table.last) != nsyms - 1):
+            raise UnsupportedElfError(".dynsym does not end with the last .gnu.hash chain",
+                                      image.path)
+        return table
+
+    def chain_end(self, bucket):
+        i = self.buckets[bucket]
+        while not self.chains[i - self.symoffset] & 1:
+            i += 1
+        return i
+
+    def may_append(self, name):
+        return self.last is None or gnu_hash(name) % self.nbucket >= self.last
+
+    def append(self, name):
+        """Hash the symbol ``name`` appended at index ``nsyms``."""
+        h = gnu_hash(name)
+        bucket = h % self.nbucket
+        if not self.may_append(name):
+            raise ValueError(f"{name!r} does not hash into the last .gnu.hash bucket")
+        if bucket == self.last:
+            self.chains[-1] &= ~1
+        else:
+            self.buckets[bucket] = self.nsyms
+        self.chains.append(h | 1)
+        self.bloom[(h // 64) % self.bloom_size] |= (1 << (h % 64)) | (1 << ((h >> self.shift)
+                                                                            % 64))
+        self.nsyms += 1
+        self.last = bucket
+
+    def pack(self):
+        return (struct.pack("<IIII", self.nbucket, self.symoffset, self.bloom_size, self.shift)
+                + struct.pack(f"<{self.bloom_size}Q", *self.bloom)
+                + struct.pack(f"<{self.nbucket}I", *self.buckets)
+                + struct.pack(f"<{len(self.chains)}I", *self.chains))
+
+
+# -- the dynamic symbol tables of the output ---------------------------------------
+
+class _Symbols:
+    """``.dynsym``, ``.dynstr``, ``.gnu.version`` and the hash tables, as the
+    output will have them.  Names are bytes."""
+
+    def __init__(self, image):
+        self.image = image
+        self.syms = [Sym(**vars(s)) for s in image.dynsyms()]
+        self.strtab = bytearray(image.dynstr())
+        self.versym = image.versyms()
+        self.gnu = _GnuHash.of(image)
+        self.sysv_nbucket = (struct.unpack("<I", image.read(image.dyn(DT_HASH), 4))[0]
+                             if image.dyn(DT_HASH) else None)
+
+    def name(self, i):
+        end = self.strtab.index(b"\0", self.syms[i].name)
+        return bytes(self.strtab[self.syms[i].name:end])
+
+    def add_string(self, text):
+        offset = len(self.strtab)
+        self.strtab += text + b"\0"
+        return offset
+
+    def rename_to_check(self, i, name):
+        """Entry ``i`` (undefined, freed) becomes the reference to a check symbol."""
+        self.syms[i] = Sym(self.add_string(name), (STB_GLOBAL << 4) | STT_OBJECT, 0,
+                           SHN_UNDEF, 0, 0)
+        if self.versym is not None:
+            self.versym[i] = VER_NDX_GLOBAL
+
+    def append_definition(self, name, shndx, value):
+        """The library's check symbol, at the end of .dynsym and of the last hash chain."""
+        if self.gnu is not None:
+            self.gnu.append(name)
+        self.syms.append(Sym(self.add_string(name), (STB_GLOBAL << 4) | STT_OBJECT, 0, shndx,
+                             value, 0))
+        if self.versym is not None:
+            self.versym.append(VER_NDX_GLOBAL)
+
+    def tables(self):
+        """Section name -> new contents, for the tables this object has."""
+        out = {".dynsym": b"".join(s.pack() for s in self.syms), ".dynstr": bytes(self.strtab)}
+        if self.versym is not None:
+            out[".gnu.version"] = struct.pack(f"<{len(self.versym)}H", *self.versym)
+        if self.gnu is not None:
+            out[".gnu.hash"] = self.gnu.pack()
+        if self.sysv_nbucket is not None:
+            out[".hash"] = _sysv_table([self.name(i) for i in range(len(self.syms))],
+                                       self.sysv_nbucket)
+        return out
+
+
+def _sysv_table(names, nbucket):
+    buckets, chains = [0] * nbucket, [0] * len(names)
+    for i in range(1, len(names)):
+        b = sysv_hash(names[i]) % nbucket
+        chains[i] = buckets[b]
+        buckets[b] = i
+    return struct.pack(f"<II{nbucket}I{len(names)}I", nbucket, len(names), *buckets, *chains)
+
+
+# -- one object -------------------------------------------------------------------
+
+def rewrite(plan, index, data):
+    """The output bytes of object ``index`` of ``plan``, from its original ``data``."""
+    return rewrite_object(plan, index, data)[0]
+
+
+def rewrite_object(plan, index, data):
+    """(output bytes, :class:`ObjectReport`) of object ``index`` of ``plan``."""
+    return _Rewrite(plan, index, ElfImage(data, plan.objects[index].source)).run()
+
+
+@dataclass
+class _Reloc:
+    table: str
+    index: int
+    rela: Rela
+    decision: object
+
+
+class _NoRoom(Exception):
+    """What does not fit without an added PT_LOAD."""
+
+
+class _Rewrite:
+    """The staged rewrite of one object (see the module docstring for the steps)."""
+
+    def __init__(self, plan, index, image):
+        self.plan, self.index, self.image = plan, index, image
+        self.obj = obj = plan.objects[index]
+        if image.dynamic is None:
+            raise UnsupportedElfError("statically linked (no dynamic section)", obj.source)
+        self.loads = layout.loads(image.phdrs)
+        if obj.old_base != self.loads[0].vaddr:
+            raise ValueError(f"{obj.source}: old_base {obj.old_base:#x} is not the first "
+                             f"PT_LOAD's address {self.loads[0].vaddr:#x}")
+        self.delta = obj.new_base - obj.old_base
+        if self.delta % layout.PAGE or (self.delta and obj.is_program):
+            raise ValueError(f"{obj.source}: cannot move from {obj.old_base:#x} to "
+                             f"{obj.new_base:#x}")
+        for tag, what in ((DT_REL, "DT_REL"), (DT_RELR, "DT_RELR")):
+            if image.dyn(tag):
+                raise UnsupportedElfError(f"{what} relocations are not supported yet",
+                                          obj.source)
+        if image.dyn(DT_JMPREL) and image.dyn(DT_PLTREL) not in (None, DT_RELA):
+            raise UnsupportedElfError("DT_PLTREL is not DT_RELA", obj.source)
+        self.dynamic_phdr = next(p for p in image.phdrs if p.type == PT_DYNAMIC)
+        self.report = ObjectReport(obj.source, obj.output, bytes_before=len(image.data),
+                                   loads_before=len(self.loads))
+        self.sections = {n: (s.addr, image.bytes_at(s.offset, s.size), s.entsize)
+                         for n, s in zip(image.section_names, image.shdrs)
+                         if n in (".plt", ".plt.sec", ".plt.got") and s.type == SHT_PROGBITS}
+        self.plt = x86_64.plt_entries(self.sections)
+
+    def mv(self, address):
+        """The output's link-time address of the original ``address``."""
+        return address + self.delta
+
+    def run(self):
+        self.relocs = relocs = self._relocations()
+        self._count_before(relocs)
+        self.symbols = _Symbols(self.image)
+        self.out = out = layout.Output(self.image)
+        self._move(out)
+        self.checks = self._assign_checks(relocs)
+        self._name_checks()
+        self.rpath_offset = None if self.obj.rpath is None else self.symbols.add_string(
+            self.obj.rpath.encode("utf-8", "surrogateescape"))
+        words, own, deps = self._settle(relocs)
+        self.preload = bool(self.obj.is_program and self.obj.prebound_names)
+        self.needs_fixup = bool(own or self.checks or self.preload)
+        scratch = self.preload and not own and not self.checks
+        self.check_words = self._check_words(out, len(self.checks) + scratch)
+        self.result_word = next((w[0] for w in [own] + [deps[k] for k in sorted(deps)] if w),
+                                self.check_words[0] if self.check_words else None)
+        self.rela_count = (sum(not isinstance(r.decision, (Settle, SettleZero)) for r in relocs)
+                           + len(self.checks) + self.needs_fixup)
+        self.dynamic = self._dynamic_entries()
+        self.blob = _Blob(self, own, deps)
+        self.moved_phdrs = list(out.phdrs)
+        try:
+            self.placement = _Placement(self, out, added=False)
+        except _NoRoom as why:
+            self.placement = _Placement(self, out, added=True)
+            self.report.added_load = str(why)
+        self.placement.apply()
+        for address, value in words.items():
+            out.put(address, struct.pack("<Q", value))
+        self._write_dynamic(out)
+        self._recompute_small_segments(out)
+        self.report.kept = Counter(r.decision.why for r in relocs if isinstance(r.decision, Keep))
+        data = out.write()
+        self.report.bytes_after = len(data)
+        self.report.loads_after = sum(p.type == PT_LOAD for p in out.phdrs)
+        return data, self.report
+
+    # -- decisions ------------------------------------------------------------------
+    def _relocations(self):
+        relocs = []
+        for table, tag in ((RELA_DYN, DT_RELA), (RELA_PLT, DT_JMPREL)):
+            for k, r in enumerate(self.image.relas(tag, None)):
+                decision = self.obj.decisions.get((table, k)) or Keep("no decision")
+                relocs.append(_Reloc(table, k, r, self._sound(r, decision)))
+        return relocs
+
+    def _sound(self, r, decision):
+        """``decision``, or Keep when the rewrite cannot carry it out for ``r``."""
+        if not isinstance(decision, SETTLED):
+            return decision
+        why = None
+        if r.type not in SETTLEABLE_TYPES:
+            why = f"relocation type {r.type} is not settled"
+        elif r.offset % WORD:
+            why = "unaligned word"
+        elif not self._in_writable_file_bytes(r.offset):
+            why = "word not in a writable segment's file bytes"
+        elif isinstance(decision, IrelativeForeign) and (
+                r.type != R_X86_64_JUMP_SLOT or r.offset not in self.plt):
+            why = "no PLT entry jumps through the word"
+        if why is not None:
+            self.report.demoted.append((f"relocation at {r.offset:#x}", why))
+            return Keep(why)
+        target = getattr(decision, "target", None)
+        if target is not None and target.obj != self.index and not any(
+                c.obj == target.obj for c in self.obj.checks):
+            raise ValueError(f"{self.obj.source}: the plan settles words into object "
+                             f"{target.obj} without a check")
+        return decision
+
+    def _in_writable_file_bytes(self, address):
+        return any(p.flags & PF_W and p.vaddr <= address and address + WORD <= p.vaddr + p.filesz
+                   for p in self.loads)
+
+    def _count_before(self, relocs):
+        self.report.relative_before = sum(r.rela.type == R_X86_64_RELATIVE for r in relocs)
+        self.report.lookups_before = sum(r.rela.sym != 0 for r in relocs)
+
+    def _assign_checks(self, relocs):
+        """[(Check, .dynsym index to rename)] for the libraries this object
+        settled words into.  A library without a free entry keeps its words
+        as lookups (reported), which may take a free entry from another: repeat."""
+        while True:
+            targets = Counter(r.decision.target.obj for r in relocs
+                              if isinstance(r.decision, (Settle, IrelativeForeign))
+                              and r.decision.target.obj != self.index)
+            needed = [c for c in self.obj.checks if targets[c.obj]]
+            free = self._free_entries(relocs)
+            if len(free) >= len(needed):
+                return list(zip(needed, free))
+            victim = min(needed, key=lambda c: targets[c.obj]).obj
+            for r in relocs:
+                if isinstance(r.decision, (Settle, IrelativeForeign)) and \
+                        r.decision.target.obj == victim:
+                    why = "no free .dynsym entry for the check"
+                    self.report.demoted.append((f"relocation at {r.rela.offset:#x}", why))
+                    r.decision = Keep(why)
+
+    def _free_entries(self, relocs):
+        """Undefined .dynsym entries that no kept relocation names, outside
+        the GNU hash chains, never a non-PIE program's canonical PLT address
+        (st_value != 0): those whose relocations were all settled first."""
+        syms, gnu = self.symbols.syms, self.symbols.gnu
+        limit = min(gnu.symoffset, len(syms)) if gnu is not None else len(syms)
+        named = Counter(r.rela.sym for r in relocs)
+        kept = {r.rela.sym for r in relocs if isinstance(r.decision, Keep)}
+        free = [i for i in range(1, limit)
+                if syms[i].shndx == SHN_UNDEF and syms[i].value == 0 and i not in kept]
+        return sorted(free, key=lambda i: (named[i] == 0, i))
+
+    def _name_checks(self):
+        obj = self.obj
+        for check, entry in self.checks:
+            self.symbols.rename_to_check(entry, check.symbol.encode("utf-8", "surrogateescape"))
+        self.report.checks = len(self.checks)
+        if obj.check_symbol is not None:
+            dyn_index, _ = self.image.section(".dynamic")
+            if dyn_index is None:
+                raise UnsupportedElfError("no .dynamic section header", obj.source)
+            self.symbols.append_definition(obj.check_symbol.encode("utf-8", "surrogateescape"),
+                                           dyn_index, self.mv(self.dynamic_phdr.vaddr))
+
+    # -- step 1: the move ---------------------------------------------------------------
+    def _move(self, out):
+        """Program and section headers, entry, symbols, probes, .got.plt[0]."""
+        d = self.delta
+        for p in out.phdrs:
+            if p.type not in (0, PT_GNU_STACK):
+                p.vaddr += d
+                p.paddr += d
+        for s in out.shdrs:
+            if s.flags & SHF_ALLOC:
+                s.addr += d
+        if not d:
+            return
+        entry = struct.unpack_from("<Q", out.data, 24)[0]
+        if entry:
+            struct.pack_into("<Q", out.data, 24, entry + d)
+        self.symbols.syms = [self._moved_symbol(s) for s in self.symbols.syms]
+        self._move_symtab(out)
+        self._move_probes(out)
+        _, got = self.image.section(".got.plt")
+        dynamic = self.dynamic_phdr.vaddr
+        if got is not None and got.size >= WORD and \
+                struct.unpack_from("<Q", out.data, got.offset)[0] == dynamic:
+            struct.pack_into("<Q", out.data, got.offset, dynamic + d)
+
+    def _moved_symbol(self, sym):
+        if not self._moves(sym):
+            return sym
+        return Sym(sym.name, sym.info, sym.other, sym.shndx, sym.value + self.delta, sym.size)
+
+    def _moves(self, sym):
+        shdrs = self.image.shdrs
+        return (0 < sym.shndx < min(SHN_LORESERVE, len(shdrs))
+                and shdrs[sym.shndx].flags & SHF_ALLOC and sym.info & 0xF != STT_TLS)
+
+    def _move_symtab(self, out):
+        _, symtab = self.image.section(".symtab")
+        if symtab is None:
+            return
+        for at in range(symtab.offset, symtab.offset + symtab.size - SYM.size + 1, SYM.size):
+            sym = Sym(*SYM.unpack_from(out.data, at))
+            if self._moves(sym):
+                out.data[at:at + SYM.size] = self._moved_symbol(sym).pack()
+
+    def _move_probes(self, out):
+        """systemtap's ``.note.stapsdt``: each note's pc, base and semaphore
+        (glibc's probes, which gdb uses for longjmp and library events)."""
+        _, notes = self.image.section(".note.stapsdt")
+        if notes is None:
+            return
+        at, end = notes.offset, notes.offset + notes.size
+        while at + 12 <= end:
+            namesz, descsz, _ = struct.unpack_from("<III", out.data, at)
+            desc = at + 12 + layout.align_up(namesz, 4)
+            for k in range(min(3, descsz // WORD)):
+                value = struct.unpack_from("<Q", out.data, desc + WORD * k)[0]
+                if value:
+                    struct.pack_into("<Q", out.data, desc + WORD * k, value + self.delta)
+            at = desc + layout.align_up(descsz, 4)
+
+    # -- step 2: the settled words --------------------------------------------------------
+    def _settle(self, relocs):
+        """{new address: value} of every settled word, and the RELR lists:
+        own (words into this object) and {object: words into it}."""
+        words, own, deps = {}, [], {}
+        for r in relocs:
+            decision = r.decision
+            if not isinstance(decision, SETTLED):
+                continue
+            at = self.mv(r.rela.offset)
+            if isinstance(decision, SettleZero):
+                words[at] = 0
+                continue
+            words[at] = self.plan.new_address(decision.target)
+            if decision.target.obj == self.index:
+                own.append(at)
+            else:
+                deps.setdefault(decision.target.obj, []).append(at)
+        self.report.settled = len(words)
+        return words, sorted(own), {k: sorted(v) for k, v in deps.items()}
+
+    def _check_words(self, out, count):
+        """Addresses of ``count`` words past the end of the last writable
+        segment (its ``.bss``), in a NOBITS section ``.elfvector.checks``."""
+        if not count:
+            return []
+        rw = max((p for p in out.phdrs if p.type == PT_LOAD and p.flags & PF_W),
+                 key=lambda p: p.vaddr, default=None)
+        if rw is None:
+            raise UnsupportedElfError("no writable segment for the check words", self.obj.source)
+        start = layout.align_up(rw.vaddr + rw.memsz, WORD)
+        old_page_end = layout.page_end(rw.vaddr + rw.memsz)
+        rw.memsz = start + WORD * count - rw.vaddr
+        page = "a new page" if layout.page_end(rw.vaddr + rw.memsz) > old_page_end else \
+            "its last page"
+        self.report.check_words = f"{count} at {start:#x}, past .bss in {page}"
+        out.add_section(layout.NewSection(CHECKS_SECTION, SHT_NOBITS, SHF_ALLOC | SHF_WRITE,
+                                          start, WORD * count, WORD))
+        return [start + WORD * k for k in range(count)]
+
+    # -- step 3: the new .rela.dyn -----------------------------------------------------------
+    def new_relocations(self, fixup_at, stubs):
+        """(bytes, RELATIVE count) of the new .rela.dyn."""
+        d = self.delta
+        relative, others, irelative = [], [], []
+        for r in self.relocs:
+            decision, rela = r.decision, r.rela
+            at = self.mv(rela.offset)
+            if isinstance(decision, Keep):
+                if rela.type == R_X86_64_RELATIVE:
+                    relative.append(Rela(at, rela.info, rela.addend + d))
+                elif rela.type == R_X86_64_IRELATIVE:
+                    irelative.append(Rela(at, rela.info, rela.addend + d))
+                else:
+                    others.append(Rela(at, rela.info, rela.addend))
+            elif isinstance(decision, Relative):
+                relative.append(Rela(at, R_X86_64_RELATIVE, decision.address + d))
+            elif isinstance(decision, IrelativeLocal):
+                irelative.append(Rela(at, R_X86_64_IRELATIVE, decision.resolver + d))
+            elif isinstance(decision, IrelativeForeign):
+                irelative.append(Rela(at, R_X86_64_IRELATIVE, stubs[rela.offset]))
+        checks = [Rela(word, (entry << 32) | R_X86_64_GLOB_DAT, 0)
+                  for word, (_, entry) in zip(self.check_words, self.checks)]
+        fixup = [Rela(self.result_word, R_X86_64_IRELATIVE, fixup_at)] if self.needs_fixup else []
+        table = relative + others + checks + fixup + irelative
+        if len(table) != self.rela_count:
+            raise AssertionError("relocation count changed while placing")
+        self.report.relative_after = len(relative)
+        self.report.lookups_after = sum(e.sym != 0 for e in others) + len(checks)
+        return b"".join(e.pack() for e in table), len(relative)
+
+    # -- step 9: .dynamic ----------------------------------------------------------------------
+    def _dynamic_entries(self):
+        """The output's .dynamic entries in their final order; the tables'
+        addresses are filled in once they are placed."""
+        image, obj = self.image, self.obj
+        entries = [[t, v + self.delta if t in ADDRESS_TAGS and v else v]
+                   for t, v in image.dynamic if t != DT_NULL and t not in DROPPED_TAGS]
+        tags = {t for t, _ in entries}
+        if not self.rela_count:
+            entries = [e for e in entries if e[0] not in (DT_RELA, DT_RELASZ, DT_RELAENT,
+                                                          DT_RELACOUNT)]
+        else:
+            for tag in (DT_RELA, DT_RELASZ, DT_RELAENT):
+                if tag not in tags:
+                    entries.append([tag, 0])
+        if obj.rpath is not None:
+            entries.append([DT_RPATH, 0])
+        else:
+            entries += [[t, image.dyn(t)] for t in (DT_RPATH, DT_RUNPATH)
+                        if image.dyn(t) is not None]
+        if self.preload and DT_DEBUG not in tags:
+            raise UnsupportedElfError("no DT_DEBUG entry for the preload check", obj.source)
+        if len(entries) + 1 > image.dynamic_capacity:
+            raise UnsupportedElfError(f"no room in .dynamic for {len(entries) + 1} entries "
+                                      f"(it has {image.dynamic_capacity})", obj.source)
+        return entries
+
+    def debug_word(self):
+        """Address of the program's DT_DEBUG value, where ld.so stores &_r_debug."""
+        k = [t for t, _ in self.dynamic].index(DT_DEBUG)
+        return self.mv(self.dynamic_phdr.vaddr) + k * DYN.size + WORD
+
+    def _write_dynamic(self, out):
+        pl = self.placement
+        values = {DT_STRSZ: len(self.symbols.strtab), DT_RELASZ: pl.rela_size,
+                  DT_RELAENT: RELA.size, DT_RELACOUNT: pl.relacount, DT_RPATH: self.rpath_offset}
+        for name, tag in TABLE_TAGS.items():
+            if name in pl.addresses:
+                values[tag] = pl.addresses[name]
+        for entry in self.dynamic:
+            if entry[0] in values and not (entry[0] == DT_RPATH and self.obj.rpath is None):
+                entry[1] = values[entry[0]]
+        raw = b"".join(DYN.pack(t, v) for t, v in self.dynamic)
+        raw += bytes(self.image.dynamic_capacity * DYN.size - len(raw))
+        out.put(self.mv(self.dynamic_phdr.vaddr), raw)
+
+    def _recompute_small_segments(self, out):
+        """PT_INTERP, PT_NOTE, PT_GNU_PROPERTY: around the sections they held."""
+        image, moves = self.image, self.placement.moves
+        for old, new in zip(image.phdrs, self.moved_phdrs):
+            if old.type not in (PT_INTERP, PT_NOTE, PT_GNU_PROPERTY):
+                continue
+            covered = [i for i in moves if image.shdrs[i].size and old.offset <=
+                       image.shdrs[i].offset and image.shdrs[i].offset + image.shdrs[i].size
+                       <= old.offset + old.filesz]
+            if not covered:
+                continue
+            start = min(moves[i][0] for i in covered)
+            end = max(moves[i][0] + moves[i][1] for i in covered)
+            new.vaddr = new.paddr = start
+            new.offset = out.offset_of(start, end - start)
+            new.filesz = new.memsz = end - start
+
+
+class _Blob:
+    """The fix-up's data in read-only bytes: RELR lists, the check table,
+    and in a program the preload check's tables and strings.  Its contents
+    depend on its own address (the check table points into it)."""
+
+    def __init__(self, rw, own, deps):
+        self.rw, self.own = rw, own
+        obj = rw.obj
+        self.own_relr = _relr_bytes(own)
+        self.dep_relr = [_relr_bytes(deps[check.obj]) for check, _ in rw.checks]
+        self.preload = None
+        if rw.preload:
+            names = {_basename(n).encode("utf-8", "surrogateescape")
+                     for n in obj.expected_objects}
+            names |= {x86_64.VDSO_NAME.encode()} | self._interp_names()
+            prebound = {n if isinstance(n, bytes) else n.encode("utf-8", "surrogateescape")
+                        for n in obj.prebound_names}
+            program = _basename(obj.output).encode("utf-8", "surrogateescape")
+            self.preload = (_hash_table(names), _hash_table(prebound, low_bit=True),
+                            b"elfvector: " + program + b": LD_PRELOAD'ed ",
+                            PRELOAD_SUFFIX.encode())
+        self.size = len(self.layout(0)[0])
+
+    def _interp_names(self):
+        """Basenames ld.so's own link_map may carry: the old and the new PT_INTERP."""
+        image, names = self.rw.image, set()
+        for p in image.phdrs:
+            if p.type == PT_INTERP:
+                names.add(_basename_bytes(image.bytes_at(p.offset, p.filesz).rstrip(b"\0")))
+        if self.rw.obj.interp is not None:
+            names.add(_basename(self.rw.obj.interp).encode("utf-8", "surrogateescape"))
+        return names
+
+    def layout(self, at):
+        """(bytes, :class:`~.x86_64.FixupParams`) of the blob placed at ``at``."""
+        rw, parts = self.rw, bytearray()
+
+        def add(data, align=WORD):
+            parts.extend(bytes(layout.align_up(len(parts), align) - len(parts)))
+            start = at + len(parts)
+            parts.extend(data)
+            return start, at + len(parts)
+        own = add(self.own_relr) if self.own else None
+        lists = [add(relr) for relr in self.dep_relr]
+        table = b"".join(struct.pack("<QQQQ", word, check.expected, start, end)
+                         for word, (check, _), (start, end) in zip(rw.check_words, rw.checks,
+                                                                   lists))
+        checks = add(table) if table else None
+        preload = None
+        if self.preload is not None:
+            names, prebound, prefix, suffix = self.preload
+            names_at, prebound_at = add(names)[0], add(prebound)[0]
+            prefix_at, suffix_at = add(prefix, 1)[0], add(suffix, 1)[0]
+            environ_at, pattern_at = add(ENVIRON_PATH, 1)[0], add(PRELOAD_IGNORE, 1)[0]
+            preload = x86_64.PreloadCheck(
+                rw.debug_word(), names_at, len(names) // 4, prebound_at, len(prebound) // 4,
+                prefix_at, len(prefix), suffix_at, len(suffix), environ_at, pattern_at,
+                len(PRELOAD_IGNORE))
+        return bytes(parts), x86_64.FixupParams(rw.result_word, own, checks, preload)
+
+
+def _relr_bytes(words):
+    entries = relr_encode(words)
+    return struct.pack(f"<{len(entries)}Q", *entries)
+
+
+def _hash_table(names, low_bit=False):
+    hashes = sorted({gnu_hash(n) | (1 if low_bit else 0) for n in names})
+    return struct.pack(f"<{len(hashes)}I", *hashes)
+
+
+def _basename(path):
+    return path.rsplit("/", 1)[-1]
+
+
+def _basename_bytes(path):
+    return path.rsplit(b"/", 1)[-1]
+
+
+class _Placement:
+    """Where everything goes: in the existing segments, or (``added``) with
+    one added PT_LOAD for what does not fit there.  Raises :class:`_NoRoom`
+    when it does not fit."""
+
+    def __init__(self, rw, out, added):
+        self.rw, self.out, self.added = rw, out, added
+        image = rw.image
+        self.window = layout.table_window(image)
+        self.moves = {}                     # section index -> (new address, size)
+        self.new_tables = {}                # name -> new address (no section header yet)
+        self._contents(image)
+        self._spaces(image)
+        self._place_code()
+        self._place_tables(image)
+        self._place_blob()
+
+    def _contents(self, image):
+        rw, obj = self.rw, self.rw.obj
+        self.contents = rw.symbols.tables()
+        self.contents[".rela.dyn"] = bytes(rw.rela_count * RELA.size)
+        self.contents[".rela.plt"] = b""
+        if obj.is_program and obj.interp is not None:
+            self.contents[".interp"] = obj.interp.encode("utf-8", "surrogateescape") + b"\0"
+        self.rela_size = rw.rela_count * RELA.size
+
+    def _spaces(self, image):
+        rw, d = self.rw, self.rw.delta
+        first = image.phdrs[self.window.segment]
+        grow = PHDR.size if self.added else 0
+        if grow and not self.window.sections:
+            raise _NoRoom("no room to grow the program header table")
+        self.table_space = layout.Space("first PT_LOAD", self.window.start + d + grow,
+                                        self.window.end + d, PF_R)
+        self.code_spaces, self.data_spaces, self.dead_spaces = [], [], []
+        for p in rw.loads:
+            if p is first or p.flags & PF_W:
+                continue
+            start, end = p.vaddr + p.filesz, layout.tail_end(image.phdrs, p)
+            if end <= start or not layout.file_bytes_free(image, p.offset + p.filesz,
+                                                           p.offset + end - p.vaddr):
+                continue
+            executable = bool(p.flags & PF_X)
+            space = layout.Space("executable segment's last page" if executable
+                                 else "read-only segment's last page", start + d, end + d,
+                                 p.flags)
+            (self.code_spaces if executable else self.data_spaces).append(space)
+        dead = x86_64.dead_plt(rw.sections)
+        if dead is not None:
+            name = "dead IBT .plt" if ".plt.sec" in rw.sections else "dead PLT0"
+            self.dead_spaces.append(layout.Space(name, dead[0] + d, dead[0] + dead[1] + d,
+                                                 PF_R | PF_X))
+        self.added_space = None
+        if self.added:
+            vaddr = layout.page_end(max(p.vaddr + p.memsz for p in self.out.phdrs
+                                        if p.type == PT_LOAD))
+            self.added_space = layout.Space("added PT_LOAD", vaddr, 1 << 46, PF_R)
+
+    def _take(self, spaces, size, align, what):
+        for space in spaces:
+            at = space.take(size, align)
+            if at is not None:
+                return at, space
+        if self.added_space is not None:
+            return self.added_space.take(size, align), self.added_space
+        raise _NoRoom(f"no room for {what} ({size} bytes)")
+
+    def _place_code(self):
+        """The fix-up routine, then the IFUNC stubs without a lazy tail of their own."""
+        rw = self.rw
+        self.stubs = {}
+        for r in rw.relocs:
+            if isinstance(r.decision, IrelativeForeign):
+                tail = rw.plt[r.rela.offset].tail
+                if tail is not None and tail[1] >= x86_64.FOREIGN_STUB_SIZE:
+                    self.stubs[r.rela.offset] = tail[0] + rw.delta
+        self.fixup_at = self.code_space = None
+        if rw.needs_fixup:
+            self.code_size = x86_64.fixup_routine_size(rw.blob.layout(0)[1])
+            self.fixup_at, self.code_space = self._take(self.code_spaces + self.dead_spaces,
+                                                        self.code_size, 16, "the fix-up routine")
+        for r in rw.relocs:
+            if isinstance(r.decision, IrelativeForeign) and r.rela.offset not in self.stubs:
+                self.stubs[r.rela.offset], _ = self._take(
+                    self.dead_spaces + self.code_spaces, x86_64.FOREIGN_STUB_SIZE, 2,
+                    "an IFUNC stub")
+        if self.added_space is not None and self.added_space.used:
+            self.added_space.flags = PF_R | PF_X
+
+    def _place_tables(self, image):
+        """The window's sections in their order, then the changed tables
+        that lie elsewhere (their old bytes stay, unused)."""
+        for i in self.window.sections:
+            name = image.section_names[i]
+            if name not in self.contents:
+                self.contents[name] = image.bytes_at(image.shdrs[i].offset, image.shdrs[i].size)
+            at, _ = self._take([self.table_space], len(self.contents[name]),
+                               max(image.shdrs[i].addralign, 1), name)
+            self.moves[i] = (at, len(self.contents[name]))
+        for name, data in self.contents.items():
+            index, shdr = image.section(name)
+            if index in self.moves:
+                continue
+            if index is not None and image.bytes_at(shdr.offset, shdr.size) == data:
+                continue
+            if index is None and not data:
+                continue
+            at, _ = self._take([self.table_space] + self.data_spaces, len(data), WORD, name)
+            if index is None:
+                self.new_tables[name] = at
+            else:
+                self.moves[index] = (at, len(data))
+        self.addresses = dict(self.new_tables)
+        self.addresses.update({image.section_names[i]: at for i, (at, _) in self.moves.items()})
+
+    def _place_blob(self):
+        self.blob_at = self.blob_space = None
+        if self.rw.blob.size:
+            spaces = [self.table_space] + self.data_spaces + self.code_spaces
+            self.blob_at, self.blob_space = self._take(spaces, self.rw.blob.size, WORD,
+                                                       "the fix-up's lists")
+
+    # -- writing ---------------------------------------------------------------------------
+    def apply(self):
+        rw, out, image = self.rw, self.out, self.rw.image
+        self._grow_segments(out.phdrs[self.window.segment])
+        self._clear_window()
+        rela, self.relacount = rw.new_relocations(self.fixup_at, self.stubs)
+        self.contents[".rela.dyn"] = rela
+        for i, (at, size) in self.moves.items():
+            out.put(at, self.contents[image.section_names[i]])
+            shdr = out.shdrs[i]
+            shdr.addr, shdr.size, shdr.offset = at, size, out.offset_of(at, 0)
+        for name, at in self.new_tables.items():
+            out.put(at, self.contents[name])
+            if name == ".rela.dyn":
+                dynsym, _ = image.section(".dynsym")
+                out.add_section(layout.NewSection(name, SHT_RELA, SHF_ALLOC, at, len(rela),
+                                                  WORD, RELA.size, dynsym or 0))
+        blob, params = rw.blob.layout(self.blob_at or 0)
+        if blob:
+            out.put(self.blob_at, blob)
+            out.add_section(layout.NewSection(DATA_SECTION, SHT_PROGBITS, SHF_ALLOC,
+                                              self.blob_at, len(blob), WORD))
+        if self.fixup_at is not None:
+            code = x86_64.fixup_routine(self.fixup_at, params)
+            code += b"\xcc" * (self.code_size - len(code))
+            out.put(self.fixup_at, code)
+            if self.code_space not in self.dead_spaces:
+                out.add_section(layout.NewSection(FIXUP_SECTION, SHT_PROGBITS,
+                                                  SHF_ALLOC | SHF_EXECINSTR, self.fixup_at,
+                                                  len(code), 16))
+            rw.report.code = f"{self.code_space.name} at {self.fixup_at:#x}"
+        for word, at in self.stubs.items():
+            out.put(at, x86_64.foreign_stub(at, rw.mv(word)))
+        spaces = {self.table_space.name} | ({self.blob_space.name} if self.blob_space else set())
+        rw.report.tables = ", ".join(sorted(spaces))
+
+    def _grow_segments(self, first):
+        out = self.out
+        out.grow(first, self.table_space.cursor)
+        for space in self.code_spaces + self.data_spaces:
+            if space.used:
+                seg = next(p for p in out.phdrs if p.type == PT_LOAD
+                           and p.vaddr <= space.vaddr <= p.vaddr + p.filesz)
+                out.grow(seg, space.cursor)
+        if self.added_space is not None and self.added_space.used:
+            phdr = out.add_segment(self.added_space.flags, self.added_space.used)
+            if phdr.vaddr != self.added_space.vaddr:
+                raise AssertionError("the added PT_LOAD is not where it was planned")
+
+    def _clear_window(self):
+        """Zero the old window: stale tables would only confuse readers."""
+        d = self.rw.delta
+        start = self.window.start + d + (PHDR.size if self.added else 0)
+        end = self.window.original_end + d
+        if end > start:
+            self.out.put(start, bytes(end - start))
