@@ -6,6 +6,31 @@ turns it into one line ``prog: FILE: reason`` and exit status 1; nothing
 below the CLI imports click.
 """
 
+import re
+
+# Characters that would break the one-line error on a terminal or in a log:
+# C0 and C1 controls, DEL, the line separators str.splitlines() honours, and
+# undecodable bytes of a file name (surrogate escapes).
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\udc80-\udcff]")
+_NAMED = {"\n": "\\n", "\t": "\\t", "\r": "\\r"}
+
+
+def printable(text):
+    """``text`` on one line: control characters and undecodable bytes escaped.
+
+    A newline in a file name becomes ``\\n``, an undecodable byte ``\\xNN``,
+    as ``ls -b`` shows them; backslashes are left alone.
+    """
+    def escape(match):
+        char = match.group()
+        if char in _NAMED:
+            return _NAMED[char]
+        code = ord(char)
+        if 0xDC80 <= code <= 0xDCFF:
+            return f"\\x{code - 0xDC00:02x}"
+        return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+    return _UNPRINTABLE.sub(escape, text)
+
 
 class ElfvectorError(Exception):
     """A failure to report as ``prog: FILE: reason``.
@@ -41,6 +66,11 @@ class PatternError(ElfvectorError):
 
 class LinkError(ElfvectorError):
     """The wrapped linker command failed or cannot be wrapped."""
+
+
+class OutputError(ElfvectorError):
+    """An output that cannot be written where the user asked: a missing
+    directory, a directory, a file that is not writable."""
 
 
 class VectorMismatchError(ElfvectorError):

@@ -6,17 +6,18 @@ import click
 
 from ..atomic import write_bytes
 from ..exportvec import build
-from . import command, fd_is_open, write_text
+from . import check_outputs, command, fd_is_open, loader_output, say, write_text
 
 
-@command("expvec")
+@command("expvec", loader="loader_args")
 @click.option("--rebuild", is_flag=True,
               help="incl is the old vector (@old.vec or literal names): keep every old "
                    "slot where it was, append new functions.")
 @click.option("--vec", "vec_path", metavar="FILE",
               help="Write export.vec to FILE instead of standard output.")
 @click.option("--vec-object", "object_path", metavar="FILE",
-              help="Write export.vec.o to FILE instead of file descriptor 3.")
+              help="Write export.vec.o to FILE instead of file descriptor 3, and the "
+                   "alias definitions it is linked with to FILE.ld.")
 @click.option("-v", "--verbose", is_flag=True, help="Report IFUNC slots and other notes.")
 @click.argument("incl")
 @click.argument("excl")
@@ -25,22 +26,30 @@ from . import command, fd_is_open, write_text
 def main(rebuild, vec_path, object_path, verbose, incl, excl, vscript, loader_args):
     """Link a shared library with an export vector.
 
-    INCL and EXCL are whitespace-separated regular expressions, or @FILE
-    (with # comments); '' means none.  The order of INCL sets the slot
-    order.  VSCRIPT replaces any version script of LOADER_ARGS ('' keeps
-    it).  LOADER_ARGS is the usual link command and must contain -o.
+    INCL and EXCL are whitespace-separated POSIX extended regular
+    expressions, or @FILE (with # comments); '' means none.  The order of
+    INCL sets the slot order.  VSCRIPT replaces any version script of
+    LOADER_ARGS ('' keeps it).  LOADER_ARGS is the usual link command and
+    must contain -o; options go before INCL.
+
+    \b
+    Example (the seed's):
+      expvec @foo.order '' vscript gcc -shared -Wl,-soname=foo.so.5 \\
+        -o foo.so.5 foo.o > foo.vec 3> foo.vec.o
     """
+    check_outputs(loader_output(loader_args), vec_path, object_path,
+                  object_path and object_path + ".ld")
     result = build(incl, excl, vscript, list(loader_args), rebuild=rebuild)
     text = result.vector.format(
         f"{len(result.vector.slots)} slots of {os.path.basename(result.library)}; "
         "slots are append-only (use expvec --rebuild @copy_of_this.vec)")
     write_text(vec_path, text)
     if object_path:
-        write_bytes(object_path, result.object_bytes, mode=0o644)
-        write_bytes(object_path + ".ld", result.alias_script.encode(), mode=0o644)
+        write_bytes(object_path, result.object_bytes)
+        write_bytes(object_path + ".ld", result.alias_script.encode("utf-8", "surrogateescape"))
     elif fd_is_open(3):
         with os.fdopen(3, "wb", closefd=False) as f:
             f.write(result.object_bytes)
     if verbose:
         for note in result.notes:
-            click.echo(f"expvec: note: {note}", err=True)
+            say(f"expvec: note: {note}")
