@@ -1,8 +1,19 @@
 """Shared helpers: build test programs from testdata/ with gcc at test time,
 run the elfvector commands as a user would (a subprocess per command, so the
-seed's ``3> export.vec.o`` works), and run the results."""
+seed's ``3> export.vec.o`` works), and run the results.
+
+Every subprocess a test starts gets a timeout and a closed standard input
+(``run`` here, and ``subprocess.run`` called directly, through the defaults
+installed below): a program that spins or waits forever fails its test
+instead of hanging the suite.  A test that needs a program the machine
+lacks is skipped naming the Debian package that provides it; with
+``ELFVECTOR_NO_SKIP=1`` (set by .ci/run, which installs everything) any skip
+is a failure, so nothing is skipped on CI.
+"""
 
 import os
+import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -12,18 +23,109 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 TESTDATA = ROOT / "testdata"
 BIN = ROOT / "bin"
+TIMEOUT = 300          # seconds for one subprocess; the slowest command takes ~30
+NO_SKIP = os.environ.get("ELFVECTOR_NO_SKIP") == "1"
+
+# The Debian package of each program the tests (or the scripts they run) start.
+PACKAGES = {
+    "gcc": "gcc", "as": "binutils", "ld": "binutils", "ar": "binutils",
+    "readelf": "binutils", "objdump": "binutils", "objcopy": "binutils", "nm": "binutils",
+    "strip": "binutils",
+    "eu-elflint": "elfutils", "eu-readelf": "elfutils", "valgrind": "valgrind", "gdb": "gdb",
+    "strace": "strace", "make": "make", "sqlite3": "sqlite3", "xz": "xz-utils",
+    "zstd": "zstd", "jq": "jq", "curl": "curl", "git": "git", "dpkg-source": "dpkg-dev",
+    "dpkg-buildflags": "dpkg-dev", "dpkg-architecture": "dpkg-dev", "apt-get": "apt",
+}
 
 
-def run(argv, cwd, env=None, check=True, **kwargs):
-    """Run ``argv`` in ``cwd``; on failure with ``check`` show its stderr."""
+def missing(what, provider):
+    """Skip the current test: ``what`` is missing and ``provider`` provides it."""
+    pytest.skip(f"{what} is missing: {provider} provides it (sudo .ci/run installs "
+                "everything the tests need)")
+
+
+def require_programs(*names):
+    """Skip unless every program of ``names`` is on PATH."""
+    for name in names:
+        if shutil.which(name) is None:
+            missing(name, f"the Debian package {PACKAGES.get(name, name)}")
+
+
+def _skip_if_not_installed(argv):
+    program = str(argv[0]) if isinstance(argv, (list, tuple)) else str(argv).split()[0]
+    if "/" not in program and program in PACKAGES and shutil.which(program) is None:
+        require_programs(program)
+
+
+_subprocess_run = subprocess.run
+
+
+def _run_with_defaults(args, *more, **kwargs):
+    """subprocess.run, with a timeout and no standard input unless given."""
+    kwargs.setdefault("timeout", TIMEOUT)
+    if "input" not in kwargs:
+        kwargs.setdefault("stdin", subprocess.DEVNULL)
+    try:
+        return _subprocess_run(args, *more, **kwargs)
+    except FileNotFoundError:
+        _skip_if_not_installed(args)
+        raise
+
+
+def pytest_configure(config):
+    subprocess.run = _run_with_defaults
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """With ELFVECTOR_NO_SKIP=1, a skipped test is a failed one."""
+    outcome = yield
+    _fail_if_skipped(outcome.get_result())
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector):
+    outcome = yield
+    _fail_if_skipped(outcome.get_result())
+
+
+def _fail_if_skipped(report):
+    if NO_SKIP and report.skipped and not hasattr(report, "wasxfail"):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
+        reason = str(reason).removeprefix("Skipped: ")
+        report.outcome = "failed"
+        report.longrepr = f"skipped, but ELFVECTOR_NO_SKIP=1 forbids skips: {reason}"
+
+
+def run(argv, cwd, env=None, check=True, timeout=TIMEOUT, input=None):
+    """Run ``argv`` in ``cwd``; on failure with ``check`` show its stderr.
+
+    The program runs in a process group of its own, killed whole when it
+    outlives ``timeout``.
+    """
+    argv = [str(a) for a in argv]
     full_env = dict(os.environ)
     full_env.update(env or {})
-    proc = subprocess.run([str(a) for a in argv], cwd=cwd, env=full_env,
-                          capture_output=True, text=True, **kwargs)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"{' '.join(map(str, argv))} exited {proc.returncode}:\n"
-                             f"{proc.stdout}\n{proc.stderr}")
-    return proc
+    try:
+        proc = subprocess.Popen(argv, cwd=cwd, env=full_env, text=True,
+                                stdin=subprocess.DEVNULL if input is None else subprocess.PIPE,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                start_new_session=True)
+    except FileNotFoundError:
+        _skip_if_not_installed(argv)
+        raise
+    with proc:
+        try:
+            stdout, stderr = proc.communicate(input, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+            raise AssertionError(f"{' '.join(argv)}: still running after {timeout} s") from None
+    result = subprocess.CompletedProcess(argv, proc.returncode, stdout, stderr)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{' '.join(argv)} exited {result.returncode}:\n"
+                             f"{result.stdout}\n{result.stderr}")
+    return result
 
 
 def tool(name, *args, cwd, env=None, check=True, fd3=None):
