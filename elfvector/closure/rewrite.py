@@ -490,24 +490,35 @@ class _Rewrite:
                 struct.unpack_from("<Q", out.data, got.offset)[0] == dynamic:
             struct.pack_into("<Q", out.data, got.offset, dynamic + d)
 
-    def _moved_symbol(self, sym):
+    def _moved_symbol(self, sym, shifts=None):
+        """``sym`` moved with the object, and with its section when ``shifts``
+        ({section index: how far the window moved it}) names it."""
         if not self._moves(sym):
             return sym
-        return Sym(sym.name, sym.info, sym.other, sym.shndx, sym.value + self.delta, sym.size)
+        shift = self.delta if shifts is None else shifts.get(sym.shndx, 0)
+        return Sym(sym.name, sym.info, sym.other, sym.shndx, sym.value + shift, sym.size)
 
     def _moves(self, sym):
         shdrs = self.image.shdrs
         return (0 < sym.shndx < min(SHN_LORESERVE, len(shdrs))
                 and shdrs[sym.shndx].flags & SHF_ALLOC and sym.info & 0xF != STT_TLS)
 
-    def _move_symtab(self, out):
+    def _move_symtab(self, out, shifts=None):
         _, symtab = self.image.section(".symtab")
         if symtab is None:
             return
         for at in range(symtab.offset, symtab.offset + symtab.size - SYM.size + 1, SYM.size):
             sym = Sym(*SYM.unpack_from(out.data, at))
             if self._moves(sym):
-                out.data[at:at + SYM.size] = self._moved_symbol(sym).pack()
+                out.data[at:at + SYM.size] = self._moved_symbol(sym, shifts).pack()
+
+    def follow_sections(self, out, shifts):
+        """Symbols of the sections the window laid out again (``__abi_tag``
+        in .note.ABI-tag) move with them."""
+        if not any(shifts.values()):
+            return
+        self.symbols.syms = [self._moved_symbol(s, shifts) for s in self.symbols.syms]
+        self._move_symtab(out, shifts)
 
     def _move_probes(self, out):
         """systemtap's ``.note.stapsdt``: each note's pc, base and semaphore
@@ -868,6 +879,8 @@ class _Placement:
         self._clear_window()
         rela, self.relacount = rw.new_relocations(self.fixup_at, self.stubs)
         self.contents[".rela.dyn"] = rela
+        rw.follow_sections(out, {i: at - out.shdrs[i].addr for i, (at, _) in self.moves.items()})
+        self.contents[".dynsym"] = b"".join(sym.pack() for sym in rw.symbols.syms)
         for i, (at, size) in self.moves.items():
             out.put(at, self.contents[image.section_names[i]])
             shdr = out.shdrs[i]

@@ -1,0 +1,444 @@
+"""The closure rewrite (:mod:`elfvector.closure.rewrite`), one object at a time,
+from plans made by hand for a two-object closure: a program and libcl.
+
+``testdata/closure/cl_lib.c`` makes every kind of word the rewrite settles
+(RELATIVE pointers and tables, R_X86_64_64 against its own functions and
+data, JUMP_SLOTs through its own PLT, an IFUNC); ``cl_main.c`` calls it,
+reads its data through copy relocations and compares ``&cl_add`` across the
+two.  Each variant (PIE or not, IBT PLT or not, ``-z now`` or not) is
+rewritten four ways, each settling more:
+
+* ``keep``: every relocation kept, the library only moved to BASE;
+* ``relative``: the library's RELATIVE relocations settled;
+* ``own``: also its references to its own symbols;
+* ``full``: also the program's references into it, with a check.
+
+Every output must run exactly as the stock build does (stdout, stderr,
+exit status), at BASE and when a preloaded blocker holds BASE so the
+library lands elsewhere and the fix-up routines correct the words.
+libc stays outside the closure: references to it stay lookups.
+"""
+
+import os
+import re
+import struct
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from conftest import TESTDATA
+from elfvector.closure import x86_64
+from elfvector.closure.model import (RELA_DYN, RELA_PLT, Check, ClosurePlan, IrelativeForeign,
+                                     IrelativeLocal, Keep, ObjectPlan, Relative, Settle,
+                                     Target)
+from elfvector.closure.rewrite import check_symbol_name, rewrite_object
+from elfvector.elfimage import ElfImage, gnu_hash
+
+SRC = TESTDATA / "closure"
+BASE = 0x3000000000
+SONAME = "libcl.so.1"
+FINGERPRINT = 0x1234ABCD
+MODES = ("keep", "relative", "own", "full")
+R_64, R_COPY, R_GLOB_DAT, R_JUMP_SLOT, R_RELATIVE, R_IRELATIVE = 1, 5, 6, 7, 8, 37
+STT_GNU_IFUNC, PT_LOAD, PF_X, PF_W = 10, 1, 1, 2
+DT_RELA, DT_JMPREL = 7, 23
+VARIANTS = [f"{pie}-{plt}-{bind}" for pie in ("pie", "nopie") for plt in ("plt", "ibt")
+            for bind in ("lazy", "now")]
+
+
+# -- building ---------------------------------------------------------------------
+
+def sh(argv, cwd, env=None, check=True):
+    """Run ``argv`` with only ``env`` added to a clean environment (no
+    LD_LIBRARY_PATH unless given)."""
+    full = {k: v for k, v in os.environ.items() if not k.startswith("LD_")}
+    full.update(env or {})
+    proc = subprocess.run([str(a) for a in argv], cwd=cwd, env=full, capture_output=True,
+                          text=True)
+    if check and proc.returncode:
+        raise AssertionError(f"{argv} exited {proc.returncode}:\n{proc.stderr}")
+    return proc
+
+
+def flags(variant):
+    pie, plt, bind = variant.split("-")
+    cflags = ["-fcf-protection"] if plt == "ibt" else []
+    ldflags = (["-Wl,-z,ibtplt"] if plt == "ibt" else []) + \
+        (["-Wl,-z,now"] if bind == "now" else [])
+    prog = ["-fno-pie", "-no-pie"] if pie == "nopie" else []
+    return cflags, ldflags, prog
+
+
+def build_variant(d, variant):
+    cflags, ldflags, prog = flags(variant)
+    sh(["gcc", "-fPIC", "-O2", *cflags, "-shared", f"-Wl,-soname={SONAME}", *ldflags,
+        "-o", SONAME, SRC / "cl_lib.c", "-I", SRC], d)
+    sh(["gcc", "-O2", *cflags, *prog, *ldflags, "-o", "prog", SRC / "cl_main.c", "-I", SRC,
+        f"./{SONAME}"], d)
+
+
+def build_helper(d, source, output, *extra):
+    sh(["gcc", "-fPIC", "-O2", "-shared", *extra, "-o", output, SRC / source], d)
+    return d / output
+
+
+# -- plans by hand: ld.so's rules for this closure ---------------------------------------
+
+def definitions(image, program):
+    """name -> Sym of what ``image`` defines for ld.so; a program's undefined
+    function with st_value != 0 (a canonical PLT entry) counts for non-PLT
+    references."""
+    names = image.symbol_names()
+    out = {}
+    for i, s in enumerate(image.dynsyms()):
+        if i and (s.shndx != 0 or (program and s.value)):
+            out.setdefault(names[i], s)
+    return out
+
+
+def decide(r, name, me, pie, program_defs, lib_defs):
+    """What ld.so would bind relocation ``r`` of object ``me`` (0 program,
+    1 library) to, as a Decision; the program comes first in the scope."""
+    if r.type == R_RELATIVE:
+        return Settle(Target(1, r.addend)) if me == 1 else Keep("relative")
+    if r.type in (R_IRELATIVE, R_COPY):
+        return Keep("ifunc" if r.type == R_IRELATIVE else "copy")
+    addend = r.addend if r.type == R_64 else 0
+    p = program_defs.get(name)
+    if p is not None and (p.shndx != 0 or r.type != R_JUMP_SLOT):
+        if me == 1:
+            return Keep("into the program")
+        return Relative(p.value + addend) if pie else Settle(Target(0, p.value + addend))
+    s = lib_defs.get(name)
+    if s is None:
+        return Keep("outside the closure")
+    if s.type == STT_GNU_IFUNC:
+        if r.type != R_JUMP_SLOT:
+            return Keep("ifunc address")
+        return IrelativeLocal(s.value) if me == 1 else IrelativeForeign(Target(1, s.value))
+    return Settle(Target(1, s.value + addend))
+
+
+def wanted(mode, me, r, decision):
+    if isinstance(decision, Keep) or mode == "keep":
+        return False
+    if mode == "relative":
+        return me == 1 and r.type == R_RELATIVE
+    return me == 1 or mode == "full"
+
+
+def make_plan(d, outdir, mode, fingerprint=FINGERPRINT, base=BASE, soname=SONAME):
+    prog, lib = d / "prog", d / soname
+    pimg, limg = ElfImage(prog.read_bytes(), str(prog)), ElfImage(lib.read_bytes(), str(lib))
+    pie = pimg.type == 3
+    pbase = min(p.vaddr for p in pimg.phdrs if p.type == PT_LOAD)
+    program = ObjectPlan(str(prog), str(outdir / "prog"), is_program=True, is_pie=pie,
+                         old_base=pbase, new_base=pbase, rpath=str(outdir))
+    library = ObjectPlan(str(lib), str(outdir / soname), soname=soname, old_base=0,
+                         new_base=base, rpath=str(outdir))
+    plan = ClosurePlan([program, library])
+    defs = definitions(pimg, True), definitions(limg, False)
+    prebound = set()
+    for me, (obj, img) in enumerate(((program, pimg), (library, limg))):
+        names = img.symbol_names()
+        for table, tag in ((RELA_DYN, DT_RELA), (RELA_PLT, DT_JMPREL)):
+            for k, r in enumerate(img.relas(tag, None)):
+                decision = decide(r, names[r.sym], me, pie, *defs)
+                if not wanted(mode, me, r, decision):
+                    decision = Keep(mode) if not isinstance(decision, Keep) else decision
+                elif r.sym and isinstance(decision, (Settle, IrelativeForeign)):
+                    prebound.add(names[r.sym].encode())
+                obj.decisions[(table, k)] = decision
+    if mode == "full":
+        name, value = check_symbol_name(lib.read_bytes(), soname, fingerprint)
+        library.check_symbol = name
+        program.checks = [Check(1, name, plan.new_address(Target(1, value)))]
+        program.prebound_names = prebound
+        program.expected_objects = [soname, "libc.so.6"]
+    return plan
+
+
+def write_closure(plan, only=None):
+    reports = []
+    for i, obj in enumerate(plan.objects):
+        if only is not None and i != only:
+            continue
+        data, report = rewrite_object(plan, i, Path(obj.source).read_bytes())
+        Path(obj.output).parent.mkdir(exist_ok=True)
+        Path(obj.output).write_bytes(data)
+        os.chmod(obj.output, 0o755)
+        reports.append(report)
+    return reports
+
+
+@pytest.fixture(scope="module", params=VARIANTS)
+def variant(request, tmp_path_factory):
+    """A built variant with its four rewritten closures: (dir, reports by mode, name)."""
+    d = tmp_path_factory.mktemp(request.param)
+    build_variant(d, request.param)
+    reports = {mode: write_closure(make_plan(d, d / mode, mode)) for mode in MODES}
+    return d, reports, request.param
+
+
+@pytest.fixture(scope="module")
+def helpers(tmp_path_factory):
+    d = tmp_path_factory.mktemp("helpers")
+    return {"blocker": build_helper(d, "cl_blocker.c", "blocker.so",
+                                    f"-Wl,-Ttext-segment={BASE:#x}"),
+            "hit": build_helper(d, "cl_preload_hit.c", "hit.so"),
+            "malloc": build_helper(d, "cl_preload_malloc.c", "malloc.so")}
+
+
+def stock(d, env=None):
+    return sh(["./prog"], d, dict(env or {}, LD_LIBRARY_PATH=str(d)), check=False)
+
+
+def rewritten(d, mode, env=None):
+    return sh([d / mode / "prog"], d, env, check=False)
+
+
+def outcome(proc):
+    return proc.stdout, proc.stderr, proc.returncode
+
+
+def library_bias(d, mode, env=None, soname=SONAME):
+    """The load bias ld.so reports for the library (0: at its link address)."""
+    err = rewritten(d, mode, dict(env or {}, LD_DEBUG="files")).stderr
+    found = re.search(rf"file={re.escape(soname)} \[0\];  generating link map\n.*base: "
+                      rf"0x([0-9a-f]+)", err)
+    return int(found.group(1), 16)
+
+
+# -- (a)-(d): at the base, behaviour identical ---------------------------------------------
+
+@pytest.mark.parametrize("mode", MODES)
+def test_runs_like_stock_at_its_base(variant, mode):
+    d, _, _ = variant
+    assert outcome(rewritten(d, mode)) == outcome(stock(d))
+    assert outcome(stock(d))[2] == 3
+    assert library_bias(d, mode) == 0
+
+
+def test_each_mode_settles_more(variant):
+    d, reports, _ = variant
+    lib = {mode: reports[mode][1] for mode in MODES}
+    assert lib["keep"].settled == 0 and lib["keep"].relative_after == lib["keep"].relative_before
+    assert lib["relative"].relative_after == 0 < lib["relative"].relative_before
+    assert lib["relative"].lookups_after == lib["relative"].lookups_before
+    assert lib["own"].lookups_after < lib["own"].lookups_before
+    prog = reports["full"][0]
+    assert prog.checks == 1
+    assert prog.lookups_after < reports["own"][0].lookups_after
+
+
+def test_lookups_fall_at_start_up(variant):
+    """ld.so's own count, stock under LD_BIND_NOW=1 against the full rewrite."""
+    d, reports, _ = variant
+
+    def lookups(proc):
+        return int(re.search(r"final number of relocations: (\d+)", proc.stderr).group(1))
+    before = lookups(stock(d, {"LD_DEBUG": "statistics", "LD_BIND_NOW": "1"}))
+    after = lookups(rewritten(d, "full", {"LD_DEBUG": "statistics"}))
+    removed = sum(r.lookups_before - r.lookups_after for r in reports["full"])
+    assert after <= before - removed
+
+
+# -- (e): not at its base -------------------------------------------------------------------
+
+@pytest.mark.parametrize("mode", MODES)
+def test_fixup_corrects_everything_off_its_base(variant, helpers, mode):
+    d, _, _ = variant
+    env = {"LD_PRELOAD": str(helpers["blocker"])}
+    assert library_bias(d, mode, env) != 0
+    assert outcome(rewritten(d, mode, env)) == outcome(stock(d))
+
+
+def test_two_libraries_with_one_base(variant, tmp_path):
+    """The library given the base of the program's other dependency: whichever
+    is mapped second is not at its base."""
+    d, _, name = variant
+    other = build_helper(tmp_path, "cl_blocker.c", "libother.so", "-Wl,-soname=libother.so",
+                         f"-Wl,-Ttext-segment={BASE:#x}")
+    relinked = tmp_path / "relinked"
+    relinked.mkdir()
+    cflags, ldflags, prog = flags(name)
+    (relinked / SONAME).write_bytes((d / SONAME).read_bytes())
+    (relinked / "libother.so").write_bytes(other.read_bytes())
+    sh(["gcc", "-O2", *cflags, *prog, *ldflags, "-o", "prog", SRC / "cl_main.c", "-I", SRC,
+        "-Wl,--no-as-needed", "./libother.so", f"./{SONAME}"], relinked)
+    plan = make_plan(relinked, relinked / "out", "full")
+    plan.objects[0].expected_objects.insert(0, "libother.so")
+    write_closure(plan)
+    (relinked / "out" / "libother.so").write_bytes(other.read_bytes())
+    assert library_bias(relinked, "out") != 0
+    assert outcome(rewritten(relinked, "out")) == outcome(stock(relinked))
+
+
+# -- (f): a library that is not the one the program was settled against ----------------------
+
+def test_another_build_of_the_library_is_refused(variant, tmp_path):
+    d, _, _ = variant
+    out = tmp_path / "out"
+    write_closure(make_plan(d, out, "full"))
+    write_closure(make_plan(d, out, "full", fingerprint=0x99999999), only=1)
+    proc = rewritten(tmp_path, "out")
+    name = check_symbol_name((d / SONAME).read_bytes(), SONAME, FINGERPRINT)[0]
+    assert proc.returncode == 127
+    assert proc.stdout == ""
+    assert proc.stderr.strip() == f"{out / 'prog'}: symbol lookup error: {out / 'prog'}: " \
+                                  f"undefined symbol: {name}"
+
+
+# -- (g): preloads ---------------------------------------------------------------------------
+
+def test_preload_of_a_prebound_function_is_refused(variant, helpers):
+    d, _, _ = variant
+    proc = rewritten(d, "full", {"LD_PRELOAD": str(helpers["hit"])})
+    assert (proc.stdout, proc.returncode) == ("", 127)
+    assert proc.stderr == (f"elfvector: prog: LD_PRELOAD'ed {helpers['hit']} would interpose "
+                           f"pre-bound symbols (set ELFVECTOR_PRELOAD=ignore to run anyway)\n")
+
+
+def test_preload_refusal_can_be_ignored(variant, helpers):
+    d, _, _ = variant
+    hit = {"LD_PRELOAD": str(helpers["hit"])}
+    ignored = rewritten(d, "full", dict(hit, ELFVECTOR_PRELOAD="ignore"))
+    assert outcome(ignored) == outcome(stock(d))     # pre-bound calls are not interposed
+    assert rewritten(d, "full", dict(hit, ELFVECTOR_PRELOAD="ignored")).returncode == 127
+    assert rewritten(d, "full", dict(hit, XELFVECTOR_PRELOAD="ignore")).returncode == 127
+
+
+def test_preload_of_names_kept_by_name_runs(variant, helpers):
+    d, _, _ = variant
+    env = {"LD_PRELOAD": f"{helpers['malloc']}:{helpers['blocker']}"}
+    assert outcome(rewritten(d, "full", env)) == outcome(stock(d, env))
+
+
+# -- (h): what the kernel does --------------------------------------------------------------
+
+def test_no_mapping_writable_and_executable(variant):
+    d, _, _ = variant
+    env = {"CL_MAPS": "1"}
+    proc = rewritten(d, "full", env)
+    assert "rwx mappings 0\n" in proc.stdout
+    assert outcome(proc) == outcome(stock(d, env))
+    for path in (d / "full" / "prog", d / "full" / SONAME):
+        image = ElfImage(path.read_bytes(), str(path))
+        assert not any(p.flags & PF_W and p.flags & PF_X for p in image.phdrs)
+
+
+def test_no_more_segments_mmaps_or_mprotects(variant):
+    d, reports, _ = variant
+    for report in reports["full"]:
+        assert report.loads_after == report.loads_before
+        assert report.added_load is None
+
+    def calls(proc):
+        return sum(int(line.split()[3]) for line in proc.stderr.splitlines()
+                   if re.search(r"\b(mmap|mprotect)$", line))
+    trace = ["strace", "-f", "-c", "-e", "trace=mmap,mprotect"]
+    before = calls(sh([*trace, "./prog"], d, {"LD_LIBRARY_PATH": str(d)}, check=False))
+    after = calls(sh([*trace, d / "full" / "prog"], d, check=False))
+    assert 0 < after <= before
+
+
+def test_outputs_pass_elflint(variant):
+    d, _, _ = variant
+    for mode in MODES:
+        for name in ("prog", SONAME):
+            proc = sh(["eu-elflint", "--gnu-ld", d / mode / name], d, check=False)
+            assert (proc.returncode, proc.stdout.strip()) == (0, "No errors"), proc.stdout
+
+
+def test_where_the_additions_went(variant):
+    """The fix-up and its tables in bytes already mapped; the IFUNC stub in
+    the slot's dead lazy tail (classic PLT) or the dead IBT .plt."""
+    d, reports, _ = variant
+    prog, lib = reports["full"]
+    assert prog.code.startswith("executable segment's last page")
+    assert lib.code.startswith("executable segment's last page")
+    assert prog.tables == lib.tables == "first PT_LOAD"
+    assert "its last page" in prog.check_words
+    image = ElfImage((d / "full" / "prog").read_bytes(), "prog")
+    _, plt = image.section(".plt")
+    code = image.read(plt.addr, plt.size)
+    stubs = [at for at in range(0, plt.size - 9) if code[at:at + 6] == x86_64.ENDBR64 + b"\xff\x25"]
+    assert len(stubs) == 1                                   # cl_square's
+
+
+# -- the check symbol -------------------------------------------------------------------------
+
+def test_check_symbol_extends_the_last_hash_chain(variant):
+    d, _, _ = variant
+    name, value = check_symbol_name((d / SONAME).read_bytes(), SONAME, FINGERPRINT)
+    assert re.fullmatch(r"__elfvector_libcl_so_1_1234abcd(_\d+)?", name)
+    assert value == next(p.vaddr for p in ElfImage((d / SONAME).read_bytes(), "l").phdrs
+                         if p.type == 2)
+    out = ElfImage((d / "full" / SONAME).read_bytes(), "l")
+    syms, names = out.dynsyms(), out.symbol_names()
+    assert names[-1] == name and syms[-1].value == value + BASE
+    original = ElfImage((d / SONAME).read_bytes(), "l")
+    assert names[:-1] == original.symbol_names()                # nothing renumbered
+    nbucket, = struct.unpack("<I", out.read(out.dyn(0x6FFFFEF5), 4))
+    assert gnu_hash(name) % nbucket >= gnu_hash(names[-2]) % nbucket
+
+
+# -- when the executable segment's last page is full ---------------------------------------
+
+PLT_LIB = "libcl_plt.so.1"
+
+
+def full_page_library(d, ibt):
+    """cl_plt.c as a library whose executable segment leaves less than 64
+    bytes of its last page (a filler after .text), and a program using it."""
+    cflags = ["-fcf-protection"] if ibt else []
+    ldflags = ["-Wl,-z,ibtplt"] if ibt else []
+
+    def room(extra):
+        sh(["gcc", "-fPIC", "-O2", *cflags, "-shared", f"-Wl,-soname={PLT_LIB}", *ldflags,
+            "-o", PLT_LIB, SRC / "cl_plt.c", *extra], d)
+        rx = next(p for p in ElfImage((d / PLT_LIB).read_bytes(), PLT_LIB).phdrs
+                  if p.type == PT_LOAD and p.flags & PF_X)
+        return -(rx.vaddr + rx.filesz) % 0x1000
+    (d / "fill.s").write_text(f'.section .text.zz_fill,"ax",@progbits\n'
+                              f'.skip {room([]) - 16}, 0xcc\n')
+    assert room(["fill.s"]) < 64
+    sh(["gcc", "-O2", *cflags, *ldflags, "-o", "prog", SRC / "cl_plt_main.c", f"./{PLT_LIB}"], d)
+
+
+@pytest.mark.parametrize("ibt", [True, False], ids=["ibt", "plt"])
+def test_fixup_without_room_in_the_executable_page(tmp_path, helpers, ibt):
+    """IBT: the routine goes to the dead lazy .plt.  Classic PLT (PLT0 is
+    too small): one PT_LOAD is added, and the report says why."""
+    full_page_library(tmp_path, ibt)
+    _, lib = write_closure(make_plan(tmp_path, tmp_path / "out", "own", soname=PLT_LIB))
+    if ibt:
+        assert lib.code.startswith("dead IBT .plt") and lib.added_load is None
+        assert lib.loads_after == lib.loads_before
+    else:
+        assert lib.code.startswith("added PT_LOAD")
+        assert "the fix-up routine" in lib.added_load
+        assert lib.loads_after == lib.loads_before + 1
+    assert outcome(rewritten(tmp_path, "out")) == outcome(stock(tmp_path))
+    blocked = {"LD_PRELOAD": str(helpers["blocker"])}
+    assert library_bias(tmp_path, "out", blocked, PLT_LIB) != 0
+    assert outcome(rewritten(tmp_path, "out", blocked)) == outcome(stock(tmp_path))
+    proc = sh(["eu-elflint", "--gnu-ld", tmp_path / "out" / PLT_LIB], tmp_path, check=False)
+    assert proc.stdout.strip() == "No errors"
+
+
+def test_a_large_preload_table_gets_a_segment(variant, helpers, tmp_path):
+    """Thousands of pre-bound names do not fit a small program's pages: one
+    added PT_LOAD holds the table, and the binary search still finds the
+    preloaded function among them."""
+    d, _, _ = variant
+    plan = make_plan(d, tmp_path / "out", "full")
+    plan.objects[0].prebound_names |= {f"name_{k}".encode() for k in range(5000)}
+    prog, _ = write_closure(plan)
+    assert prog.loads_after == prog.loads_before + 1 and "lists" in prog.added_load
+    proc = sh(["eu-elflint", "--gnu-ld", tmp_path / "out" / "prog"], tmp_path, check=False)
+    assert proc.stdout.strip() == "No errors"          # __abi_tag follows its note
+    assert outcome(rewritten(tmp_path, "out")) == outcome(stock(d))
+    proc = rewritten(tmp_path, "out", {"LD_PRELOAD": str(helpers["hit"])})
+    assert proc.returncode == 127 and "LD_PRELOAD'ed" in proc.stderr
