@@ -20,7 +20,7 @@ from .elfimage import SYM, STT_FUNC, STT_GNU_IFUNC, ElfImage
 from .errors import ElfvectorError, LinkError, VecFormatError, VectorMismatchError
 from .linkcmd import LinkCommand, run_tool
 from .patterns import PatternList
-from .retrovec import check_slots
+from .retrovec import LibrarySymbols, check_slots
 from .vecfile import MAGIC, Slot, Vector, parse_vec, read_text, vector_name_for_soname
 
 
@@ -141,8 +141,7 @@ def build(incl_arg, excl_arg, vscript, loader_words, rebuild=False, vector_only=
         final_path = os.path.join(tmp, "final.so")
         final_cmd.with_output(final_path).with_extra(
             obj, script, *vector_version_script(final_cmd, tmp)).run("final link", blame=output)
-        check_exported(ElfFile(final_path), vector, output)
-        notes += check_final_table(final_path, vector, output)
+        notes += check_final(final_path, vector, output)
         move_into_place(final_path, output)
         with open(obj, "rb") as f:
             object_bytes = f.read()
@@ -168,21 +167,31 @@ def blamed_on(output, tmp):
         raise
 
 
+_LINKED_SCRATCH = {"trial.so", "final.so", "final", "unplaced.so", "placed.so"}
+
+
 def _scratch_name(name, output):
-    linked = name in ("trial.so", "final.so", "final", os.path.basename(output))
+    linked = name in _LINKED_SCRATCH or name == os.path.basename(output)
     return output if linked else f"(elfvector's {name})"
 
 
-def check_final_table(path, vector, output):
-    """Decode the linked table: every slot must reach its function.
+def check_final(path, vector, output):
+    """The linked library must export the vector and its layout symbols, and
+    every slot must reach its function (:func:`check_slots`).
 
     Functions the final version script made local (vector-only) are looked
     up in ``.symtab``; returns a note naming how many there are.
     """
     with open(path, "rb") as f:
         image = ElfImage(f.read(), output)
-    exported = {image.string(s.name) for s in image.dynsyms() if s.defined}
-    local = [slot for slot in vector.slots if slot.name not in exported]
+    lib = LibrarySymbols(image)
+    for symbol in [vector.name] + vector.layout_symbols():
+        if not any(lib.syms[i].defined for i in lib.named(symbol)):
+            raise VectorMismatchError(
+                f"{symbol} is not exported (does the version script make it local? "
+                "add '__V_*;' to its global: list)", output)
+    local = [slot for slot in vector.slots
+             if not any(lib.exported(i) for i in lib.named(slot.name))]
     if not local:
         check_slots(image, vector)
         return []
@@ -230,9 +239,7 @@ def trial_link(cmd, tmp, *extra):
 
 def choose_vector(trial, cmd, incl_arg, incl, excl):
     """The export vector of the trial-linked library, and notes about it."""
-    functions_syms = [s for s in trial.exported_functions() if not s.name.startswith(MAGIC)]
-    versioned = any(s.version for s in functions_syms)
-    functions = [slot_for(s, versioned) for s in functions_syms]
+    functions, ifuncs = _exported_functions(trial.image)
     soname = cmd.soname or trial.soname or os.path.basename(cmd.output)
     vector = _choose_vector(vector_name_for_soname(soname), functions, incl_arg, incl, excl)
     if not vector.slots:
@@ -243,11 +250,24 @@ def choose_vector(trial, cmd, incl_arg, incl, excl):
             raise VectorMismatchError(
                 f"cannot vector {slot!s}: its name {slot.problem()} (leave it out with excl)",
                 cmd.output)
-    in_vector = {slot.key for slot in vector.slots}
-    notes = [f"{slot_for(s, versioned)}: IFUNC, its slot goes through the library's IPLT entry"
-             for s in functions_syms
-             if s.kind == "ifunc" and slot_for(s, versioned).key in in_vector]
+    notes = [f"{slot}: IFUNC, its slot goes through the library's IPLT entry"
+             for slot in vector.slots if slot.key in ifuncs]
     return vector, notes
+
+
+def _exported_functions(image):
+    """The slots of the functions ``image`` exports (named with their versions
+    when the library has any), and the keys of those that are IFUNCs."""
+    lib = LibrarySymbols(image)
+    found = []
+    for i, name in enumerate(lib.names):
+        if name and lib.exported(i) and lib.syms[i].type in (STT_FUNC, STT_GNU_IFUNC) \
+                and not name.startswith(MAGIC):
+            found.append((name, *lib.version_of(i), lib.syms[i].type == STT_GNU_IFUNC))
+    versioned = any(version for _, version, _, _ in found)
+    slots = [Slot(name, version, default) if versioned and version else Slot(name)
+             for name, version, default, _ in found]
+    return slots, {slot.key for slot, entry in zip(slots, found) if entry[3]}
 
 
 def write_vector_objects(tmp, arch, vector):
@@ -282,7 +302,7 @@ def vector_version_script(cmd, tmp):
     version nodes and none mentions ``__V_``, a second script adds the
     node ``ELFVECTOR { global: __V_*; };`` (GNU ld merges version scripts).
     An anonymous script cannot be combined with another: then the user must
-    add ``__V_*;`` (check_exported says so).
+    add ``__V_*;`` (check_final says so).
     """
     texts = []
     for path in cmd.version_scripts:
@@ -297,13 +317,3 @@ def vector_version_script(cmd, tmp):
     with open(path, "w") as f:
         f.write("ELFVECTOR { global: __V_*; };\n")
     return [cmd.linker_option(f"--version-script={path}")]
-
-
-def check_exported(final, vector, output):
-    """The vector and its layout symbols must be in .dynsym, or no program can bind."""
-    defined = final.defined_names()
-    for symbol in [vector.name] + vector.layout_symbols():
-        if symbol not in defined:
-            raise VectorMismatchError(
-                f"{symbol} is not exported (does the version script make it local? "
-                "add '__V_*;' to its global: list)", output)

@@ -71,7 +71,8 @@ def plan(elf, libraries, vectors, excludes, callable_only=None):
     (name, version) pairs that have a PLT slot; any version can be bound.
     """
     result = ImportPlan(elf.path, not elf.is_shared_object, elf.arch)
-    vector_of = _vectors_by_library(libraries, vectors, result)
+    indexes = {}
+    vector_of = _vectors_by_library(libraries, vectors, result, indexes)
     address_taken = elf.address_taken_imports()
     chosen = {}
     for sym in sorted(_imports(elf, vector_of), key=lambda s: s.name):
@@ -79,7 +80,7 @@ def plan(elf, libraries, vectors, excludes, callable_only=None):
         if why:
             result.kept.append((sym.name, why))
             continue
-        definers = [lib for lib in libraries if _defines(lib, sym)]
+        definers = [lib for lib in libraries if _defines(indexes.get(lib, lib), sym)]
         lib = definers[0] if definers else _vector_only_owner(vector_of, sym)
         if lib not in vector_of:
             result.kept.append((sym.name, "no vector"))
@@ -154,28 +155,45 @@ def _version_mismatch(vec, sym):
 
 
 def _defines(lib, sym):
+    """Whether ``lib`` (an ElfFile or a :class:`FunctionIndex`) defines the
+    function ``sym`` asks for."""
     return any(sym.version is None or d.version in (sym.version, None)
                for d in lib.function_definitions(sym.name))
 
 
-def default_version(lib, name):
-    """The version of ``lib``'s default definition of the function ``name``
-    (None: unversioned or not defined), what a plain ``.vec`` name means."""
-    for d in lib.function_definitions(name):
-        if d.is_exported_function and d.default:
-            return d.version
-    return None
+class FunctionIndex:
+    """The defined functions of a vectored library by name, built once from
+    its flattened ``.dynsym``: every slot and every import asks it."""
+
+    def __init__(self, lib):
+        self._functions = {}
+        for s in lib.dynamic_symbols:
+            if s.defined and s.is_function:
+                self._functions.setdefault(s.name, []).append(s)
+
+    def function_definitions(self, name):
+        return self._functions.get(name, [])
+
+    def default_version(self, name):
+        """The version of the default definition of the function ``name``
+        (None: unversioned or not defined), what a plain ``.vec`` name means."""
+        for d in self.function_definitions(name):
+            if d.is_exported_function and d.default:
+                return d.version
+        return None
 
 
-def _vectors_by_library(libraries, vectors, result):
+def _vectors_by_library(libraries, vectors, result, indexes):
     """Pair each loaded library with its vector, its plain names resolved
-    against it; check the library has that vector."""
+    against it; check the library has that vector.  ``indexes`` receives a
+    FunctionIndex per vectored library."""
     pairs = {}
     for lib in libraries:
         vec = vectors.get(vector_name_for_soname(lib.soname or os.path.basename(lib.path)))
         if vec is None:
             continue
-        vec = vec.resolved(lambda name, lib=lib: default_version(lib, name))
+        indexes[lib] = FunctionIndex(lib)
+        vec = vec.resolved(indexes[lib].default_version)
         layout = vec.layout_symbol()
         if layout not in lib.defined_names():
             raise VectorMismatchError(

@@ -228,9 +228,12 @@ def _class_char(c):
     return f"\\u{ord(c):04x}" if ord(c) < 0x10000 else f"\\U{ord(c):08x}"
 
 
+_FLAGS = re.ASCII | re.DOTALL
+
+
 def compile_ere(pattern):
     """A compiled Python regex matching what the POSIX ERE ``pattern`` matches."""
-    return re.compile(_EreTranslator(pattern).translate(), re.ASCII | re.DOTALL)
+    return re.compile(_EreTranslator(pattern).translate(), _FLAGS)
 
 
 class PatternList:
@@ -239,17 +242,25 @@ class PatternList:
     def __init__(self, words, source="patterns"):
         self.words = list(words)
         self.regexes = []
+        translated = []
         for word in self.words:
             try:
-                self.regexes.append(compile_ere(word))
+                translated.append(_EreTranslator(word).translate())
+                self.regexes.append(re.compile(translated[-1], _FLAGS))
             except (_BadRegex, re.error) as e:
                 raise PatternError(f"bad regular expression {word!r}: {e}", source) from None
+        # One search instead of one per regex (back-references would count
+        # groups across the alternatives: those lists keep the loop).
+        self._any = None if any(r.groups for r in self.regexes) else \
+            re.compile("|".join(f"(?:{t})" for t in translated) or "(?!)", _FLAGS)
 
     @classmethod
     def from_arg(cls, arg, source="patterns"):
         return cls(read_words(arg), source)
 
     def matches(self, name):
+        if self._any is not None:
+            return self._any.search(name) is not None
         return any(r.search(name) for r in self.regexes)
 
     def first_match(self, name):

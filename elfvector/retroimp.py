@@ -27,13 +27,13 @@ from .elffile import ElfFile
 from .elfimage import (DT_GNU_HASH, DT_HASH, DT_JMPREL, DT_PLTRELSZ, DT_RELA, DT_RELASZ,
                        DT_SYMTAB, DT_VERSYM, PF_R, PF_W, PF_X, R_X86_64_GLOB_DAT,
                        R_X86_64_IRELATIVE, R_X86_64_JUMP_SLOT, STB_GLOBAL, STT_OBJECT, SYM,
-                       ElfImage, Rela, Sym, rela_info)
+                       ElfImage, Rela, Sym, read_elf_file, rela_info)
 from .elfwrite import Appender, align_up
 from .errors import UnsupportedElfError, VectorMismatchError
 from .importvec import plan
 from .libsearch import LibraryResolver
 from .patterns import DEFAULT_IMPORT_EXCLUDES, PatternList, read_words
-from .retrovec import LibrarySymbols
+from .retrovec import LibrarySymbols, pack_symbols
 from .vecfile import MAGIC
 
 MARKER_SECTION = ".elfvector.resolvers"
@@ -41,9 +41,7 @@ MARKER_SECTION = ".elfvector.resolvers"
 
 def retroimp(xclude_arg, vectors, path, library_path=()):
     """Return (new file bytes, ImportPlan) for the ELF file at ``path``."""
-    with open(path, "rb") as f:
-        data = f.read()
-    image = ElfImage(data, path)
+    image = ElfImage(read_elf_file(path), path)
     if image.dynamic is None:
         raise UnsupportedElfError("statically linked: nothing to bind", path)
     if image.section(MARKER_SECTION)[0] is not None:
@@ -55,7 +53,7 @@ def retroimp(xclude_arg, vectors, path, library_path=()):
                   if r.type == R_X86_64_JUMP_SLOT}
     callable_only = {(syms.names[i], syms.version_of(i)[0]) for i in jump_slots}
     excludes = PatternList(list(DEFAULT_IMPORT_EXCLUDES) + read_words(xclude_arg), "xclude")
-    elf = ElfFile(path)
+    elf = ElfFile.from_image(image)
     env_path = [d for d in os.environ.get("LD_LIBRARY_PATH", "").split(":") if d]
     libraries, _ = LibraryResolver((), (), list(library_path) + env_path).closure(elf)
     decided = plan(elf, libraries, {v.name: v for v in vectors}, excludes, callable_only)
@@ -103,7 +101,7 @@ def _rewrite(image, syms, jump_slots, groups):
     dynsym = list(syms.syms)
     for (vec, _, renamed), name in zip(groups, layout_names):
         dynsym[renamed] = Sym(offsets[name], (STB_GLOBAL << 4) | STT_OBJECT, 0, 0, 0, 0)
-    vaddr = appender.add_data(b"".join(s.pack() for s in dynsym), 8)
+    vaddr = appender.add_data(pack_symbols(dynsym), 8)
     appender.set_dynamic(DT_SYMTAB, vaddr)
     appender.move_section(".dynsym", vaddr, len(dynsym) * SYM.size)
     for tag, name in ((DT_GNU_HASH, ".gnu.hash"), (DT_HASH, ".hash")):

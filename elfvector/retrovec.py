@@ -165,7 +165,7 @@ def retrovec(vector, data, path):
             size = table_size if k == 0 else 4 * vector.layouts[k - 1]
             syms.append(Sym(offsets[new_names[k]], (STB_GLOBAL << 4) | STT_OBJECT, STV_DEFAULT,
                             export_index, table_at, size))
-    appender.put(symtab_at, b"".join(s.pack() for s in syms))
+    appender.put(symtab_at, pack_symbols(syms))
     appender.set_dynamic(DT_SYMTAB, symtab_at)
     appender.move_section(".dynsym", symtab_at, len(syms) * SYM.size)
     plt = [_renumbered(r, renumber) for r in image.relas(DT_JMPREL, DT_PLTRELSZ)]
@@ -235,6 +235,12 @@ def _irelative_addends(image):
     """GOT word -> resolver, of every R_X86_64_IRELATIVE."""
     relas = image.relas(DT_RELA, DT_RELASZ) + image.relas(DT_JMPREL, DT_PLTRELSZ)
     return {r.offset: r.addend for r in relas if r.type == R_X86_64_IRELATIVE}
+
+
+def pack_symbols(syms):
+    """``syms`` as .dynsym bytes (without a dataclass walk per symbol)."""
+    pack = SYM.pack
+    return b"".join(pack(s.name, s.info, s.other, s.shndx, s.value, s.size) for s in syms)
 
 
 def _dynsym_order(image, names, new_names):

@@ -22,10 +22,9 @@ from dataclasses import dataclass, field
 
 from . import addrfile
 from .atomic import write_bytes
-from .elffile import ElfFile
 from .elfimage import PT_LOAD, ElfImage
 from .errors import LinkError, VectorMismatchError
-from .exportvec import (check_exported, choose_vector, trial_link, vector_version_script,
+from .exportvec import (blamed_on, check_final, choose_vector, trial_link, vector_version_script,
                         write_vector_objects)
 from .importvec import assemble_import, plan_for_link, read_vectors
 from .importvec import build as build_program_with_vectors
@@ -81,7 +80,7 @@ def build_library(options, loader_words):
     vec_path = output + ".vec"
     old_vec, variant_of = _previous_vector(options.rpathdir, soname, output, vec_path)
     cmd = cmd.with_extra(f"-L{options.rpathdir}")
-    with tempfile.TemporaryDirectory(prefix="vectool-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="vectool-") as tmp, blamed_on(output, tmp):
         trial = trial_link(cmd, tmp)
         if old_vec:
             vector, notes = choose_vector(trial, cmd, "@" + old_vec, None, excl)
@@ -102,15 +101,15 @@ def build_library(options, loader_words):
                                                 options.addrfile)
             placed = _link(cmd, tmp, "placed.so", objects + [
                 cmd.linker_option(f"-Ttext-segment={base:#x}")], "final link")
-            check_exported(ElfFile(placed), vector, output)
+            notes += check_final(placed, vector, output)
             with open(placed, "rb") as f:
                 data = f.read()
             if options.relvec:
                 data, report = relvec(data, output, inclrel, exclrel)
                 notes.append(str(report))
             write_bytes(output, data, mode=0o755)
-            write_bytes(vec_path, vector.format(f"{len(vector.slots)} slots of {soname}; "
-                                                "managed by vectool").encode(), mode=0o644)
+            text = vector.format(f"{len(vector.slots)} slots of {soname}; managed by vectool")
+            write_bytes(vec_path, text.encode("utf-8", "surrogateescape"), mode=0o644)
             if is_new:
                 addrfile.append(options.addrfile, addrfile.Assignment(base, soname), span)
     if not variant_of:

@@ -43,13 +43,14 @@ def asm_symbol(name):
 
 def _comment(text):
     """``text`` safe in a ``#`` comment: one line, printable."""
-    return "".join(c if c.isprintable() else "?" for c in text)
+    return text if text.isprintable() else "".join(c if c.isprintable() else "?" for c in text)
 
 
 def export_table_asm(vector, aliases):
     """Assembly for the export vector of ``vector``.
 
-    ``aliases[i]`` is the hidden symbol standing for slot ``i``'s function.
+    ``aliases[i]`` is the hidden symbol standing for slot ``i``'s function
+    (a plain identifier of ours: only function names need quoting).
     Every layout symbol is an alias of the table with the size of its prefix.
     """
     name = vector.name
@@ -66,8 +67,8 @@ def export_table_asm(vector, aliases):
         out += [f"\t.globl {symbol}", f"\t.type {symbol},@object", f"\t.size {symbol},{4 * length}"]
     out += [f"{name}:"] + [f"{s}:" for s in vector.layout_symbols()] + [".Lvector:"]
     for slot, alias in zip(vector.slots, aliases):
-        out.append(f"\t.long {asm_symbol(alias)} - .Lvector\t# {_comment(str(slot))}")
-    out += [f"\t.hidden {asm_symbol(alias)}" for alias in aliases]
+        out.append(f"\t.long {alias} - .Lvector\t# {_comment(str(slot))}")
+    out += [f"\t.hidden {alias}" for alias in aliases]
     return "\n".join(out) + "\n"
 
 
