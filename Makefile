@@ -1,10 +1,13 @@
 # elfvector: `make demo` runs the seed's example end to end, `make test` the tests,
-# `make bench` the benchmark.  Everything runs from a venv in .venv.
+# `make fuzz` every command on every fuzz input (a subset runs in `make test`;
+# FUZZ_ARGS="--only INPUT --command CMD" reruns one case), `make bench` the
+# benchmark (exit 1 when a target of a landed issue is missed).  Everything runs
+# from a venv in .venv.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: all demo test bench clean
+.PHONY: all demo test fuzz bench clean
 
 all: test
 
@@ -19,6 +22,9 @@ demo: $(VENV)/.installed
 
 test: $(VENV)/.installed
 	$(BIN)/pytest -q
+
+fuzz: $(VENV)/.installed
+	cd tests && ../$(BIN)/python -m fuzz $(FUZZ_ARGS)
 
 bench: $(VENV)/.installed
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/python bench/bench.py

@@ -1,0 +1,111 @@
+"""The fuzz test (issue 7): every command on malformed and unusual inputs keeps the contract.
+
+tests/fuzz/ mutates valid baselines (a library, PIE and non-PIE programs,
+a vectored library and its .vec, libc.so.6) into over a thousand inputs,
+adds special files, bad .vec files, pattern files and addrfiles, and runs
+every command that takes each (see tests/fuzz/runner.py for the
+contract).  ``make fuzz`` runs all of it; this test runs a fixed-seed
+subset, a few runs of each (command, input kind), and fails on any
+violation, printing the same table as ``make fuzz``.
+
+The checks themselves are tested first, on stand-in commands that break
+the contract one way each: a check that cannot fire proves nothing.
+"""
+
+import time
+from pathlib import Path
+
+import pytest
+
+from fuzz import summary
+from fuzz.baselines import Baselines
+from fuzz.commands import Command
+from fuzz.inputs import Input
+from fuzz.runner import Run
+from fuzz.sweep import plan, prepare, run_pairs, subset
+
+SEED = 7
+PER_GROUP = 3
+JOBS = 2
+KINDS = {"truncation", "ehdr", "phdr", "shdr", "dynamic", "dynsym", "gnu_hash", "reloc",
+         "vector", "dynstr", "special", "vec", "patfile", "addrfile", "outpath"}
+COMMANDS = {"retrovec", "retroimp", "recovervec", "vecstat", "vectool-rpathrm", "vectool-lib",
+            "impvec", "expvec-rebuild", "expvec-incl"}
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory):
+    root = tmp_path_factory.mktemp("fuzz")
+    baselines, inputs = prepare(SEED, root)
+    return root, baselines, inputs
+
+
+def test_generator_is_deterministic_and_covers_every_kind(generated):
+    root, baselines, inputs = generated
+    _, again = prepare(SEED, root / "again")
+    assert [(i.name, i.delta, i.text) for i in inputs] == [
+        (i.name, i.delta, i.text) for i in again]
+    assert len(inputs) >= 500
+    assert {i.kind for i in inputs} == KINDS
+    assert COMMANDS <= {c.name for _, c in plan(inputs)}
+
+
+def test_every_command_keeps_the_contract_on_bad_input(generated):
+    root, baselines, inputs = generated
+    pairs = subset(plan(inputs), SEED, PER_GROUP)
+    assert {i.kind for i, _ in pairs} == KINDS
+    started = time.monotonic()
+    outcomes = run_pairs(pairs, baselines, str(root), jobs=JOBS)
+    report = summary.lines(inputs, outcomes, time.monotonic() - started, SEED, JOBS)
+    assert not [o for o in outcomes if o.violations], "\n".join(report)
+
+
+# -- the checks themselves ------------------------------------------------------------
+
+ELF = Path("/bin/true").read_bytes()
+
+# A stand-in for each way of breaking the contract: ``$1`` is the input, ``$2`` the output.
+BREACHES = {
+    "traceback": 'echo "Traceback (most recent call last):" >&2; echo "fake: $1: x" >&2; exit 1',
+    "internal-error": 'echo "fake: internal error: KeyError: 3" >&2; exit 1',
+    "stderr-lines": 'echo "fake: $1: one" >&2; echo "fake: $1: two" >&2; exit 1',
+    "names-other-file": 'echo "fake: elsewhere: bad" >&2; exit 1',
+    "format": 'echo "error in $1" >&2; exit 1',
+    "temp-name": 'echo "fake: $1: cannot write .elfvector-x1y2z3" >&2; exit 1',
+    "exit-status": 'echo "fake: $1: bad" >&2; exit 3',
+    "hang": "sleep 30",
+    "memory": "exec python3 -c 'bytearray(2 << 30)'",
+    "signal": "kill -SEGV $$",
+    "input-modified": 'echo x >> "$1"; echo "fake: $1: bad" >&2; exit 1',
+    "output-damaged": 'echo x > "$2"; echo "fake: $1: bad" >&2; exit 1',
+    "leftover": 'touch .fake-tmp; echo "fake: $1: bad" >&2; exit 1',
+    "accepted": 'cp "$1" "$2"',
+    "readelf": 'head -c 3000 "$1" > "$2"',
+    "stderr-noise": 'cp "$1" "$2"; echo "x.py:3: RuntimeWarning: 24 is not a valid TYPE" >&2',
+    "no-output": "exit 0",
+}
+
+
+def fake_command(script):
+    return Command("fake", ("fake",), lambda s, o, role: ["sh", "-c", script, "fake", s, o],
+                   place="input.so", elf_output="out")
+
+
+@pytest.mark.parametrize("kind", sorted(BREACHES))
+def test_the_checks_catch_each_breach(tmp_path, kind):
+    inp = Input("fake-input", "fake", "fake", "a valid ELF file", text=ELF,
+                must_fail=kind == "accepted")
+    run = Run(fake_command(BREACHES[kind]), inp, Baselines(tmp_path), tmp_path, timeout=1)
+    outcome = run.run()
+    run.cleanup()
+    assert kind in {k for k, _ in outcome.violations}, outcome
+
+
+def test_the_checks_pass_a_clean_error_and_a_clean_success(tmp_path):
+    for script, status in (('echo "fake: $1: not an ELF file" >&2; exit 1', "clean error"),
+                           ('cp "$1" "$2"', "success")):
+        inp = Input("fake-input", "fake", "fake", "a valid ELF file", text=ELF)
+        run = Run(fake_command(script), inp, Baselines(tmp_path), tmp_path)
+        outcome = run.run()
+        run.cleanup()
+        assert outcome.status == status, outcome
