@@ -7,6 +7,7 @@ objcopy) and by running it against the original's behaviour.
 
 import re
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -80,18 +81,76 @@ def test_retrovec_library_still_serves_old_programs_after_strip(build, vectored_
     assert "__V_foo_so_5" in run(["readelf", "--dyn-syms", "-W", "foo.so.5"], build.path).stdout
 
 
+def vers_library(build):
+    return build.stock_lib("vers.c", "libvers.so.1",
+                           ldflags=[f"-Wl,--version-script={build.src('vers.vscript')}"])
+
+
+def same_as_stock(build, program, stock_program, stock_dir, args=(), env=None):
+    """Run both; exit status, stdout and stderr must be equal.  Returns the run."""
+    got = build.run(program, *args, env=env)
+    expected = build.run(stock_program, *args, libdir=stock_dir, env=env)
+    assert (got.returncode, got.stdout, got.stderr) == (
+        expected.returncode, expected.stdout, expected.stderr)
+    return got
+
+
 def test_retrovec_ifunc_and_versions(build):
-    stock = build.stock_lib("vers.c", "libvers.so.1",
-                            ldflags=[f"-Wl,--version-script={build.src('vers.vscript')}"])
+    stock = vers_library(build)
     vec = write_vec(build.path / "vers.vec", "__V_libvers_so_1",
                     ["sel@@V1", "ver@V1", "ver@@V2", "plain"])
     build.tool("retrovec", "-o", "libvers.so.1", vec, stock / "libvers.so.1")
     assert_sound(build.path / "libvers.so.1", stock / "libvers.so.1")
     prog = build.program("vers_main.c", "vers_main", ["libvers.so.1"], [vec])
-    assert build.run(prog).stdout == "sel 2001 ver 30 plain 5\n"
+    got = same_as_stock(build, prog, str(prog) + ".stock", stock)
+    assert got.stdout == "sel 2001 ver 30 plain 5\n"
     old = build.program("vers_old.c", "vers_old", ["libvers.so.1"])
     build.tool("retroimp", "-o", "vers_old.vec", "", vec, old.name + ".stock")
-    assert build.run("./vers_old.vec").stdout == "old ver -3 sel 2002\n"
+    got = same_as_stock(build, "./vers_old.vec", "./vers_old.stock", stock)
+    assert got.stdout == "old ver -3 sel 2002\n"
+    # Both the IFUNC and the old version ver@V1 are bound through the vector.
+    assert jump_slots_named(build, "vers_old.stock", "(sel|ver)@") == 2
+    assert jump_slots_named(build, "vers_old.vec", "(sel|ver)@") == 0
+
+
+def test_plain_names_mean_the_default_version(build):
+    """The seed's .vec lists plain names: one means the library's default
+    definition (ver@@V2 here).  retroimp binds an import of ver@V2 to its
+    slot, keeps ver@V1 by name saying which version the slot holds, and a
+    library whose default version of ver changed is refused at start."""
+    stock = vers_library(build)
+    vec = write_vec(build.path / "vers.vec", "__V_libvers_so_1", ["sel", "ver", "plain"])
+    build.tool("retrovec", "-o", "libvers.so.1", vec, stock / "libvers.so.1")
+    for source in ("vers_main", "vers_old"):
+        build.gcc("-O2", "-o", source, build.src(f"{source}.c"), "stock/libvers.so.1")
+    build.tool("retroimp", "-o", "vers_main.vec", "", vec, "vers_main")
+    assert same_as_stock(build, "./vers_main.vec", "./vers_main", stock).stdout == \
+        "sel 2001 ver 30 plain 5\n"
+    assert jump_slots_named(build, "vers_main", "(sel|ver|plain)@") == 3
+    assert jump_slots_named(build, "vers_main.vec", "(sel|ver|plain)@") == 0
+    old = build.tool("retroimp", "-v", "-o", "vers_old.vec", "", vec, "vers_old")
+    assert "retroimp: ver: kept by name (not in the vector at this version: asks for " \
+           "ver@V1, the slot holds ver@@V2)\n" in old.stderr
+    assert same_as_stock(build, "./vers_old.vec", "./vers_old", stock).stdout == \
+        "old ver -3 sel 2002\n"
+    assert jump_slots_named(build, "vers_old.vec", "ver@V1") == 1
+    assert jump_slots_named(build, "vers_old.vec", "sel@") == 0
+    # The next release makes ver@@V3 the default: the same plain .vec now
+    # holds another function in slot 1, and the layout symbol says so.
+    source = (build.path / "vers3.c")
+    source.write_text(Path(build.src("vers.c")).read_text().replace(
+        '__asm__(".symver ver_v2, ver@@V2");',
+        '__asm__(".symver ver_v2, ver@V2");\nint ver_v3(int x) { return x * 1000; }\n'
+        '__asm__(".symver ver_v3, ver@@V3");'))
+    (build.path / "vers3.vscript").write_text(
+        Path(build.src("vers.vscript")).read_text() + "V3 { global: ver; } V2;\n")
+    new = build.stock_lib(str(source), "libvers.so.1", directory="v3",
+                          ldflags=["-Wl,--version-script=vers3.vscript"])
+    (new / "vec").mkdir()
+    build.tool("retrovec", "-o", "v3/vec/libvers.so.1", vec, new / "libvers.so.1")
+    refused = build.run("./vers_main.vec", libdir=new / "vec")
+    assert (refused.returncode, refused.stdout) == (127, "")
+    assert "undefined symbol: __V_libvers_so_1__3_" in refused.stderr
 
 
 @pytest.mark.parametrize("mode", sorted(MODES))

@@ -1,11 +1,20 @@
 """Unit tests of the pure parts: the .vec model, patterns, the link command."""
 
+import ctypes
+import hashlib
+import os
+import random
+import re
+import time
+import warnings
+
 import pytest
 
 from elfvector.errors import LinkError, PatternError, VecFormatError
 from elfvector.linkcmd import LinkCommand
-from elfvector.patterns import PatternList
-from elfvector.vecfile import Slot, Vector, fingerprint, parse_vec, vector_name_for_soname
+from elfvector.patterns import PatternList, read_words
+from elfvector.vecfile import (Slot, Vector, fingerprint, parse_vec, read_text, read_vec,
+                               vector_name_for_soname)
 
 
 def test_vector_name_from_soname():
@@ -75,3 +84,132 @@ def test_link_command_ld_directly():
 def test_link_command_requires_output():
     with pytest.raises(LinkError, match="-o"):
         LinkCommand(["gcc", "x.o"]).output
+
+
+# -- the .vec format: what it refuses ------------------------------------------
+
+@pytest.mark.parametrize("text,reason", [
+    ("__V_x\n#@layouts 0 2\nf\ng\n", "positive and increasing"),
+    ("__V_x\n#@layouts 2 2\nf\ng\n", "positive and increasing"),
+    ("__V_x\n#@layouts 2 1\nf\ng\n", "positive and increasing"),
+    ("__V_x\n#@layouts -1 2\nf\ng\n", "bad #@layouts line"),
+    ("__V_x\n#@layouts\nf\n", "bad #@layouts line"),
+    ("__V_x\n#@layouts 1\n#@layouts 1\nf\n", "a second #@layouts"),
+    ("__V_caf\u00e9\nf\n", "bad vector name"),
+    ("__V_x\nf\x00g\n", "bad function name"),
+    ("__V_x\nf\"g\n", "bad function name"),
+    ("__V_x\nf@\n", "bad function name"),
+    ("__V_x\n", "no slots"),
+    ("", "not a .vec file"),
+])
+def test_bad_vec_text_is_refused(text, reason):
+    with pytest.raises(VecFormatError, match=re.escape(reason)):
+        parse_vec(text, "x.vec")
+
+
+def test_non_utf8_slot_names_round_trip():
+    name = b"caf\xe9".decode("utf-8", "surrogateescape")
+    vec = parse_vec(f"__V_x\n{name}\n")
+    assert vec.slots[0].name == name and parse_vec(vec.format()).slots == vec.slots
+    assert fingerprint(vec.slots) == hashlib.sha256(b"caf\xe9").hexdigest()[:8]
+
+
+def test_plain_names_resolve_to_the_default_version():
+    """A plain name is the library's default definition: it is hashed as
+    name@VER, so a library whose default version changed fails the layout."""
+    plain = parse_vec("__V_x\nmemcpy\nputs\n")
+    v214 = plain.resolved({"memcpy": "GLIBC_2.14", "puts": None}.get)
+    assert [str(s) for s in v214.slots] == ["memcpy@@GLIBC_2.14", "puts"]
+    assert v214.layout_symbol() == Vector("__V_x", [Slot.parse("memcpy@GLIBC_2.14"),
+                                                    Slot.parse("puts")]).layout_symbol()
+    v300 = plain.resolved({"memcpy": "GLIBC_3.0"}.get)
+    assert v300.layout_symbol() != v214.layout_symbol() != plain.layout_symbol()
+    assert v214.find("memcpy", "GLIBC_2.14") == 0 and v214.find("memcpy", None) == 0
+    assert v214.find("memcpy", "GLIBC_2.2.5") is None
+
+
+def test_text_inputs_may_be_pipes_and_never_block(tmp_path):
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    started = time.monotonic()
+    assert read_text(str(fifo)) == ""                  # no writer: EOF at once
+    assert time.monotonic() - started < 1
+    read_end, write_end = os.pipe()
+    os.write(write_end, b"__V_x\nf\n")
+    os.close(write_end)
+    assert read_vec(f"/dev/fd/{read_end}").slots == [Slot("f")]
+    os.close(read_end)
+    with pytest.raises(VecFormatError, match="not a regular file or a pipe .a directory."):
+        read_vec(str(tmp_path))
+    with pytest.raises(VecFormatError, match="not a regular file or a pipe .a character"):
+        read_vec("/dev/zero")
+    with pytest.raises(PatternError, match="cannot read pattern file: No such file"):
+        read_words(f"@{tmp_path / 'missing'}")
+
+
+def test_binary_vec_is_one_clear_error(tmp_path):
+    (tmp_path / "b.vec").write_bytes(b"__V_x\n\x7fELF\x02\x01\x01\x00\xff\xfe\n")
+    with pytest.raises(VecFormatError, match=r"line 2: bad function name"):
+        read_vec(str(tmp_path / "b.vec"))
+
+
+# -- regular expressions: POSIX EREs as regcomp(REG_EXTENDED) reads them --------
+
+def posix_regexec(pattern, name):
+    """glibc's own answer: True/False, or None when regcomp refuses."""
+    libc = ctypes.CDLL("libc.so.6")
+    regex = ctypes.create_string_buffer(256)              # >= sizeof(regex_t)
+    if libc.regcomp(regex, pattern.encode(), 1 | 8):      # REG_EXTENDED | REG_NOSUB
+        return None
+    try:
+        return libc.regexec(regex, name.encode(), 0, None, 0) == 0
+    finally:
+        libc.regfree(regex)
+
+
+def ours(pattern, name):
+    try:
+        return bool(PatternList([pattern]).regexes[0].search(name))
+    except PatternError:
+        return None
+
+
+ERE_CASES = ["^foo_[[:alpha:]]*$", "^a+?$", "[]x]", "[^]x]", "[a-]", "[\\w]", "a{2}",
+             "a{2,}", "a{,2}b", "a{2}{2}", "^*a", "*a", "a**", "(*a)", "a|*b", "(?:a)", "a{",
+             "a{x}", "a{3,2}", "{", "a}", "\\<ab", "ab\\>", "\\`ab", "ab\\'", "(a)\\1", "\\1",
+             "[[:digit:]]+", "[[:foo:]]", "[[=a=]]", "[[.-.]]", "[a", "(a", "a)", "()", "a||b",
+             "(|a)", "$a", "a^", "^$", "x$|^y", "[[:punct:]]", "\\", "a\\", "[z-a]", ".",
+             "[.]", "\\.", "a[]]b", "[[]", "[&&]", "[--]", "[a-c-e]", "[--[:digit:]]",
+             "\\d", "a{1,2}?", "(ab)*c", "[[:upper:][:digit:]]", "^_?[[:upper:]]", "x{0}",
+             "x{32767}", "x{32768}", "^pthread_", "^(str|mem)cpy$"]
+ERE_NAMES = ["foo_bar", "foo_", "foo_b1", "a", "aa", "aaa", "", "x", "]", "-", "w", "\\", "ab",
+             "xab", "abx", "a_b", "aab", "b", "{", "}", "a{", "a{x}", "*a", "a*", "$a", "^",
+             "y", "1", "A1", "_Z", "&", ".", "c", "abab", "ababc", "d", "[", "e",
+             "pthread_create", "strcpy", "memcpy", "stpcpy"]
+
+
+def test_regexes_follow_regex_h():
+    """Each pattern matches (or is refused) exactly as glibc's regcomp
+    (REG_EXTENDED) and regexec have it, and Python warns about none."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for pattern in ERE_CASES:
+            for name in ERE_NAMES:
+                assert ours(pattern, name) == posix_regexec(pattern, name), (pattern, name)
+
+
+def test_random_regexes_follow_regex_h():
+    rnd = random.Random(2001)
+    atoms = list("ab.^$|()*+?{}[]-\\,1") + ["[:alpha:]", "[:digit:]", "{2}", "{1,2}", "[^",
+                                            "\\<", "\\>", "\\w", "\\1", "[=a=]", "[.b.]"]
+    for _ in range(3000):
+        pattern = "".join(rnd.choice(atoms) for _ in range(rnd.randint(1, 6)))
+        for name in ("", "a", "ab", "ba1", "-", "]", "{", "\\", "(", "a b", "aab"):
+            assert ours(pattern, name) == posix_regexec(pattern, name), (pattern, name)
+
+
+def test_pattern_list_matches_any_and_first():
+    patterns = PatternList(["^[[:upper:]]", "x$", "(a)\\1"])
+    assert patterns.matches("Foo") and patterns.matches("box") and patterns.matches("baa")
+    assert not patterns.matches("foo")
+    assert patterns.first_match("Fox") == 0 and patterns.first_match("fox") == 1

@@ -1,8 +1,11 @@
 """Vector contents: IFUNCs, versions, --rebuild, and the layout check."""
 
 import re
+import sys
 
-from conftest import run, symbol_relocations
+import pytest
+
+from conftest import BIN, run, symbol_relocations
 
 
 def lines_of(path):
@@ -128,3 +131,45 @@ def test_named_version_script_gets_an_elfvector_node(build):
     prog = build.program("testmain.c", "testmain", ["foo.so.5"], [vec])
     assert build.run(prog).returncode == 7
     assert "__V_foo_so_5__9_" in " ".join(symbol_relocations(prog))
+
+
+@pytest.mark.parametrize("content,reason", [
+    (b"", "--rebuild: no old slot given (want @old.vec)"),
+    (b"# only a comment\n", "--rebuild: no old slot given (want @old.vec)"),
+    (b"__V_foo_so_5\n\x7fELF\x02\x01\x00\xff\n", "line 2: bad function name"),
+    (b"__V_foo_so_5\n#@layouts 0 1\nfoo_add\n", "line 2: #@layouts lengths must be positive"),
+])
+def test_rebuild_from_a_bad_vec_is_one_line_error(build, content, reason):
+    (build.path / "old.vec").write_bytes(content)
+    build.gcc("-fPIC", "-c", build.src("foo.c"), "-o", "foo.o")
+    result = build.tool("expvec", "--rebuild", "@old.vec", "", "", "gcc", "-shared",
+                        "-Wl,-soname=foo.so.5", "-o", "foo.so.5", "foo.o", check=False)
+    assert result.returncode == 1
+    assert result.stderr.startswith(f"expvec: old.vec: {reason}")
+    assert result.stderr.count("\n") == 1 and not (build.path / "foo.so.5").exists()
+
+
+def test_rebuild_reads_the_old_vector_from_a_pipe(build):
+    vec = build.expvec("foo.c", "foo.so.5", vscript=build.src("foo.vscript"))
+    before = (build.path / vec).read_text()
+    result = build.run("bash", "-c", f'exec "$@" --rebuild @<(cat {vec}) "" '
+                       f'{build.src("foo.vscript")} gcc -shared -Wl,-soname=foo.so.5 '
+                       "-o foo.so.5 foo.pic.o", "bash", sys.executable, BIN / "expvec")
+    assert result.returncode == 0, result.stderr
+    assert [line for line in result.stdout.splitlines() if not line.startswith("#")] == \
+        [line for line in before.splitlines() if not line.startswith("#")]
+
+
+@pytest.mark.parametrize("flags,reason", [
+    (["-nostdlib", "-Wl,-N", "-Wl,--fatal-warnings"],
+     "trial link failed: /usr/bin/ld: warning: foo.so.5 has a LOAD segment with RWX permissions"),
+    (["-nostdlib", "-Wl,--oformat=binary"], "not an ELF file"),
+])
+def test_errors_name_the_output_not_a_scratch_file(build, flags, reason):
+    """expvec links to scratch files (trial.so, final.so); its errors name
+    the user's output instead."""
+    (build.path / "t.c").write_text("int t(int x) { return x + 1; }\n")
+    build.gcc("-fPIC", "-c", "t.c", "-o", "t.o")
+    result = build.tool("expvec", "--vec", "foo.vec", ".", "", "", "gcc", "-shared", *flags,
+                        "-Wl,-soname=foo.so.5", "-o", "foo.so.5", "t.o", check=False)
+    assert (result.returncode, result.stderr) == (1, f"expvec: foo.so.5: {reason}\n")
