@@ -14,13 +14,16 @@ SHT_RELA = 4
 
 
 def grow_dynstr(appender, names):
-    """Copy .dynstr with ``names`` appended; return {name: offset}."""
+    """Copy .dynstr with ``names`` appended; return {name: offset}.
+
+    Names are written as the bytes they were read as (``surrogateescape``).
+    """
     image = appender.image
     table = bytearray(image.dynstr())
     offsets = {}
     for name in names:
         offsets[name] = len(table)
-        table.extend(name.encode() + b"\0")
+        table.extend(name.encode("utf-8", "surrogateescape") + b"\0")
     vaddr = appender.add_data(bytes(table), 1)
     appender.set_dynamic(DT_STRTAB, vaddr)
     appender.set_dynamic(DT_STRSZ, len(table))

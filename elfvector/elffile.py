@@ -1,28 +1,32 @@
-"""The ELF adapter: the one module that imports LIEF.
+"""The questions the operations ask of an ELF file, in plain Python values.
 
-It answers the questions the operations ask of an ELF file (what does it
-need, what does it define and import, which imports need a canonical
-address) in plain Python values, and turns every way LIEF can fail into an
-:class:`~elfvector.errors.ElfvectorError` naming the file.
+What does it need, what does it define and import, at which versions,
+which imports need a canonical address: answered from the project's own
+reader (:class:`~elfvector.elfimage.ElfImage`, which checks the whole file
+when it opens it), so a command pays no LIEF import and every command
+accepts and refuses the same files.  Each file is read once; symbols are
+flattened and indexed by name only when first asked for.
+
+Names are ``str`` decoded with ``surrogateescape``: a name that is not
+UTF-8 keeps its bytes (``name.encode("utf-8", "surrogateescape")``).
 """
 
 import os
 from dataclasses import dataclass
 
-import lief
+from .elfimage import (DF_1_PIE, DT_FLAGS_1, DT_JMPREL, DT_NEEDED, DT_RELA, DT_RPATH,
+                       DT_RUNPATH, DT_SONAME, ET_DYN, PT_INTERP, PT_LOAD, R_X86_64_IRELATIVE,
+                       R_X86_64_JUMP_SLOT, STT_FUNC, STT_GNU_IFUNC, VER_HIDDEN, ElfImage,
+                       read_elf_file)
 
-from .errors import NotElfError, UnsupportedElfError
-
-lief.logging.disable()
-
-_TAG = lief.ELF.DynamicEntry.TAG
-_SYMTYPE = lief.ELF.Symbol.TYPE
-_MACHINES = {lief.ELF.ARCH.X86_64: "x86_64"}
-
-# Relocations through which ld.so binds a call and nothing else.  Any other
-# relocation naming a function takes its address, so the program needs the
-# function's canonical address (pointer equality), not just a way to call it.
-_CALL_ONLY_RELOCATIONS = {"X86_64_JUMP_SLOT"}
+#: what an unknown type, binding or visibility value reads as
+OTHER = "other"
+_KINDS = {0: "notype", 1: "object", 2: "func", 3: "section", 4: "file", 5: "common",
+          6: "tls", 10: "ifunc"}
+_BINDINGS = {0: "local", 1: "global", 2: "weak", 10: "gnu_unique"}
+_VISIBILITIES = ("default", "internal", "hidden", "protected")
+_FUNCTION_TYPES = (STT_FUNC, STT_GNU_IFUNC)
+_RELOCATION_TABLES = (DT_RELA, DT_JMPREL)
 
 
 @dataclass(frozen=True)
@@ -38,8 +42,8 @@ class DynSymbol:
     version: str
     default: bool
     defined: bool
-    kind: str          # "func", "ifunc", "object", "tls", "notype", ...
-    binding: str       # "global", "weak", "local", "gnu_unique"
+    kind: str          # "func", "ifunc", "object", "tls", "notype", ..., "other"
+    binding: str       # "global", "weak", "local", "gnu_unique", "other"
     visibility: str    # "default", "protected", "hidden", "internal"
     value: int
 
@@ -54,71 +58,96 @@ class DynSymbol:
 
 
 class ElfFile:
-    """A read-only view of a dynamically linked ELF file."""
+    """A read-only view of a dynamically linked x86-64 ELF file.
+
+    ``light`` is accepted for compatibility: every part is parsed lazily now.
+    """
 
     def __init__(self, path, light=False):
         self.path = path
-        self._binary = _parse(path, light)
-        machine = self._binary.header.machine_type
-        if machine not in _MACHINES:
-            raise UnsupportedElfError(f"unsupported architecture {machine.name}", path)
-        self.arch = _MACHINES[machine]
+        self.image = ElfImage(read_elf_file(path), path)
+        self.arch = "x86_64"
         self._symbols = None
+        self._by_name = None
+        self._function_defs = {}
+
+    @classmethod
+    def from_image(cls, image):
+        """The view of an already read :class:`ElfImage` (no second read)."""
+        elf = cls.__new__(cls)
+        elf.path, elf.image, elf.arch = image.path, image, "x86_64"
+        elf._symbols, elf._by_name, elf._function_defs = None, None, {}
+        return elf
 
     # -- identity -------------------------------------------------------
     @property
     def is_shared_object(self):
         """True for a DSO proper (ET_DYN that is not a PIE)."""
-        return (self._binary.header.file_type == lief.ELF.Header.FILE_TYPE.DYN
-                and not self.is_pie)
+        return self.image.type == ET_DYN and not self.is_pie
 
     @property
     def is_pie(self):
-        b = self._binary
-        if b.header.file_type != lief.ELF.Header.FILE_TYPE.DYN:
+        if self.image.type != ET_DYN:
             return False
-        flags1 = self._dynamic_value(_TAG.FLAGS_1) or 0
-        return bool(flags1 & 0x08000000) or b.has_interpreter
+        return bool((self.image.dyn(DT_FLAGS_1) or 0) & DF_1_PIE) or self._has_interpreter
 
     @property
     def is_dynamic(self):
-        return any(e.tag == _TAG.NEEDED for e in self._binary.dynamic_entries) or \
-            self._binary.has_interpreter
+        return bool(self.image.dyn_all(DT_NEEDED)) or self._has_interpreter
+
+    @property
+    def _has_interpreter(self):
+        return any(p.type == PT_INTERP for p in self.image.phdrs)
 
     @property
     def soname(self):
-        for e in self._binary.dynamic_entries:
-            if e.tag == _TAG.SONAME:
-                return e.name
-        return None
+        offset = self.image.dyn(DT_SONAME)
+        return None if offset is None else self.image.string(offset)
 
     @property
     def needed(self):
-        return [e.name for e in self._binary.dynamic_entries if e.tag == _TAG.NEEDED]
+        return [self.image.string(v) for v in self.image.dyn_all(DT_NEEDED)]
 
     @property
     def runpath(self):
         """(DT_RPATH dirs, DT_RUNPATH dirs), ``$ORIGIN`` expanded."""
         origin = os.path.dirname(os.path.abspath(self.path))
-        rpath, runpath = [], []
-        for e in self._binary.dynamic_entries:
-            if e.tag in (_TAG.RPATH, _TAG.RUNPATH):
-                target = rpath if e.tag == _TAG.RPATH else runpath
-                for d in e.paths:
-                    target.append(d.replace("${ORIGIN}", origin).replace("$ORIGIN", origin))
-        return rpath, runpath
-
-    def _dynamic_value(self, tag):
-        for e in self._binary.dynamic_entries:
-            if e.tag == tag:
-                return e.value
-        return None
+        found = {DT_RPATH: [], DT_RUNPATH: []}
+        for tag, value in self.image.dynamic or []:
+            if tag in found:
+                for d in self.image.string(value).split(":"):
+                    found[tag].append(d.replace("${ORIGIN}", origin).replace("$ORIGIN", origin))
+        return found[DT_RPATH], found[DT_RUNPATH]
 
     # -- symbols --------------------------------------------------------
+    def _flatten(self, index):
+        image = self.image
+        s = image.tables.symbols[index]
+        version, default = None, True
+        versym = image.tables.versym
+        if versym is not None:
+            version = image.version_names().get(versym[index] & ~VER_HIDDEN)
+            default = version is None or not versym[index] & VER_HIDDEN
+        return DynSymbol(
+            name=image.symbol_names()[index],
+            version=version,
+            default=default,
+            defined=s.defined,
+            kind=_KINDS.get(s.type, OTHER),
+            binding=_BINDINGS.get(s.bind, OTHER),
+            visibility=_VISIBILITIES[s.other & 3],
+            value=s.value,
+        )
+
+    def _indices(self):
+        return range(1, self.image.dynsym_count()) if self.image.tables else range(0)
+
     @property
     def dynamic_symbols(self):
+        """Every named ``.dynsym`` entry, flattened, in table order."""
         if self._symbols is None:
-            self._symbols = [_flatten(s) for s in self._binary.dynamic_symbols if s.name]
+            names = self.image.symbol_names() if self.image.tables else []
+            self._symbols = [self._flatten(i) for i in self._indices() if names[i]]
         return self._symbols
 
     def exported_functions(self):
@@ -149,120 +178,77 @@ class ElfFile:
         """
         names = {s.name for s in self.dynamic_symbols
                  if not s.defined and s.is_function and s.value}
-        for reloc in self._binary.relocations:
-            if reloc.has_symbol and reloc.symbol.name and \
-                    reloc.type.name not in _CALL_ONLY_RELOCATIONS:
-                names.add(reloc.symbol.name)
+        if self.image.tables is None:
+            return names
+        symbol_names = self.image.symbol_names()
+        for tag in _RELOCATION_TABLES:
+            _, infos, _ = self.image.tables.relocation_fields(tag)
+            for info in infos:
+                if info >> 32 and info & 0xFFFFFFFF != R_X86_64_JUMP_SLOT:
+                    name = symbol_names[info >> 32]
+                    if name:
+                        names.add(name)
         return names
 
-    # -- fast symbol lookups (an ElfFile(path, light=True) is parsed
-    #    without relocations, .symtab and notes: about twice as fast, for
-    #    callers that read only the dynamic section and .dynsym) ----------
+    # -- lookups by name: one index, built on first use ----------------------
+    def _named(self, name):
+        """Indices of the .dynsym entries called ``name``."""
+        if self._by_name is None:
+            self._by_name = {}
+            if self.image.tables is not None:
+                for i, n in enumerate(self.image.symbol_names()):
+                    self._by_name.setdefault(n, []).append(i)
+        return self._by_name.get(name, ())
+
     def imported_function_versions(self):
         """``{(name, version)}`` of the undefined functions (``version`` as
         required, or None): what ``nm -u -D`` lists, without flattening
         every symbol of a .dynsym that may also define thousands."""
+        image = self.image
+        if image.tables is None:
+            return set()
+        names, versym = image.symbol_names(), image.tables.versym
+        versions = image.version_names()
         found = set()
-        for s in self._binary.dynamic_symbols:
-            if s.shndx == 0 and s.type in _FUNCTION_TYPES and s.name:
-                version = None
-                if s.has_version and s.symbol_version.has_auxiliary_version:
-                    version = s.symbol_version.symbol_version_auxiliary.name
-                found.add((s.name, version))
+        for i, s in enumerate(image.tables.symbols):
+            if i and not s.defined and s.type in _FUNCTION_TYPES and names[i]:
+                found.add((names[i], None if versym is None
+                           else versions.get(versym[i] & ~VER_HIDDEN)))
         return found
 
     def function_definitions(self, name):
-        """The defined function symbols named ``name`` (every version).
-
-        Indexes .dynsym by name on first use and flattens a name's symbols
-        only when it is asked for: cheap on a library with 40000 symbols.
-        """
-        if "_function_index" not in self.__dict__:
-            self._function_index, self._function_defs = {}, {}
-            for s in self._binary.dynamic_symbols:
-                if s.shndx != 0 and s.type in _FUNCTION_TYPES:
-                    self._function_index.setdefault(s.name, []).append(s)
+        """The defined function symbols named ``name`` (every version)."""
         if name not in self._function_defs:
-            self._function_defs[name] = [_flatten(s) for s in self._function_index.get(name, ())]
+            symbols = self.image.tables.symbols if self.image.tables else []
+            self._function_defs[name] = [
+                self._flatten(i) for i in self._named(name)
+                if i and symbols[i].defined and symbols[i].type in _FUNCTION_TYPES]
         return self._function_defs[name]
 
     # -- raw contents (recovervec) ----------------------------------------
     def symbol_size(self, name):
         """``st_size`` of the defined dynamic symbol ``name``, or None."""
-        for s in self._binary.dynamic_symbols:
-            if s.name == name and s.shndx != 0:
-                return s.size
-        return None
+        symbols = self.image.tables.symbols if self.image.tables else []
+        return next((symbols[i].size for i in self._named(name) if i and symbols[i].defined),
+                    None)
 
     def read(self, address, size):
         """The ``size`` bytes at virtual address ``address``; fewer (or none)
         where the file holds no contents there."""
-        return bytes(self._binary.get_content_from_virtual_address(address, size))
+        image = self.image
+        for p in image.phdrs:
+            if p.type == PT_LOAD and p.vaddr <= address < p.vaddr + p.filesz:
+                start = p.offset + address - p.vaddr
+                return image.data[start:start + min(size, p.vaddr + p.filesz - address)]
+        return b""
 
     def irelative_relocations(self):
         """``{address: addend}`` of the ``R_X86_64_IRELATIVE`` relocations:
         the GOT words ld.so fills by calling the resolver at ``addend``."""
-        return {r.address: r.addend for r in self._binary.relocations
-                if r.type.name == "X86_64_IRELATIVE"}
-
-
-def _parse(path, light=False):
-    try:
-        with open(path, "rb") as f:
-            head = f.read(64)
-    except OSError as e:
-        raise NotElfError(f"cannot read: {e.strerror}", path) from None
-    if head[:4] != b"\x7fELF":
-        raise NotElfError("not an ELF file", path)
-    if len(head) < 64:
-        raise NotElfError("truncated ELF file", path)
-    if head[4] != 2:
-        raise UnsupportedElfError("only 64-bit ELF files are supported", path)
-    binary = lief.ELF.parse(path, _LIGHT_CONFIG) if light else lief.ELF.parse(path)
-    if binary is None:
-        raise NotElfError("malformed or truncated ELF file", path)
-    if os.path.getsize(path) < _minimum_size(binary):
-        raise NotElfError("truncated ELF file", path)
-    return binary
-
-
-def _minimum_size(binary):
-    """Bytes the file must have for every section and segment it declares."""
-    ends = [s.file_offset + s.size for s in binary.sections if s.type != lief.ELF.Section.TYPE.NOBITS]
-    ends += [p.file_offset + p.physical_size for p in binary.segments]
-    return max(ends, default=0)
-
-
-_KIND = {
-    _SYMTYPE.FUNC: "func", _SYMTYPE.GNU_IFUNC: "ifunc", _SYMTYPE.OBJECT: "object",
-    _SYMTYPE.TLS: "tls", _SYMTYPE.NOTYPE: "notype",
-}
-
-
-def _flatten(sym):
-    version, default = None, True
-    if sym.has_version:
-        sv = sym.symbol_version
-        if sv.has_auxiliary_version:
-            version = sv.symbol_version_auxiliary.name
-            default = not (sv.value & 0x8000)
-    return DynSymbol(
-        name=sym.name,
-        version=version,
-        default=default,
-        defined=sym.shndx != 0,
-        kind=_KIND.get(sym.type, sym.type.name.lower()),
-        binding=sym.binding.name.lower(),
-        visibility=sym.visibility.name.lower(),
-        value=sym.value,
-    )
-
-
-_FUNCTION_TYPES = (_SYMTYPE.FUNC, _SYMTYPE.GNU_IFUNC)
-
-# ElfFile(path, light=True): what the dynamic section and .dynsym need.
-_LIGHT_CONFIG = lief.ELF.ParserConfig()
-_LIGHT_CONFIG.parse_relocations = False
-_LIGHT_CONFIG.parse_symtab_symbols = False
-_LIGHT_CONFIG.parse_notes = False
-_LIGHT_CONFIG.parse_overlay = False
+        found = {}
+        for tag in _RELOCATION_TABLES if self.image.tables else ():
+            offsets, infos, addends = self.image.tables.relocation_fields(tag)
+            for offset, info, addend in zip(offsets, infos, addends):
+                if info & 0xFFFFFFFF == R_X86_64_IRELATIVE:
+                    found[offset] = addend
+        return found

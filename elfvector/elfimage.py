@@ -1,119 +1,34 @@
-"""ELF64 little-endian structures, read and written with ``struct``.
+"""An ELF64 little-endian file in memory: read, checked, bounds-checked.
 
 The post-link commands change a linked file in place and by appending, so
 they need byte-exact control that LIEF's builder does not give (its output
 was rejected by ``eu-elflint`` and broken by a later ``strip``).  This
-module is the raw view: headers, program and section headers, the dynamic
-section, symbols, relocations, versions, hash tables.  Every access is
-bounds-checked; a value that does not fit is an error, never truncated.
+module is the raw view every command reads through: the ELF header, the
+program and section headers, the dynamic section, and (through
+:mod:`elfvector.elftables`) symbols, relocations, versions and hash tables.
+
+Everything is checked once, when the file is opened, so that the commands
+accept and refuse the same files: a field that does not fit the file is a
+:class:`~elfvector.errors.NotElfError` saying which, never a
+``struct.error`` later or an allocation sized by a number nobody checked.
+Every access after that is bounds-checked too; a value that does not fit
+is an error, never truncated.
 """
 
 import os
 import stat
 import struct
-from dataclasses import dataclass, astuple
 
+from .elfstruct import *  # noqa: F401,F403  (the layout: callers import it from here)
+from .elfstruct import (DT_GNU_HASH, DT_NULL, DYN, EHDR, ELFCLASS64, ELFDATA2LSB, EM_X86_64,
+                        ET_CORE, ET_DYN, ET_EXEC, ET_REL, EV_CURRENT, MACHINES, PHDR, PT_DYNAMIC,
+                        PT_INTERP, PT_LOAD, SHDR, SHF_ALLOC, SHT_NOBITS, SHT_STRTAB,
+                        USER_SPACE_END, VER_NDX_GLOBAL, Phdr, Shdr)
+from .elftables import DynamicTables, cstring
 from .errors import NotElfError, UnsupportedElfError
 
-EHDR = struct.Struct("<16sHHIQQQIHHHHHH")
-PHDR = struct.Struct("<IIQQQQQQ")
-SHDR = struct.Struct("<IIQQQQIIQQ")
-DYN = struct.Struct("<qQ")
-SYM = struct.Struct("<IBBHQQ")
-RELA = struct.Struct("<QQq")
-
-ET_EXEC, ET_DYN = 2, 3
-EM_X86_64 = 62
-PT_LOAD, PT_DYNAMIC, PT_INTERP, PT_PHDR = 1, 2, 3, 6
-PF_X, PF_W, PF_R = 1, 2, 4
-SHT_PROGBITS, SHT_STRTAB, SHT_NOBITS = 1, 3, 8
-SHF_WRITE, SHF_ALLOC, SHF_EXECINSTR = 1, 2, 4
-SHN_UNDEF = 0
-STB_GLOBAL, STB_WEAK = 1, 2
-STT_OBJECT, STT_FUNC, STT_GNU_IFUNC = 1, 2, 10
-
-DT_NULL, DT_NEEDED, DT_HASH, DT_STRTAB, DT_SYMTAB = 0, 1, 4, 5, 6
-DT_RELA, DT_RELASZ, DT_RELAENT, DT_STRSZ, DT_SONAME = 7, 8, 9, 10, 14
-DT_JMPREL, DT_PLTRELSZ = 23, 2
-DT_GNU_HASH, DT_VERSYM, DT_VERDEF, DT_VERDEFNUM = 0x6FFFFEF5, 0x6FFFFFF0, 0x6FFFFFFC, 0x6FFFFFFD
-DT_VERNEED, DT_VERNEEDNUM = 0x6FFFFFFE, 0x6FFFFFFF
-
-R_X86_64_GLOB_DAT, R_X86_64_JUMP_SLOT, R_X86_64_IRELATIVE = 6, 7, 37
-
-
-@dataclass
-class Phdr:
-    type: int
-    flags: int
-    offset: int
-    vaddr: int
-    paddr: int
-    filesz: int
-    memsz: int
-    align: int
-
-    def pack(self):
-        return PHDR.pack(*astuple(self))
-
-
-@dataclass
-class Shdr:
-    name: int
-    type: int
-    flags: int
-    addr: int
-    offset: int
-    size: int
-    link: int
-    info: int
-    addralign: int
-    entsize: int
-
-    def pack(self):
-        return SHDR.pack(*astuple(self))
-
-
-@dataclass
-class Sym:
-    name: int
-    info: int
-    other: int
-    shndx: int
-    value: int
-    size: int
-
-    @property
-    def bind(self):
-        return self.info >> 4
-
-    @property
-    def type(self):
-        return self.info & 0xF
-
-    @property
-    def defined(self):
-        return self.shndx != SHN_UNDEF
-
-    def pack(self):
-        return SYM.pack(*astuple(self))
-
-
-@dataclass
-class Rela:
-    offset: int
-    info: int
-    addend: int
-
-    @property
-    def sym(self):
-        return self.info >> 32
-
-    @property
-    def type(self):
-        return self.info & 0xFFFFFFFF
-
-    def pack(self):
-        return RELA.pack(self.offset, self.info, self.addend)
+_TYPE_NAMES = {ET_REL: "a relocatable object file (.o), not a linked program or library",
+               ET_CORE: "a core dump, not a program or library"}
 
 
 def read_elf_file(path):
@@ -148,61 +63,123 @@ def _require_regular(st, path):
         raise NotElfError(f"not a regular file ({kind})", path)
 
 
-def rela_info(sym, rtype):
-    return (sym << 32) | rtype
+def describe_unsupported(data):
+    """Why an ELF header (``e_ident`` and ``e_machine``) is not one we handle,
+    or None for x86-64 ELF64 little-endian: "32-bit ELF (i386): not supported yet"."""
+    bits = 64 if data[4] == ELFCLASS64 else 32
+    order = "little" if data[5] == ELFDATA2LSB else "big"
+    machine = int.from_bytes(data[18:20], order)
+    if bits == 64 and order == "little" and machine == EM_X86_64:
+        return None
+    endian = "" if order == "little" else "big-endian "
+    name = MACHINES.get(machine, f"machine {machine}")
+    return f"{bits}-bit {endian}ELF ({name}): not supported yet"
 
 
 class ElfImage:
-    """A whole ELF64 little-endian file in memory."""
+    """A whole ELF64 little-endian x86-64 executable or shared object in memory."""
 
     def __init__(self, data, path):
-        self.data = bytes(data)
+        self.data = data if isinstance(data, bytes) else bytes(data)
         self.path = path
-        if self.data[:4] != b"\x7fELF":
-            raise NotElfError("not an ELF file", path)
-        if len(self.data) < EHDR.size:
-            raise NotElfError("truncated ELF file", path)
-        if self.data[4] != 2 or self.data[5] != 1:
-            raise UnsupportedElfError("only 64-bit little-endian ELF files are supported", path)
-        (self.ident, self.type, self.machine, _, self.entry, self.phoff, self.shoff,
-         self.flags, _, self.phentsize, self.phnum, self.shentsize, self.shnum,
-         self.shstrndx) = EHDR.unpack_from(self.data)
-        if self.machine != EM_X86_64:
-            raise UnsupportedElfError(f"unsupported machine {self.machine} (x86-64 only)", path)
-        if self.type not in (ET_EXEC, ET_DYN):
-            raise UnsupportedElfError("not an executable or shared object", path)
-        self.phdrs = [Phdr(*PHDR.unpack(self.bytes_at(self.phoff + i * PHDR.size, PHDR.size)))
-                      for i in range(self.phnum)]
-        self.shdrs = [Shdr(*SHDR.unpack(self.bytes_at(self.shoff + i * SHDR.size, SHDR.size)))
-                      for i in range(self.shnum)] if self.shoff else []
-        for p in self.phdrs:
-            if p.type == PT_LOAD and p.offset + p.filesz > len(self.data):
-                raise NotElfError("truncated ELF file (a segment runs past the end)", path)
-        self.section_names = [self._section_name(s) for s in self.shdrs]
+        self._check_ident()
+        (self.ident, self.type, self.machine, self.version, self.entry, self.phoff,
+         self.shoff, self.flags, self.ehsize, self.phentsize, self.phnum, self.shentsize,
+         self.shnum, self.shstrndx) = EHDR.unpack_from(self.data)
+        self._check_header()
+        self.phdrs = [Phdr(*f) for f in self._entries("program header", self.phoff,
+                                                       self.phnum, self.phentsize, PHDR)]
+        self.shdrs = [Shdr(*f) for f in self._entries("section header", self.shoff,
+                                                       self.shnum, self.shentsize, SHDR)]
+        self._check_segments()
+        self.section_names = self._read_section_names()
+        self._check_sections()
         self.dynamic = self._read_dynamic()
+        self.tables = DynamicTables(self) if self.dynamic is not None else None
+        self._names = None
+        self._version_names = None
 
-    # -- raw access -------------------------------------------------------
-    def bytes_at(self, offset, size):
-        if offset < 0 or size < 0 or offset + size > len(self.data):
-            raise NotElfError(f"truncated ELF file (needs bytes {offset:#x}+{size})", self.path)
-        return self.data[offset:offset + size]
+    def _bad(self, reason):
+        return NotElfError(reason, self.path)
 
-    def offset_of(self, vaddr, size=1):
-        """File offset of virtual address ``vaddr`` (inside a PT_LOAD's file bytes)."""
-        for p in self.phdrs:
-            if p.type == PT_LOAD and p.vaddr <= vaddr and vaddr + size <= p.vaddr + p.filesz:
-                return vaddr - p.vaddr + p.offset
-        raise NotElfError(f"address {vaddr:#x} is not in the file", self.path)
+    # -- the headers --------------------------------------------------------
+    def _check_ident(self):
+        data = self.data
+        if data[:4] != b"\x7fELF":
+            raise self._bad("not an ELF file")
+        if len(data) < 20:
+            raise self._bad("truncated ELF file (the ELF header is incomplete)")
+        if data[4] not in (1, 2) or data[5] not in (1, 2):
+            raise self._bad(f"bad ELF class {data[4]} or data encoding {data[5]} (e_ident)")
+        if data[6] != EV_CURRENT:
+            raise self._bad(f"bad ELF version {data[6]} (e_ident[EI_VERSION])")
+        reason = describe_unsupported(data)
+        if reason:
+            raise UnsupportedElfError(reason, self.path)
+        if len(data) < EHDR.size:
+            raise self._bad("truncated ELF file (the ELF header is incomplete)")
 
-    def read(self, vaddr, size):
-        return self.bytes_at(self.offset_of(vaddr, size), size)
+    def _check_header(self):
+        if self.type not in (ET_EXEC, ET_DYN):
+            what = _TYPE_NAMES.get(self.type, f"ELF type {self.type}")
+            raise UnsupportedElfError(f"{what}: not an executable or shared object", self.path)
+        if self.version != EV_CURRENT:
+            raise self._bad(f"bad ELF version {self.version} (e_version)")
+        if self.phnum == 0:
+            raise self._bad("no program headers (e_phnum is 0)")
+        if self.phentsize != PHDR.size:
+            raise self._bad(f"e_phentsize is {self.phentsize}, not {PHDR.size}")
+        if self.shnum and self.shentsize != SHDR.size:
+            raise self._bad(f"e_shentsize is {self.shentsize}, not {SHDR.size}")
 
-    # -- sections ---------------------------------------------------------
-    def _section_name(self, shdr):
-        if not self.shdrs or self.shstrndx >= len(self.shdrs):
-            return ""
-        strtab = self.shdrs[self.shstrndx]
-        return _cstring(self.data, strtab.offset + shdr.name)
+    def _entries(self, what, offset, count, size, layout):
+        """``count`` records of ``layout`` at ``offset``, all inside the file."""
+        if count and offset + count * size > len(self.data):
+            raise self._bad(f"truncated ELF file: the {count} {what}s at {offset:#x} run "
+                            f"past its end ({len(self.data)} bytes)")
+        return [layout.unpack_from(self.data, offset + i * size) for i in range(count)]
+
+    def _check_segments(self):
+        """File bytes inside the file; PT_LOADs inside the 47-bit user
+        address space with p_memsz >= p_filesz (as ld.so maps them)."""
+        for i, p in enumerate(self.phdrs):
+            if p.filesz and p.offset + p.filesz > len(self.data):
+                raise self._bad(f"truncated ELF file: segment {i} ({p.filesz} bytes at "
+                                f"{p.offset:#x}) runs past its end ({len(self.data)} bytes)")
+            if p.type != PT_LOAD:
+                continue
+            if p.memsz < p.filesz:
+                raise self._bad(f"segment {i}: p_memsz {p.memsz:#x} is less than p_filesz "
+                                f"{p.filesz:#x}")
+            if p.vaddr + p.memsz > USER_SPACE_END:
+                raise self._bad(f"segment {i}: {p.memsz:#x} bytes at {p.vaddr:#x} end past "
+                                f"the 47-bit address space")
+        if not any(p.type == PT_LOAD for p in self.phdrs):
+            raise self._bad("no loadable segment (PT_LOAD)")
+
+    # -- sections -----------------------------------------------------------
+    def _read_section_names(self):
+        if not self.shdrs:
+            return []
+        if not 0 < self.shstrndx < len(self.shdrs) or \
+                self.shdrs[self.shstrndx].type != SHT_STRTAB:
+            raise self._bad(f"e_shstrndx {self.shstrndx} is not a string table section "
+                            f"({len(self.shdrs)} sections)")
+        table = self.shdrs[self.shstrndx]
+        names = self.data[table.offset:table.offset + table.size]
+        if len(names) != table.size:
+            raise self._bad("truncated ELF file: the section name table runs past its end")
+        for i, s in enumerate(self.shdrs):
+            if s.name >= max(table.size, 1):
+                raise self._bad(f"section {i}: name offset {s.name:#x} is past the "
+                                f"{table.size}-byte section name table")
+        return [cstring(names, s.name) for s in self.shdrs]
+
+    def _check_sections(self):
+        for i, s in enumerate(self.shdrs):
+            if s.type != SHT_NOBITS and s.size and s.offset + s.size > len(self.data):
+                raise self._bad(f"truncated ELF file: section {i} ({self.section_names[i]}, "
+                                f"{s.size} bytes at {s.offset:#x}) runs past its end")
 
     def section(self, name):
         """(index, Shdr) of the section called ``name``, or (None, None)."""
@@ -217,19 +194,61 @@ class ElfImage:
                 return i, s
         return None, None
 
-    # -- dynamic ----------------------------------------------------------
+    # -- raw access -----------------------------------------------------------
+    def bytes_at(self, offset, size):
+        if offset < 0 or size < 0 or offset + size > len(self.data):
+            raise NotElfError(f"truncated ELF file (needs bytes {offset:#x}+{size})", self.path)
+        return self.data[offset:offset + size]
+
+    def _load_at(self, vaddr, size):
+        for p in self.phdrs:
+            if p.type == PT_LOAD and p.vaddr <= vaddr and vaddr + size <= p.vaddr + p.filesz:
+                return p
+        return None
+
+    def in_file(self, vaddr, size):
+        """True if the ``size`` bytes at ``vaddr`` are file bytes of one PT_LOAD."""
+        return self._load_at(vaddr, size) is not None
+
+    def bytes_in_segment(self, vaddr):
+        """How many file bytes the PT_LOAD holding ``vaddr`` has from there on (0: none)."""
+        p = self._load_at(vaddr, 0)
+        return 0 if p is None else p.vaddr + p.filesz - vaddr
+
+    def offset_of(self, vaddr, size=1):
+        """File offset of virtual address ``vaddr`` (inside a PT_LOAD's file bytes)."""
+        p = self._load_at(vaddr, size)
+        if p is None:
+            raise NotElfError(f"address {vaddr:#x} is not in the file", self.path)
+        return vaddr - p.vaddr + p.offset
+
+    def read(self, vaddr, size):
+        return self.bytes_at(self.offset_of(vaddr, size), size)
+
+    # -- dynamic ----------------------------------------------------------------
     def _read_dynamic(self):
+        """The entries of PT_DYNAMIC up to DT_NULL, read where ld.so reads
+        them: at its address, which must be the file bytes at its offset."""
         dyn = [p for p in self.phdrs if p.type == PT_DYNAMIC]
         if not dyn:
             return None
+        if len(dyn) > 1:
+            raise self._bad(f"{len(dyn)} PT_DYNAMIC segments")
+        p = dyn[0]
+        if p.filesz < DYN.size or not self.in_file(p.vaddr, p.filesz) or \
+                self.offset_of(p.vaddr, p.filesz) != p.offset:
+            raise self._bad(f"PT_DYNAMIC ({p.filesz} bytes at {p.offset:#x}, address "
+                            f"{p.vaddr:#x}) is not the file bytes of a loadable segment")
         entries = []
-        for i in range(dyn[0].filesz // DYN.size):
-            tag, value = DYN.unpack(self.bytes_at(dyn[0].offset + i * DYN.size, DYN.size))
+        for tag, value in DYN.iter_unpack(self.data[p.offset:p.offset + p.filesz
+                                                    - p.filesz % DYN.size]):
             entries.append([tag, value])
             if tag == DT_NULL:
                 break
-        self.dynamic_offset = dyn[0].offset
-        self.dynamic_capacity = dyn[0].filesz // DYN.size
+        else:
+            raise self._bad("the dynamic section has no DT_NULL entry at its end")
+        self.dynamic_offset = p.offset
+        self.dynamic_capacity = p.filesz // DYN.size
         return entries
 
     def dyn(self, tag):
@@ -249,103 +268,81 @@ class ElfImage:
     def is_executable(self):
         return self.type == ET_EXEC or any(p.type == PT_INTERP for p in self.phdrs)
 
-    # -- dynamic symbols --------------------------------------------------
+    # -- dynamic symbols (checked by DynamicTables) -----------------------------
+    def _checked_tables(self):
+        if self.tables is None:
+            raise UnsupportedElfError("statically linked (no dynamic section)", self.path)
+        return self.tables
+
     def dynstr(self):
-        return self.read(self.dyn(DT_STRTAB), self.dyn(DT_STRSZ))
+        return self._checked_tables().strtab
 
     def string(self, offset):
-        table = self.dynstr()
-        if offset >= len(table):
-            raise NotElfError(f"bad .dynstr offset {offset}", self.path)
-        return _cstring(table, offset)
+        """The .dynstr name at ``offset``; any bytes round-trip (surrogateescape)."""
+        return self._checked_tables().string(offset)
 
     def dynsym_count(self):
-        """Number of .dynsym entries: from the section header, else from the hash table."""
-        _, sh = self.section(".dynsym")
-        if sh is not None:
-            return sh.size // SYM.size
-        if self.dyn(DT_HASH):
-            return struct.unpack("<II", self.read(self.dyn(DT_HASH), 8))[1]
-        if self.dyn(DT_GNU_HASH):
-            return gnu_hash_symbol_count(self)
-        raise NotElfError("cannot size .dynsym (no section headers, no hash table)", self.path)
+        return len(self._checked_tables().symbols)
 
     def dynsyms(self):
-        base, count = self.dyn(DT_SYMTAB), self.dynsym_count()
-        raw = self.read(base, count * SYM.size)
-        return [Sym(*SYM.unpack_from(raw, i * SYM.size)) for i in range(count)]
+        return list(self._checked_tables().symbols)
+
+    def symbol_names(self):
+        """The name of every .dynsym entry, by index (decoded once)."""
+        if self._names is None:
+            tables = self._checked_tables()
+            self._names = [tables.string(s.name) for s in tables.symbols]
+        return self._names
 
     def versyms(self):
-        if not self.dyn(DT_VERSYM):
-            return None
-        count = self.dynsym_count()
-        return list(struct.unpack(f"<{count}H", self.read(self.dyn(DT_VERSYM), 2 * count)))
+        versym = self._checked_tables().versym
+        return None if versym is None else list(versym)
 
     def version_strings(self):
         """(version index or None, .dynstr offset) of every name the
         version tables hold: DT_VERDEF names, DT_VERNEED file names (index
         None) and their version names."""
-        if self.dyn(DT_VERDEF):
-            addr = self.dyn(DT_VERDEF)
-            for _ in range(self.dyn(DT_VERDEFNUM) or 0):
-                _, _, ndx, cnt, _, aux, nxt = struct.unpack("<HHHHIII", self.read(addr, 20))
-                a = addr + aux
-                for k in range(cnt):
-                    name_off, anext = struct.unpack("<II", self.read(a, 8))
-                    yield (ndx if k == 0 else None), name_off
-                    if not anext:
-                        break
-                    a += anext
-                if not nxt:
-                    break
-                addr += nxt
-        if self.dyn(DT_VERNEED):
-            addr = self.dyn(DT_VERNEED)
-            for _ in range(self.dyn(DT_VERNEEDNUM) or 0):
-                _, cnt, file_off, aux, nxt = struct.unpack("<HHIII", self.read(addr, 16))
-                yield None, file_off
-                a = addr + aux
-                for _ in range(cnt):
-                    _, _, other, name_off, anext = struct.unpack("<IHHII", self.read(a, 16))
-                    yield other, name_off
-                    if not anext:
-                        break
-                    a += anext
-                if not nxt:
-                    break
-                addr += nxt
+        return iter(self._checked_tables().versions)
 
     def version_names(self):
-        """Version index -> name, from DT_VERDEF and DT_VERNEED."""
-        return {ndx: self.string(off) for ndx, off in self.version_strings() if ndx is not None}
+        """Version index -> name, for the indices >= 2 that DT_VERDEF and
+        DT_VERNEED define.  0 and 1 (the base definition, named after the
+        file) mean unversioned, as in ld.so's ``check_match``."""
+        if self._version_names is None:
+            tables = self._checked_tables()
+            self._version_names = {ndx: tables.string(off) for ndx, off in tables.versions
+                                   if ndx is not None and ndx > VER_NDX_GLOBAL}
+        return self._version_names
 
     def relas(self, addr_tag, size_tag):
-        addr, size = self.dyn(addr_tag), self.dyn(size_tag)
-        if not addr or not size:
+        """The relocations of the table at ``addr_tag`` (DT_RELA or DT_JMPREL)."""
+        if self.tables is None:
             return []
-        raw = self.read(addr, size)
-        return [Rela(*RELA.unpack_from(raw, i)) for i in range(0, size, RELA.size)]
+        return self.tables.relocations(addr_tag)
 
 
 def _cstring(data, offset):
-    end = data.find(b"\0", offset)
-    if end < 0:
-        end = len(data)
-    return data[offset:end].decode("utf-8", "replace")
+    return cstring(data, offset)
 
 
 # -- hash tables ----------------------------------------------------------
 
+def _name_bytes(name):
+    return name if isinstance(name, bytes) else name.encode("utf-8", "surrogateescape")
+
+
 def gnu_hash(name):
+    """The DT_GNU_HASH hash of a symbol name (its bytes, as ld.so hashes them)."""
     h = 5381
-    for c in name.encode():
+    for c in _name_bytes(name):
         h = (h * 33 + c) & 0xFFFFFFFF
     return h
 
 
 def sysv_hash(name):
+    """The DT_HASH (SysV ``elf_hash``) hash of a symbol name's bytes."""
     h = 0
-    for c in name.encode():
+    for c in _name_bytes(name):
         h = ((h << 4) + c) & 0xFFFFFFFF
         g = h & 0xF0000000
         if g:
@@ -355,22 +352,16 @@ def sysv_hash(name):
 
 
 def gnu_hash_header(image):
-    return struct.unpack("<IIII", image.read(image.dyn(DT_GNU_HASH), 16))
+    """``(nbucket, symoffset, bloom_size, bloom_shift)`` of a checked .gnu.hash."""
+    if image.tables is None or not image.dyn(DT_GNU_HASH):
+        raise UnsupportedElfError("no .gnu.hash table (DT_GNU_HASH)", image.path)
+    return image.tables.gnu_hash_header()
 
 
 def gnu_hash_symbol_count(image):
-    """Symbols covered by DT_GNU_HASH: walk the last chain (no section headers)."""
-    addr = image.dyn(DT_GNU_HASH)
-    nbucket, symoffset, bloom_size, _ = gnu_hash_header(image)
-    buckets_at = addr + 16 + 8 * bloom_size
-    buckets = struct.unpack(f"<{nbucket}I", image.read(buckets_at, 4 * nbucket))
-    last = max(buckets, default=0)
-    if last < symoffset:
-        return symoffset
-    chain_at = buckets_at + 4 * nbucket
-    while not struct.unpack("<I", image.read(chain_at + 4 * (last - symoffset), 4))[0] & 1:
-        last += 1
-    return last + 1
+    """Symbols covered by DT_GNU_HASH: one past the end of its last chain."""
+    gnu_hash_header(image)
+    return image.tables.gnu_hash_count()
 
 
 def build_gnu_hash(names, symoffset, nbucket, bloom_size, bloom_shift):
@@ -403,13 +394,3 @@ def build_sysv_hash(names, nbucket):
         chains[i] = buckets[b]
         buckets[b] = i
     return struct.pack(f"<II{nbucket}I{len(names)}I", nbucket, len(names), *buckets, *chains)
-
-
-# -- constants used by relvec and rpathrm ----------------------------------
-
-R_X86_64_NONE, R_X86_64_64, R_X86_64_RELATIVE = 0, 1, 8
-SHN_LORESERVE, SHN_ABS, SHN_COMMON = 0xFF00, 0xFFF1, 0xFFF2
-DT_RPATH, DT_RUNPATH, DT_TEXTREL = 15, 29, 22
-DT_RELACOUNT, DT_FLAGS_1, DF_1_PIE = 0x6FFFFFF9, 0x6FFFFFFB, 0x08000000
-DT_CONFIG, DT_DEPAUDIT, DT_AUDIT = 0x6FFFFEFA, 0x6FFFFEFB, 0x6FFFFEFC
-DT_AUXILIARY, DT_FILTER = 0x7FFFFFFD, 0x7FFFFFFF

@@ -74,6 +74,9 @@ class Appender:
         loads = [p for p in image.phdrs if p.type == PT_LOAD]
         if not loads:
             raise UnsupportedElfError("no PT_LOAD segment", image.path)
+        if not image.shdrs:
+            raise UnsupportedElfError("no section headers: strip and objcopy could not keep "
+                                      "what would be added", image.path)
         first = min(loads, key=lambda p: p.vaddr)
         if first.offset != 0 or first.vaddr % PAGE:
             raise UnsupportedElfError("first PT_LOAD does not map the ELF header", image.path)
@@ -88,6 +91,7 @@ class Appender:
         self.section_updates = {}
         self.new_sections = []
         self.allocations = []
+        self.missing_sections = []
 
     @staticmethod
     def _elflint_gap(image):
@@ -172,6 +176,8 @@ class Appender:
         index, _ = self.image.section(name)
         if index is not None:
             self.section_updates[index] = (vaddr, size)
+        else:
+            self.missing_sections.append(name)
 
     def add_section(self, name, vaddr, size, flags, align=8, entsize=0, sh_type=SHT_PROGBITS,
                     link=0):
@@ -222,6 +228,11 @@ class Appender:
         starts |= {sec.addr for sec in self.new_sections}
         for vaddr, size in self.allocations:
             if size and vaddr not in starts:
+                if self.missing_sections:
+                    raise UnsupportedElfError(
+                        f"no section header for {', '.join(self.missing_sections)}: its "
+                        "moved copy would be in no section, and strip would drop it",
+                        self.image.path)
                 raise ValueError(f"bytes at {vaddr:#x} are in no section: strip would drop them")
 
     def _slide_small_sections(self, out, table_end, phdrs):
