@@ -6,6 +6,7 @@ import sys
 import pytest
 
 from conftest import BIN, run, symbol_relocations
+from elfvector import exportvec
 
 
 def lines_of(path):
@@ -173,3 +174,40 @@ def test_errors_name_the_output_not_a_scratch_file(build, flags, reason):
     result = build.tool("expvec", "--vec", "foo.vec", ".", "", "", "gcc", "-shared", *flags,
                         "-Wl,-soname=foo.so.5", "-o", "foo.so.5", "t.o", check=False)
     assert (result.returncode, result.stderr) == (1, f"expvec: foo.so.5: {reason}\n")
+
+
+def test_vector_only_functions(build):
+    """The opt-in of the seed's "symbols in the export vector can be declared
+    local in vscript": the trial link keeps the command's own exports, so
+    every function enters the vector, and vscript hides all but vo_public
+    from .dynsym in the final link.  impvec'd and retroimp'd programs call
+    them through the vector alone; a program not yet vectored cannot."""
+    vscript, out = build.src("vonly.vscript"), str(build.path / "libvonly.so.1")
+    build.gcc("-fPIC", "-O2", "-c", build.src("vonly.c"), "-o", "vonly.o")
+    link = ["gcc", "-shared", "-Wl,-soname=libvonly.so.1", "-o", out, str(build.path / "vonly.o")]
+    assert [str(s) for s in exportvec.build(".", "", vscript, link).vector.slots] == ["vo_public"]
+    result = exportvec.build(".", "", vscript, link, vector_only=True)
+    assert [str(s) for s in result.vector.slots] == \
+        ["vo_name", "vo_pick", "vo_public", "vo_square", "vo_twice"]
+    assert "4 functions are in the vector only" in " ".join(result.notes)
+    (build.path / "vonly.vec").write_text(result.vector.format())
+    syms = run(["readelf", "--dyn-syms", "-W", out], build.path).stdout
+    assert [n for n in re.findall(r" (vo_\w+)$", syms, re.M)] == ["vo_public"]
+    stock = build.stock_lib("vonly.c", "libvonly.so.1")
+    build.gcc("-O2", "-DVIA_POINTER", "-c", build.src("vonly_main.c"), "-o", "vonly_main.o")
+    build.gcc("-o", "vonly_main.stock", "vonly_main.o", "stock/libvonly.so.1")
+    build.tool("impvec", "--link", "", "vonly.vec", "gcc", "-o", "vonly_main", "vonly_main.o",
+               "libvonly.so.1")
+    expected = build.run("./vonly_main.stock", libdir=stock)
+    got = build.run("./vonly_main")
+    assert (got.returncode, got.stdout, got.stderr) == \
+        (expected.returncode, expected.stdout, expected.stderr)
+    assert got.stdout == "public 2 twice 4 square 9 pick 204 name libvonly via pointer 10\n"
+    build.gcc("-O2", "-o", "calls", build.src("vonly_main.c"), "stock/libvonly.so.1")
+    build.tool("retroimp", "-o", "calls.vec", "", "vonly.vec", "calls")
+    expected = build.run("./calls", libdir=stock)
+    got = build.run("./calls.vec")
+    assert (got.returncode, got.stdout, got.stderr) == \
+        (expected.returncode, expected.stdout, expected.stderr) != (0, "", "")
+    not_vectored = build.run("./calls")
+    assert not_vectored.returncode == 127 and "undefined symbol: vo_" in not_vectored.stderr
