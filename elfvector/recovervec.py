@@ -83,7 +83,12 @@ def recover(path):
                 f"slot {i}: cannot recover (no exported function at {target:#x})", path)
         candidates.append(sorted(set(found), key=_preference))
     layouts = _layouts(elf, name, table, count, path)
-    slots, ambiguous = _choose(candidates, layouts)
+    slots, ambiguous, contradicted = _choose(candidates, layouts)
+    if contradicted:
+        start, length, expected = contradicted
+        raise VectorMismatchError(
+            f"the table contradicts its layout symbol {name}__{length}_{expected}: no choice "
+            f"of the names at slots {start}..{length - 1} gives that fingerprint", path)
     vector = Vector(name, slots, [k for k, _ in layouts])
     mismatched = [f"{name}__{k}_{fp}" for k, fp in layouts
                   if fp is not None and fingerprint(slots[:k]) != fp]
@@ -140,7 +145,7 @@ def _preference(slot):
 
 
 def _choose(candidates, layouts):
-    """One slot per index; ``(slots, ambiguous)``.
+    """One slot per index; ``(slots, ambiguous, contradicted)``.
 
     Each layout fingerprint pins its prefix: the choice of aliases between
     the previous layout length and this one that reproduces it is the one
@@ -149,29 +154,47 @@ def _choose(candidates, layouts):
     orders a regex's matches); every combination, when there are at most
     MAX_COMBINATIONS.  Without a match (or a layout symbol) the first is
     kept, and its ambiguous slots are reported.
+
+    ``contradicted`` is ``(start, length, fingerprint)`` of the first layout
+    that no choice can match although everything before it matched: the
+    table is not the one its layout symbol describes.  None otherwise.
     """
-    slots, ambiguous, start = [], [], 0
+    slots, ambiguous, start, certain = [], [], 0, True
     for length, expected in layouts:
         segment = candidates[start:length]
         chosen = _greedy(slots, segment, _preference)
-        if expected is not None and any(len(c) > 1 for c in segment) and \
-                fingerprint(slots + chosen) != expected:
-            by_name = _greedy(slots, segment, lambda s: (s.name, s.version or ""))
-            if fingerprint(slots + by_name) == expected:
-                chosen = by_name
-            else:
-                chosen = _match(slots, segment, expected) or chosen
-                if fingerprint(slots + chosen) != expected:
-                    ambiguous += [(i, options, pick)
-                                  for i, (options, pick) in enumerate(zip(segment, chosen), start)
-                                  if len(options) > 1]
+        if expected is not None and fingerprint(slots + chosen) != expected:
+            chosen, decided = _fitting_choice(slots, segment, expected, chosen)
+            if fingerprint(slots + chosen) != expected:
+                if decided and certain:
+                    return slots, ambiguous, (start, length, expected)
+                certain = False
+                ambiguous += _ambiguous_slots(segment, chosen, start)
         elif expected is None:
-            ambiguous += [(i, options, pick)
-                          for i, (options, pick) in enumerate(zip(segment, chosen), start)
-                          if len(options) > 1]
+            ambiguous += _ambiguous_slots(segment, chosen, start)
         slots += chosen
         start = length
-    return slots, ambiguous
+    return slots, ambiguous, None
+
+
+def _fitting_choice(prefix, segment, expected, first):
+    """Aliases for ``segment`` whose fingerprint after ``prefix`` is
+    ``expected``: ``(choice, True)``; else ``(first, decided)``, ``decided``
+    when every combination was tried (none fits)."""
+    if all(len(options) == 1 for options in segment):
+        return first, True
+    by_name = _greedy(prefix, segment, lambda s: (s.name, s.version or ""))
+    if fingerprint(prefix + by_name) == expected:
+        return by_name, True
+    if not _searchable(prefix, segment):
+        return first, False
+    found = _match(prefix, segment, expected)
+    return (found, True) if found is not None else (first, True)
+
+
+def _ambiguous_slots(segment, chosen, start):
+    return [(i, options, pick) for i, (options, pick) in enumerate(zip(segment, chosen), start)
+            if len(options) > 1]
 
 
 def _greedy(prefix, segment, order):
@@ -186,30 +209,41 @@ def _greedy(prefix, segment, order):
     return chosen
 
 
+def _searchable(prefix, segment):
+    """True if trying every combination of ``segment``'s aliases stays within
+    MAX_COMBINATIONS and MAX_HASHED_BYTES."""
+    if math.prod(len(options) for options in segment) > MAX_COMBINATIONS:
+        return False
+    pieces, ambiguous, fixed = _search_parts(prefix, segment)
+    nodes, cost = 1, 0
+    for i in ambiguous:
+        nodes *= len(segment[i])
+        cost += nodes * (max(map(len, pieces[i])) + len(fixed[i]))
+    return cost <= MAX_HASHED_BYTES
+
+
+def _search_parts(prefix, segment):
+    """The text each candidate adds, the ambiguous slots, and the fixed text
+    after each ambiguous slot up to the next one (or the end)."""
+    pieces = [[_piece(i, o) for o in options]
+              for i, options in enumerate(segment, len(prefix))]
+    ambiguous = [i for i, options in enumerate(segment) if len(options) > 1]
+    fixed = {}
+    for n, i in enumerate(ambiguous):
+        stop = ambiguous[n + 1] if n + 1 < len(ambiguous) else len(segment)
+        fixed[i] = b"".join(pieces[j][0] for j in range(i + 1, stop))
+    return pieces, ambiguous, fixed
+
+
 def _match(prefix, segment, expected):
     """The combination of ``segment``'s candidates whose fingerprint after
-    ``prefix`` is ``expected``; None if there is none or too many to try.
+    ``prefix`` is ``expected``, or None: call it when :func:`_searchable`.
 
     A depth-first search over the ambiguous slots that hashes each common
     part once (SHA-256 states are copied, not recomputed), so a long vector
     with a few aliases costs little more than one fingerprint per leaf.
     """
-    if math.prod(len(options) for options in segment) > MAX_COMBINATIONS:
-        return None
-    pieces = [[_piece(i, o) for o in options]
-              for i, options in enumerate(segment, len(prefix))]
-    ambiguous = [i for i, options in enumerate(segment) if len(options) > 1]
-    # The fixed text after each ambiguous slot, up to the next one (or the end).
-    fixed = {}
-    for n, i in enumerate(ambiguous):
-        stop = ambiguous[n + 1] if n + 1 < len(ambiguous) else len(segment)
-        fixed[i] = b"".join(pieces[j][0] for j in range(i + 1, stop))
-    nodes, cost = 1, 0
-    for i in ambiguous:
-        nodes *= len(segment[i])
-        cost += nodes * (max(map(len, pieces[i])) + len(fixed[i]))
-    if cost > MAX_HASHED_BYTES:
-        return None
+    pieces, ambiguous, fixed = _search_parts(prefix, segment)
     state = hashlib.sha256(b"".join(_piece(i, s) for i, s in enumerate(prefix)))
     state.update(b"".join(pieces[j][0] for j in range(ambiguous[0] if ambiguous else 0)))
     used = {s.key for s in prefix} | {o[0].key for o in segment if len(o) == 1}
@@ -238,8 +272,7 @@ def _match(prefix, segment, expected):
 
 def _piece(index, slot):
     """Slot ``index``'s part of the text :func:`vecfile.fingerprint` hashes."""
-    identity = slot.name if slot.version is None else f"{slot.name}@{slot.version}"
-    return (b"\n" if index else b"") + identity.encode()
+    return (b"\n" if index else b"") + slot.identity.encode("utf-8", "surrogateescape")
 
 
 def _iplt_resolver(elf, address, irelative):

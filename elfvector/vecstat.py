@@ -69,23 +69,26 @@ class Stats:
         return known + ([self.groups[UNRESOLVED]] if UNRESOLVED in self.groups else [])
 
 
-def open_inputs(paths, unreadable):
+def open_inputs(paths, unreadable, skipped=None):
     """Yield the usable dynamic ELF files among ``paths``, each file once.
 
     Like the seed's ``file | sed`` filter, anything else (not ELF, static,
-    an object file, a directory, another architecture) is skipped silently;
-    a path that cannot be read at all is appended to ``unreadable`` with
-    the reason.  Files are opened one at a time: only libraries stay parsed.
+    an object file, a directory, another architecture) is skipped, and its
+    reason appended to ``skipped`` as ``(path, reason)``; a path that
+    cannot be read at all is appended to ``unreadable`` with the reason.
+    Files are opened one at a time: only libraries stay parsed.
     """
     seen = set()
+    skipped = [] if skipped is None else skipped
     for path in paths:
         try:
             st = os.stat(path)
             if not stat.S_ISREG(st.st_mode):
+                skipped.append((path, "not a regular file"))
                 continue
-            with open(path, "rb") as f:
-                if f.read(4) != _ELF_MAGIC:
-                    continue
+            if _magic(path) != _ELF_MAGIC:
+                skipped.append((path, "not an ELF file"))
+                continue
         except OSError as e:
             unreadable.append((path, e.strerror))
             continue
@@ -94,10 +97,20 @@ def open_inputs(paths, unreadable):
         seen.add((st.st_dev, st.st_ino))
         try:
             elf = ElfFile(path, light=True)
-        except ElfvectorError:
+        except ElfvectorError as e:
+            skipped.append((path, e.reason))
             continue
         if elf.is_dynamic or elf.is_shared_object:
             yield elf
+        else:
+            skipped.append((path, "not a dynamically linked ELF file (statically linked)"))
+
+
+def _magic(path):
+    """The first four bytes of a regular file (opened without blocking)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    with open(fd, "rb") as f:
+        return f.read(4)
 
 
 def scan(paths, library_path=()):
@@ -113,7 +126,8 @@ def scan(paths, library_path=()):
         return memo[key]
 
     definer = {}            # (closure, name, version) -> LibraryUses
-    for elf in open_inputs(paths, stats.unreadable):
+    skipped = []
+    for elf in open_inputs(paths, stats.unreadable, skipped):
         stats.files.append(elf.path)
         stats.first = stats.first or elf
         libraries, missing = stats.resolver.closure(elf)
@@ -128,7 +142,7 @@ def scan(paths, library_path=()):
     if not stats.files:
         if len(paths) == 1:
             reason = f"cannot read: {stats.unreadable[0][1]}" if stats.unreadable else \
-                "not a dynamically linked ELF file"
+                skipped[0][1]
             raise ElfvectorError(reason, paths[0])
         raise ElfvectorError("no dynamically linked ELF file among the arguments")
     return stats

@@ -222,6 +222,23 @@ def test_unexported_function_names_the_slot(build):
                    f"(no exported function at {address:#x})"
 
 
+def test_table_contradicting_its_layout_symbol_is_an_error(build):
+    """Two slots swapped: every slot still names a function, but not the
+    layout the library's symbol pins, so programs built against it would
+    call the wrong one.  That is an error, not a warning."""
+    build.expvec("foo.c", "foo.so.5", incl="@" + build.src("foo.order"),
+                 vscript=build.src("foo.vscript"))
+    path = build.path / "foo.so.5"
+    table, _ = dynamic_symbol(path, "__V_foo_so_5")
+    at = file_offset(path, table)
+    first, second = struct.unpack_from("<ii", path.read_bytes(), at)
+    write_with_slot(path, table, 0, second, build.path / "swapped.so")
+    write_with_slot(build.path / "swapped.so", table, 1, first, build.path / "swapped.so")
+    result = build.tool("recovervec", "swapped.so", check=False)
+    assert_one_line_error(result, "swapped.so", "contradicts its layout symbol __V_foo_so_5__9_",
+                          "slots 0..8")
+
+
 def write_with_slot(path, table, slot, offset, out):
     """Write a copy of library ``path`` whose table entry ``slot`` is ``offset``."""
     data = bytearray(path.read_bytes())
