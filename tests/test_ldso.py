@@ -249,7 +249,7 @@ def test_copy_relocations_and_canonical_plt(tmp_path, pie):
     prog = program(tmp_path, "data_main.c", "data", pie, *flags, "-L.", "-ldata",
                    f"-Wl,-rpath,{tmp_path}")
     _, startup, report = assert_model_matches([prog])
-    assert report.stdout == "1 1 5 1\n"
+    assert report.stdout == "1 1 5 1 1\n"
     copies = [b for b in startup.bindings if b.rtype == 5]
     assert [(b.name, Path(b.definer.name).name) for b in copies] == [("counter", "libdata.so")]
     assert binding(startup, "libdata.so", "counter")[0] == "data"
@@ -357,6 +357,24 @@ def test_runpath_does_not_serve_dependencies(paths):
     assert report.returncode == 127 and report.lookups is None
     with pytest.raises(LoadError, match="libdep.so.1"):
         LinkMap(str(progs["enable"]), library_path=env["LD_LIBRARY_PATH"])
+
+
+def test_runpath_of_a_library_hides_the_rpath_of_its_loaders(paths):
+    """libwho.so.1 with a DT_RUNPATH: the program's DT_RPATH (which holds
+    libdep.so.1) is not searched for libwho's dependency."""
+    tmp, _ = paths
+    for tags, where in (("enable", "c"), ("disable", "d")):
+        shared(tmp, "who.c", "libwho.so.1", f"-DWHO=\"{where}\"", directory=where,
+               deps=[f"{tmp}/deps/libdep.so.1"], *[f"-Wl,--{tags}-new-dtags,-rpath,/nowhere"])
+        program(tmp, "who_main.c", f"bin/who_{where}", f"-L{where}", "-l:libwho.so.1",
+                f"-Wl,--disable-new-dtags,-rpath,$ORIGIN/../{where}:$ORIGIN/../deps")
+    report = ldso_report([tmp / "bin" / "who_c"])
+    assert report.returncode == 127 and report.lookups is None
+    with pytest.raises(LoadError, match="libdep.so.1"):
+        LinkMap(str(tmp / "bin" / "who_c"))
+    linkmap, _, report = assert_model_matches([tmp / "bin" / "who_d"])
+    assert report.stdout == "d\n"
+    assert loaded_from(linkmap, "libdep.so.1") == f"{tmp}/bin/../deps"
 
 
 def test_origin_platform_and_hwcaps_subdirectories(paths):
