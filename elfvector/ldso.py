@@ -34,6 +34,7 @@ import os
 import re
 import struct
 import subprocess
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -666,10 +667,11 @@ class Startup:
     by_relocation: dict
     lookups: int                #: LD_DEBUG=statistics "number of relocations" (no vDSO)
     cache_hits: int             #: "number of relocations from cache"
+    by_requester: Counter = field(default_factory=Counter)     #: object -> its lookups
 
     def lookups_of(self, obj):
-        return sum(1 for b in self.bindings if b.requester is obj and b.looked_up
-                   and not b.from_cache)
+        """The lookups made for ``obj`` (the malloc ones count for the program)."""
+        return self.by_requester[obj]
 
 
 class LinkMap:
@@ -1047,9 +1049,9 @@ class LinkMap:
             for b in self._relocate(obj):
                 bindings.append(b)
                 by_relocation[(obj, b.table, b.index)] = b
-        lookups = sum(1 for b in bindings if b.looked_up and not b.from_cache)
+        made = Counter(b.requester for b in bindings if b.looked_up and not b.from_cache)
         hits = sum(1 for b in bindings if b.from_cache)
-        return Startup(bindings, by_relocation, lookups, hits)
+        return Startup(bindings, by_relocation, sum(made.values()), hits, made)
 
     def _relocate(self, obj):
         """``_dl_relocate_object`` with ``resolve_map``, for the bindings."""
