@@ -453,8 +453,7 @@ class ElfObject:
         self.symbols = self._symbols()
         self.versions, self.defined_versions = self._versions()
         self.index = self._hash_index()
-        self.rela_dyn = self._relocations(DT_RELA, DT_RELASZ)
-        self.rela_plt = self._relocations(DT_JMPREL, DT_PLTRELSZ)
+        self.rela_dyn, self.rela_plt = self._relocation_tables()
 
     def string(self, offset):
         if offset >= len(self._dynstr):
@@ -568,10 +567,21 @@ class ElfObject:
                 i, steps = chain[i], steps + 1
         return order
 
-    def _relocations(self, addr_tag, size_tag):
+    def _relocation_tables(self):
+        """The DT_RELA and DT_JMPREL tables as ``_ELF_DYNAMIC_DO_RELOC`` splits
+        them: a DT_JMPREL table at the tail of DT_RELA's range is only
+        DT_JMPREL's; without DT_PLTREL, DT_JMPREL is not processed."""
+        rela_at, rela_size = self.tags.get(DT_RELA) or 0, self.tags.get(DT_RELASZ) or 0
+        plt_at, plt_size = self.tags.get(DT_JMPREL) or 0, self.tags.get(DT_PLTRELSZ) or 0
+        if DT_PLTREL not in self.tags:
+            plt_at = plt_size = 0
+        if plt_size and rela_at and rela_at + rela_size == plt_at + plt_size:
+            rela_size -= plt_size
+        return self._relocations(rela_at, rela_size), self._relocations(plt_at, plt_size)
+
+    def _relocations(self, addr, size):
         """(r_offset, type, symbol index, r_addend) of each entry."""
-        addr, size = self.tags.get(addr_tag), self.tags.get(size_tag)
-        if not addr or not size:
+        if not addr or size <= 0:
             return []
         raw = self.image.read(addr, size - size % 24)
         return [(off, info & 0xFFFFFFFF, info >> 32, addend)
@@ -728,7 +738,8 @@ class LinkMap:
 
     def _preloads(self, preload, system_preload):
         """LD_PRELOAD's names (split at spaces and colons), then those of
-        /etc/ld.so.preload; each loaded as needed by the program."""
+        /etc/ld.so.preload; each loaded as needed by the program.  One that
+        cannot be loaded is ignored; one already loaded is no preload."""
         names = [n for n in re.split(r"[ :]", preload) if n] if isinstance(preload, str) \
             else list(preload)
         if system_preload and os.access(self.config.preload_path, os.R_OK):
@@ -737,8 +748,12 @@ class LinkMap:
             names += [_decode(n) for n in re.split(rb"[: \t\n]", text) if n]
         maps = []
         for name in names:
-            obj = self._map_object(self.main, name)
-            if obj not in maps and obj is not self.main:
+            loaded = len(self.loaded)
+            try:
+                obj = self._map_object(self.main, name)
+            except LoadError:
+                continue        # "cannot be preloaded (...): ignored."
+            if len(self.loaded) > loaded:
                 maps.append(obj)
         return maps
 

@@ -206,8 +206,11 @@ def test_interposition_weak_first_and_weak_undefined(interpose):
 
 
 def test_preload_interposes(interpose, tmp_path):
+    """libpre.so comes before libfirst.so; a preload that does not exist is
+    ignored, as ld.so ignores it (with a message)."""
     pre = shared(tmp_path, "preload.c", "libpre.so")
-    _, startup, report = assert_model_matches([interpose], {"LD_PRELOAD": str(pre)})
+    preload = f"{tmp_path}/nonexistent.so {pre}"
+    _, startup, report = assert_model_matches([interpose], {"LD_PRELOAD": preload})
     assert report.stdout == "1 9 3 913 0 0\n"
     assert binding(startup, "libsecond.so", "twice")[0] == "libpre.so"
 
