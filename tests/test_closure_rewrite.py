@@ -386,59 +386,82 @@ def test_check_symbol_extends_the_last_hash_chain(variant):
 
 # -- when the executable segment's last page is full ---------------------------------------
 
-PLT_LIB = "libcl_plt.so.1"
-
-
-def full_page_library(d, ibt):
-    """cl_plt.c as a library whose executable segment leaves less than 64
-    bytes of its last page (a filler after .text), and a program using it."""
+def full_page_library(d, source, main, soname, ibt):
+    """``source`` as a library whose executable segment leaves less than 64
+    bytes of its last page (a filler after .text), and ``main`` using it."""
     cflags = ["-fcf-protection"] if ibt else []
     ldflags = ["-Wl,-z,ibtplt"] if ibt else []
 
     def room(extra):
-        sh(["gcc", "-fPIC", "-O2", *cflags, "-shared", f"-Wl,-soname={PLT_LIB}", *ldflags,
-            "-o", PLT_LIB, SRC / "cl_plt.c", *extra], d)
-        rx = next(p for p in ElfImage((d / PLT_LIB).read_bytes(), PLT_LIB).phdrs
+        sh(["gcc", "-fPIC", "-O2", *cflags, "-shared", f"-Wl,-soname={soname}", *ldflags,
+            "-o", soname, SRC / source, "-I", SRC, *extra], d)
+        rx = next(p for p in ElfImage((d / soname).read_bytes(), soname).phdrs
                   if p.type == PT_LOAD and p.flags & PF_X)
         return -(rx.vaddr + rx.filesz) % 0x1000
     (d / "fill.s").write_text(f'.section .text.zz_fill,"ax",@progbits\n'
                               f'.skip {room([]) - 16}, 0xcc\n')
     assert room(["fill.s"]) < 64
-    sh(["gcc", "-O2", *cflags, *ldflags, "-o", "prog", SRC / "cl_plt_main.c", f"./{PLT_LIB}"], d)
+    sh(["gcc", "-O2", *cflags, *ldflags, "-o", "prog", SRC / main, "-I", SRC, f"./{soname}"],
+       d)
 
 
-@pytest.mark.parametrize("ibt", [True, False], ids=["ibt", "plt"])
-def test_fixup_without_room_in_the_executable_page(tmp_path, helpers, ibt):
-    """IBT: the routine goes to the dead lazy .plt.  Classic PLT (PLT0 is
-    too small): one PT_LOAD is added, and the report says why."""
-    full_page_library(tmp_path, ibt)
-    _, lib = write_closure(make_plan(tmp_path, tmp_path / "out", "own", soname=PLT_LIB))
-    if ibt:
-        assert lib.code.startswith("dead IBT .plt") and lib.added_load is None
-        assert lib.loads_after == lib.loads_before
-    else:
-        assert lib.code.startswith("added PT_LOAD")
+@pytest.mark.parametrize("source, ibt, where", [
+    ("cl_plt.c", True, "dead IBT .plt"),
+    ("cl_plt.c", False, "threaded through dead PLT bytes"),
+    ("cl_lib.c", False, "added PT_LOAD")], ids=["ibt", "lazy-tails", "added"])
+def test_fixup_without_room_in_the_executable_page(tmp_path, helpers, source, ibt, where):
+    """IBT: the routine goes to the dead lazy .plt; a classic PLT with
+    enough entries: threaded through PLT0 and the 10-byte lazy tails; too
+    few (cl_lib has 4): one PT_LOAD is added, and the report says why."""
+    main = "cl_plt_main.c" if source == "cl_plt.c" else "cl_main.c"
+    full_page_library(tmp_path, source, main, SONAME, ibt)
+    _, lib = write_closure(make_plan(tmp_path, tmp_path / "out", "own"))
+    assert lib.code.startswith(where)
+    if where == "added PT_LOAD":
         assert "the fix-up routine" in lib.added_load
         assert lib.loads_after == lib.loads_before + 1
+    else:
+        assert lib.added_load is None and lib.loads_after == lib.loads_before
     assert outcome(rewritten(tmp_path, "out")) == outcome(stock(tmp_path))
     blocked = {"LD_PRELOAD": str(helpers["blocker"])}
-    assert library_bias(tmp_path, "out", blocked, PLT_LIB) != 0
+    assert library_bias(tmp_path, "out", blocked) != 0
     assert outcome(rewritten(tmp_path, "out", blocked)) == outcome(stock(tmp_path))
-    proc = sh(["eu-elflint", "--gnu-ld", tmp_path / "out" / PLT_LIB], tmp_path, check=False)
+    proc = sh(["eu-elflint", "--gnu-ld", tmp_path / "out" / SONAME], tmp_path, check=False)
     assert proc.stdout.strip() == "No errors"
 
 
-def test_a_large_preload_table_gets_a_segment(variant, helpers, tmp_path):
-    """Thousands of pre-bound names do not fit a small program's pages: one
-    added PT_LOAD holds the table, and the binary search still finds the
-    preloaded function among them."""
+def test_the_prebound_table_is_not_loaded(variant, helpers, tmp_path):
+    """Thousands of pre-bound names cost no loaded byte: the table lies in a
+    section of the file, mapped only when an unexpected object is loaded,
+    and the binary search still finds the preloaded function among them,
+    also when ld.so is run by hand (the program's l_name, not /proc/self/exe)."""
     d, _, _ = variant
     plan = make_plan(d, tmp_path / "out", "full")
     plan.objects[0].prebound_names |= {f"name_{k}".encode() for k in range(5000)}
     prog, _ = write_closure(plan)
-    assert prog.loads_after == prog.loads_before + 1 and "lists" in prog.added_load
-    proc = sh(["eu-elflint", "--gnu-ld", tmp_path / "out" / "prog"], tmp_path, check=False)
-    assert proc.stdout.strip() == "No errors"          # __abi_tag follows its note
+    assert prog.loads_after == prog.loads_before and prog.added_load is None
+    path = tmp_path / "out" / "prog"
+    image = ElfImage(path.read_bytes(), str(path))
+    _, table = image.section(".elfvector.prebound")
+    assert table.flags == 0 and table.size > 2500 * 4       # hash | 1: name_0 is name_1
+    proc = sh(["eu-elflint", "--gnu-ld", path], tmp_path, check=False)
+    assert proc.stdout.strip() == "No errors"
     assert outcome(rewritten(tmp_path, "out")) == outcome(stock(d))
     proc = rewritten(tmp_path, "out", {"LD_PRELOAD": str(helpers["hit"])})
-    assert proc.returncode == 127 and "LD_PRELOAD'ed" in proc.stderr
+    assert proc.returncode == 127 and "would interpose pre-bound symbols" in proc.stderr
+    malloc = {"LD_PRELOAD": str(helpers["malloc"])}
+    assert outcome(rewritten(tmp_path, "out", malloc)) == outcome(stock(d))
+
+
+def test_ld_so_run_by_hand_cannot_check_a_preload(variant, helpers):
+    """``ld.so PROGRAM``: the program's link_map has no name and
+    /proc/self/exe is ld.so, so its pre-bound names cannot be read: any
+    preload outside the closure is refused, saying so."""
+    d, _, _ = variant
+    argv = ["/lib64/ld-linux-x86-64.so.2", d / "full" / "prog"]
+    assert outcome(sh(argv, d, check=False)) == outcome(stock(d))
+    proc = sh(argv, d, {"LD_PRELOAD": str(helpers["malloc"])}, check=False)
+    assert (proc.stdout, proc.returncode) == ("", 127)
+    assert proc.stderr == (f"elfvector: prog: LD_PRELOAD'ed {helpers['malloc']}: cannot read "
+                           f"the program's pre-bound names to check it (set "
+                           f"ELFVECTOR_PRELOAD=ignore to run anyway)\n")

@@ -24,7 +24,7 @@ table and section headers, written at the end.
 from dataclasses import dataclass, field
 
 from ..elfimage import (PF_R, PF_W, PF_X, PHDR, PT_LOAD, PT_PHDR, SHDR, SHF_ALLOC,
-                        SHF_EXECINSTR, SHT_NOBITS, EHDR, Phdr, Shdr)
+                        SHF_EXECINSTR, SHT_NOBITS, SHT_PROGBITS, EHDR, Phdr, Shdr)
 from ..errors import UnsupportedElfError
 
 PAGE = 0x1000
@@ -32,7 +32,7 @@ SHT_NOTE = 7
 
 #: the tables the window may lay out again (besides every SHT_NOTE section)
 WINDOW_TABLES = (".interp", ".gnu.hash", ".hash", ".dynsym", ".dynstr", ".gnu.version",
-                 ".gnu.version_d", ".gnu.version_r", ".rela.dyn", ".rela.plt")
+                 ".gnu.version_d", ".gnu.version_r", ".rela.dyn", ".rela.plt", ".relr.dyn")
 
 
 def align_up(value, align):
@@ -147,6 +147,8 @@ class NewSection:
     entsize: int = 0
     link: int = 0
     info: int = 0
+    offset: int = None             #: file offset of a section that is not loaded
+    data: bytes = None             #: its contents
 
 
 @dataclass
@@ -197,6 +199,20 @@ class Output:
         self.new_sections.append(section)
         return len(self.shdrs) + len(self.new_sections) - 1
 
+    def add_file_section(self, name, data, align=8):
+        """A section that is not loaded, after every other byte of the file;
+        returns its file offset (call once the segments are final)."""
+        end = self._content_end()
+        if self.added is not None:
+            end = max(end, self.added[0].offset + len(self.added[1]))
+        for sec in self.new_sections:
+            if sec.data is not None:
+                end = max(end, sec.offset + len(sec.data))
+        offset = align_up(end, align)
+        self.add_section(NewSection(name, SHT_PROGBITS, 0, 0, len(data), align, offset=offset,
+                                    data=bytes(data)))
+        return offset
+
     def add_segment(self, flags, size):
         """The added PT_LOAD: after every byte of the file and every address
         (``.bss`` included), page-aligned, so offset and address are congruent."""
@@ -231,6 +247,10 @@ class Output:
             phdr, body = self.added
             out.extend(bytes(phdr.offset - len(out)))
             out.extend(body)
+        for sec in self.new_sections:
+            if sec.data is not None:
+                out.extend(bytes(sec.offset - len(out)))
+                out.extend(sec.data)
         for p in self.phdrs:
             if p.type == PT_PHDR:
                 p.filesz = p.memsz = len(self.phdrs) * PHDR.size
@@ -265,6 +285,8 @@ class Output:
         return shdrs
 
     def _section_offset(self, sec):
+        if sec.offset is not None:
+            return sec.offset
         for p in self.phdrs:
             if p.type == PT_LOAD and p.vaddr <= sec.addr <= p.vaddr + p.memsz:
                 return sec.addr - p.vaddr + p.offset

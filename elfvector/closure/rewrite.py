@@ -29,6 +29,7 @@ in the order of docs/design.md ("Closure rewrite"):
 10. every other section is kept, section headers describe every byte.
 """
 
+import hashlib
 import re
 import struct
 from collections import Counter
@@ -38,7 +39,7 @@ from ..elfimage import (DYN, PF_R, PF_W, PF_X, PHDR, PT_DYNAMIC, PT_INTERP, PT_L
                         SHF_ALLOC, SHF_EXECINSTR, SHF_WRITE, SHN_LORESERVE, SHN_UNDEF,
                         SHT_NOBITS, SHT_PROGBITS, SYM, ElfImage, Rela, Sym, gnu_hash, sysv_hash)
 from ..errors import UnsupportedElfError
-from ..relvec import relr_encode
+from ..relvec import relr_decode, relr_encode
 from . import layout, x86_64
 from .model import (RELA_DYN, RELA_PLT, IrelativeForeign, IrelativeLocal, Keep, Relative,
                     Settle, SettleZero)
@@ -46,8 +47,11 @@ from .model import (RELA_DYN, RELA_PLT, IrelativeForeign, IrelativeLocal, Keep, 
 CHECK_PREFIX = "__elfvector_"
 FIXUP_SECTION, DATA_SECTION, CHECKS_SECTION = (".elfvector.text", ".elfvector.data",
                                                ".elfvector.checks")
+PREBOUND_SECTION = ".elfvector.prebound"
 PRELOAD_SUFFIX = (" would interpose pre-bound symbols "
                   "(set ELFVECTOR_PRELOAD=ignore to run anyway)\n")
+PRELOAD_UNREADABLE = (": cannot read the program's pre-bound names to check it "
+                      "(set ELFVECTOR_PRELOAD=ignore to run anyway)\n")
 PRELOAD_IGNORE = b"ELFVECTOR_PRELOAD=ignore\0"
 ENVIRON_PATH = b"/proc/self/environ\0"
 MAX_SALT = 1 << 20
@@ -62,7 +66,7 @@ DT_NULL, DT_PLTRELSZ, DT_PLTGOT, DT_HASH, DT_STRTAB, DT_SYMTAB = 0, 2, 3, 4, 5, 
 DT_RELA, DT_RELASZ, DT_RELAENT, DT_STRSZ, DT_INIT, DT_FINI = 7, 8, 9, 10, 12, 13
 DT_RPATH, DT_REL, DT_PLTREL, DT_DEBUG, DT_JMPREL = 15, 17, 20, 21, 23
 DT_INIT_ARRAY, DT_FINI_ARRAY, DT_RUNPATH, DT_PREINIT_ARRAY = 25, 26, 29, 32
-DT_RELR = 36
+DT_RELRSZ, DT_RELR, DT_RELRENT = 35, 36, 37
 DT_GNU_HASH, DT_VERSYM, DT_RELACOUNT = 0x6FFFFEF5, 0x6FFFFFF0, 0x6FFFFFF9
 DT_VERDEF, DT_VERNEED = 0x6FFFFFFC, 0x6FFFFFFE
 DT_ADDRRNGLO, DT_ADDRRNGHI = 0x6FFFFE00, 0x6FFFFEFF
@@ -81,7 +85,9 @@ DROPPED_TAGS = {DT_JMPREL, DT_PLTRELSZ, DT_PLTREL, DT_RUNPATH, DT_RPATH}
 #: the tables the rewrite may move, by section name, with their DT_* tag
 TABLE_TAGS = {".dynsym": DT_SYMTAB, ".dynstr": DT_STRTAB, ".gnu.hash": DT_GNU_HASH,
               ".hash": DT_HASH, ".gnu.version": DT_VERSYM, ".gnu.version_d": DT_VERDEF,
-              ".gnu.version_r": DT_VERNEED, ".rela.dyn": DT_RELA}
+              ".gnu.version_r": DT_VERNEED, ".rela.dyn": DT_RELA, ".relr.dyn": DT_RELR}
+#: DT_RELR (gABI): RELATIVE relocations with the addend in the word
+RELR_TAGS = (DT_RELR, DT_RELRSZ, DT_RELRENT)
 SETTLED = (Settle, SettleZero, IrelativeForeign)
 SETTLEABLE_TYPES = (R_X86_64_64, R_X86_64_GLOB_DAT, R_X86_64_JUMP_SLOT, R_X86_64_RELATIVE)
 
@@ -122,16 +128,16 @@ class ObjectReport:
 
 # -- the check symbol -----------------------------------------------------------
 
-def check_symbol_name(data, soname, fingerprint):
+def check_symbol_name(data, soname, fingerprint, new_base=None):
     """(name, value) of the check symbol the library ``data`` will export.
 
     The name is ``__elfvector_<soname as identifier>_<8 hex fingerprint>``,
     salted (``_<n>``) so that its GNU hash falls in the last non-empty
     bucket of ``.gnu.hash`` or a later one: appended at the end of
     ``.dynsym`` it then extends the last chain, and no symbol is renumbered.
-    The value is the address of ``.dynamic`` in ``data`` (an original
-    link-time address, like every address of a plan: the importers'
-    :attr:`~.model.Check.expected` is ``plan.new_address(Target(lib, value))``).
+    The value is the address of ``.dynamic`` in the output when the library
+    is linked at ``new_base`` (what importers' :attr:`~.model.Check.expected`
+    must be); without ``new_base``, its original address in ``data``.
     """
     image = ElfImage(data, soname)
     if isinstance(fingerprint, int):
@@ -142,7 +148,10 @@ def check_symbol_name(data, soname, fingerprint):
     dynamic = [p for p in image.phdrs if p.type == PT_DYNAMIC]
     if not dynamic:
         raise UnsupportedElfError("no dynamic section", soname)
-    return _salted(base, _GnuHash.of(image)), dynamic[0].vaddr
+    value = dynamic[0].vaddr
+    if new_base is not None:
+        value += new_base - layout.loads(image.phdrs)[0].vaddr
+    return _salted(base, _GnuHash.of(image)), value
 
 
 def _identifier(soname):
@@ -324,10 +333,8 @@ class _Rewrite:
         if self.delta % layout.PAGE or (self.delta and obj.is_program):
             raise ValueError(f"{obj.source}: cannot move from {obj.old_base:#x} to "
                              f"{obj.new_base:#x}")
-        for tag, what in ((DT_REL, "DT_REL"), (DT_RELR, "DT_RELR")):
-            if image.dyn(tag):
-                raise UnsupportedElfError(f"{what} relocations are not supported yet",
-                                          obj.source)
+        if image.dyn(DT_REL):
+            raise UnsupportedElfError("DT_REL relocations are not supported", obj.source)
         if image.dyn(DT_JMPREL) and image.dyn(DT_PLTREL) not in (None, DT_RELA):
             raise UnsupportedElfError("DT_PLTREL is not DT_RELA", obj.source)
         self.dynamic_phdr = next(p for p in image.phdrs if p.type == PT_DYNAMIC)
@@ -343,7 +350,10 @@ class _Rewrite:
         return address + self.delta
 
     def run(self):
+        self._check_the_checks()
         self.relocs = relocs = self._relocations()
+        self.relr_words = self._relr_words()
+        self.settles_relr = bool(self.relr_words) and not self.obj.is_program
         self._count_before(relocs)
         self.symbols = _Symbols(self.image)
         self.out = out = layout.Output(self.image)
@@ -355,12 +365,16 @@ class _Rewrite:
         words, own, deps = self._settle(relocs)
         self.preload = bool(self.obj.is_program and self.obj.prebound_names)
         self.needs_fixup = bool(own or self.checks or self.preload)
+        # Words past .bss: the checks', one a RELATIVE sets to its own
+        # address (the own words' entry), one for the IRELATIVE if no other.
         scratch = self.preload and not own and not self.checks
-        self.check_words = self._check_words(out, len(self.checks) + scratch)
+        extra = self._check_words(out, len(self.checks) + bool(own) + scratch)
+        self.check_words = extra[:len(self.checks)]
+        self.own_word = extra[len(self.checks)] if own else None
         self.result_word = next((w[0] for w in [own] + [deps[k] for k in sorted(deps)] if w),
-                                self.check_words[0] if self.check_words else None)
+                                extra[0] if extra else None)
         self.rela_count = (sum(not isinstance(r.decision, (Settle, SettleZero)) for r in relocs)
-                           + len(self.checks) + self.needs_fixup)
+                           + len(self.checks) + bool(own) + self.needs_fixup)
         self.dynamic = self._dynamic_entries()
         self.blob = _Blob(self, own, deps)
         self.moved_phdrs = list(out.phdrs)
@@ -413,12 +427,30 @@ class _Rewrite:
                              f"{target.obj} without a check")
         return decision
 
+    def _check_the_checks(self):
+        """Every importer's Check of this object must name its check symbol
+        and expect it at its new .dynamic address: a wrong ``expected``
+        would make every importer's fix-up "correct" good words."""
+        objects = self.plan.objects
+        for importer in objects:
+            for check in importer.checks:
+                if check.symbol != objects[check.obj].check_symbol:
+                    raise ValueError(f"{importer.source}: its check of "
+                                     f"{objects[check.obj].source} names {check.symbol}, "
+                                     f"not {objects[check.obj].check_symbol}")
+                if check.obj == self.index and check.expected != \
+                        self.mv(self.dynamic_phdr.vaddr):
+                    raise ValueError(f"{importer.source}: its check of {self.obj.source} "
+                                     f"expects {check.expected:#x}, not the new .dynamic "
+                                     f"address {self.mv(self.dynamic_phdr.vaddr):#x}")
+
     def _in_writable_file_bytes(self, address):
         return any(p.flags & PF_W and p.vaddr <= address and address + WORD <= p.vaddr + p.filesz
                    for p in self.loads)
 
     def _count_before(self, relocs):
-        self.report.relative_before = sum(r.rela.type == R_X86_64_RELATIVE for r in relocs)
+        self.report.relative_before = sum(r.rela.type == R_X86_64_RELATIVE for r in relocs) \
+            + len(self.relr_words)
         self.report.lookups_before = sum(r.rela.sym != 0 for r in relocs)
 
     def _assign_checks(self, relocs):
@@ -554,8 +586,31 @@ class _Rewrite:
                 own.append(at)
             else:
                 deps.setdefault(decision.target.obj, []).append(at)
+        if self.settles_relr:
+            for address in self.relr_words:
+                at = self.mv(address)
+                words[at] = struct.unpack("<Q", self.image.read(address, WORD))[0] + self.delta
+                own.append(at)
         self.report.settled = len(words)
         return words, sorted(own), {k: sorted(v) for k, v in deps.items()}
+
+    def _relr_words(self):
+        """The words DT_RELR relocates; a library's are settled like its
+        RELATIVEs (the word += the move, listed for the fix-up) and the
+        table goes, a program's stay with ld.so."""
+        image = self.image
+        addr, size = image.dyn(DT_RELR), image.dyn(DT_RELRSZ) or 0
+        if not addr:
+            return []
+        if image.dyn(DT_RELRENT) not in (None, WORD) or size % WORD:
+            raise UnsupportedElfError("DT_RELRENT is not 8", self.obj.source)
+        words = relr_decode(struct.unpack(f"<{size // WORD}Q", image.read(addr, size)))
+        if not self.obj.is_program:
+            for address in words:
+                if address % WORD or not self._in_writable_file_bytes(address):
+                    raise UnsupportedElfError(f"DT_RELR word {address:#x} is not in a "
+                                              f"writable segment's file bytes", self.obj.source)
+        return words
 
     def _check_words(self, out, count):
         """Addresses of ``count`` words past the end of the last writable
@@ -597,13 +652,16 @@ class _Rewrite:
                 irelative.append(Rela(at, R_X86_64_IRELATIVE, decision.resolver + d))
             elif isinstance(decision, IrelativeForeign):
                 irelative.append(Rela(at, R_X86_64_IRELATIVE, stubs[rela.offset]))
+        if self.own_word is not None:
+            relative.append(Rela(self.own_word, R_X86_64_RELATIVE, self.own_word))
         checks = [Rela(word, (entry << 32) | R_X86_64_GLOB_DAT, 0)
                   for word, (_, entry) in zip(self.check_words, self.checks)]
         fixup = [Rela(self.result_word, R_X86_64_IRELATIVE, fixup_at)] if self.needs_fixup else []
         table = relative + others + checks + fixup + irelative
         if len(table) != self.rela_count:
             raise AssertionError("relocation count changed while placing")
-        self.report.relative_after = len(relative)
+        self.report.relative_after = len(relative) - (self.own_word is not None) + (
+            0 if self.settles_relr else len(self.relr_words))
         self.report.lookups_after = sum(e.sym != 0 for e in others) + len(checks)
         return b"".join(e.pack() for e in table), len(relative)
 
@@ -612,8 +670,9 @@ class _Rewrite:
         """The output's .dynamic entries in their final order; the tables'
         addresses are filled in once they are placed."""
         image, obj = self.image, self.obj
+        dropped = DROPPED_TAGS | (set(RELR_TAGS) if self.settles_relr else set())
         entries = [[t, v + self.delta if t in ADDRESS_TAGS and v else v]
-                   for t, v in image.dynamic if t != DT_NULL and t not in DROPPED_TAGS]
+                   for t, v in image.dynamic if t != DT_NULL and t not in dropped]
         tags = {t for t, _ in entries}
         if not self.rela_count:
             entries = [e for e in entries if e[0] not in (DT_RELA, DT_RELASZ, DT_RELAENT,
@@ -672,27 +731,49 @@ class _Rewrite:
 
 
 class _Blob:
-    """The fix-up's data in read-only bytes: RELR lists, the check table,
-    and in a program the preload check's tables and strings.  Its contents
-    depend on its own address (the check table points into it)."""
+    """The fix-up routine's read-only data (see :mod:`.x86_64` for the
+    header and entries), the RELR lists, and in a program the preload
+    check's names, strings and the header of its pre-bound table, which
+    lies in a section of the file that is not loaded."""
 
     def __init__(self, rw, own, deps):
-        self.rw, self.own = rw, own
+        self.rw = rw
         obj = rw.obj
-        self.own_relr = _relr_bytes(own)
-        self.dep_relr = [_relr_bytes(deps[check.obj]) for check, _ in rw.checks]
-        self.preload = None
+        entries = []
+        if own:
+            entries.append((rw.own_word, rw.own_word, _relr_bytes(own)))
+        for word, (check, _) in zip(rw.check_words, rw.checks):
+            entries.append((word, check.expected, _relr_bytes(deps[check.obj])))
+        self.entries = entries
+        self.lists_at = x86_64.HEADER_SIZE + x86_64.ENTRY_SIZE * len(entries)
+        at = self.lists_at + sum(len(relr) for _, _, relr in entries)
+        self.preload, self.table = None, None
         if rw.preload:
             names = {_basename(n).encode("utf-8", "surrogateescape")
                      for n in obj.expected_objects}
             names |= {x86_64.VDSO_NAME.encode()} | self._interp_names()
-            prebound = {n if isinstance(n, bytes) else n.encode("utf-8", "surrogateescape")
-                        for n in obj.prebound_names}
+            prebound = _hash_table({n if isinstance(n, bytes) else
+                                    n.encode("utf-8", "surrogateescape")
+                                    for n in obj.prebound_names}, low_bit=True)
+            header = b"ELFVPRE1" + hashlib.sha256(prebound).digest()[:8]
+            self.table = header + prebound
             program = _basename(obj.output).encode("utf-8", "surrogateescape")
-            self.preload = (_hash_table(names), _hash_table(prebound, low_bit=True),
+            self.strings = [_hash_table(names), header,
                             b"elfvector: " + program + b": LD_PRELOAD'ed ",
-                            PRELOAD_SUFFIX.encode())
-        self.size = len(self.layout(0)[0])
+                            PRELOAD_SUFFIX.encode(), PRELOAD_UNREADABLE.encode(),
+                            ENVIRON_PATH, x86_64.PROC_EXE, PRELOAD_IGNORE]
+            fields = at                      # debug word, then the table's mapping (3 words)
+            offsets, cursor = [], fields + 4 * WORD
+            for data in self.strings:
+                offsets.append(cursor)
+                cursor += layout.align_up(len(data), WORD)
+            at = cursor
+            self.preload = x86_64.PreloadLayout(
+                fields, offsets[0], len(self.strings[0]) // 4, fields + WORD, offsets[1],
+                len(prebound) // 4, offsets[2], len(self.strings[2]), offsets[3],
+                len(self.strings[3]), offsets[4], len(self.strings[4]), offsets[5],
+                offsets[6], offsets[7], len(PRELOAD_IGNORE))
+        self.size = at
 
     def _interp_names(self):
         """Basenames ld.so's own link_map may carry: the old and the new PT_INTERP."""
@@ -704,32 +785,25 @@ class _Blob:
             names.add(_basename(self.rw.obj.interp).encode("utf-8", "surrogateescape"))
         return names
 
-    def layout(self, at):
-        """(bytes, :class:`~.x86_64.FixupParams`) of the blob placed at ``at``."""
-        rw, parts = self.rw, bytearray()
-
-        def add(data, align=WORD):
-            parts.extend(bytes(layout.align_up(len(parts), align) - len(parts)))
-            start = at + len(parts)
-            parts.extend(data)
-            return start, at + len(parts)
-        own = add(self.own_relr) if self.own else None
-        lists = [add(relr) for relr in self.dep_relr]
-        table = b"".join(struct.pack("<QQQQ", word, check.expected, start, end)
-                         for word, (check, _), (start, end) in zip(rw.check_words, rw.checks,
-                                                                   lists))
-        checks = add(table) if table else None
-        preload = None
+    def content(self, at, table_offset):
+        """The bytes at link-time address ``at``; the pre-bound table lies at
+        file offset ``table_offset`` (a program's)."""
+        rw = self.rw
+        out = bytearray(struct.pack("<QQQ", at, rw.result_word, at + self.lists_at))
+        lists, cursor = bytearray(), at + self.lists_at
+        for word, expected, relr in self.entries:
+            out += struct.pack("<QQQQ", word, expected, cursor, cursor + len(relr))
+            lists += relr
+            cursor += len(relr)
+        out += lists
         if self.preload is not None:
-            names, prebound, prefix, suffix = self.preload
-            names_at, prebound_at = add(names)[0], add(prebound)[0]
-            prefix_at, suffix_at = add(prefix, 1)[0], add(suffix, 1)[0]
-            environ_at, pattern_at = add(ENVIRON_PATH, 1)[0], add(PRELOAD_IGNORE, 1)[0]
-            preload = x86_64.PreloadCheck(
-                rw.debug_word(), names_at, len(names) // 4, prebound_at, len(prebound) // 4,
-                prefix_at, len(prefix), suffix_at, len(suffix), environ_at, pattern_at,
-                len(PRELOAD_IGNORE))
-        return bytes(parts), x86_64.FixupParams(rw.result_word, own, checks, preload)
+            page = table_offset // layout.PAGE * layout.PAGE
+            out += struct.pack("<QQQQ", self.rw.debug_word(), page,
+                               table_offset + len(self.table) - page, table_offset - page)
+            for data in self.strings:
+                out += data + bytes(layout.align_up(len(data), WORD) - len(data))
+        assert len(out) == self.size
+        return bytes(out)
 
 
 def _relr_bytes(words):
@@ -772,6 +846,8 @@ class _Placement:
         self.contents = rw.symbols.tables()
         self.contents[".rela.dyn"] = bytes(rw.rela_count * RELA.size)
         self.contents[".rela.plt"] = b""
+        if rw.settles_relr:
+            self.contents[".relr.dyn"] = b""
         if obj.is_program and obj.interp is not None:
             self.contents[".interp"] = obj.interp.encode("utf-8", "surrogateescape") + b"\0"
         self.rela_size = rw.rela_count * RELA.size
@@ -784,7 +860,7 @@ class _Placement:
             raise _NoRoom("no room to grow the program header table")
         self.table_space = layout.Space("first PT_LOAD", self.window.start + d + grow,
                                         self.window.end + d, PF_R)
-        self.code_spaces, self.data_spaces, self.dead_spaces = [], [], []
+        self.code_spaces, self.data_spaces = [], []
         for p in rw.loads:
             if p is first or p.flags & PF_W:
                 continue
@@ -797,11 +873,6 @@ class _Placement:
                                  else "read-only segment's last page", start + d, end + d,
                                  p.flags)
             (self.code_spaces if executable else self.data_spaces).append(space)
-        dead = x86_64.dead_plt(rw.sections)
-        if dead is not None:
-            name = "dead IBT .plt" if ".plt.sec" in rw.sections else "dead PLT0"
-            self.dead_spaces.append(layout.Space(name, dead[0] + d, dead[0] + dead[1] + d,
-                                                 PF_R | PF_X))
         self.added_space = None
         if self.added:
             vaddr = layout.page_end(max(p.vaddr + p.memsz for p in self.out.phdrs
@@ -817,28 +888,82 @@ class _Placement:
             return self.added_space.take(size, align), self.added_space
         raise _NoRoom(f"no room for {what} ({size} bytes)")
 
+    # -- code ------------------------------------------------------------------------
     def _place_code(self):
-        """The fix-up routine, then the IFUNC stubs without a lazy tail of their own."""
+        """The IFUNC stubs in their own lazy tails, then the fix-up routine:
+        in one free region if one holds it, else threaded over the dead PLT
+        bytes, else in the added PT_LOAD."""
         rw = self.rw
-        self.stubs = {}
+        self.stubs, tails = {}, self._dead_plt_regions()
         for r in rw.relocs:
             if isinstance(r.decision, IrelativeForeign):
                 tail = rw.plt[r.rela.offset].tail
                 if tail is not None and tail[1] >= x86_64.FOREIGN_STUB_SIZE:
                     self.stubs[r.rela.offset] = tail[0] + rw.delta
-        self.fixup_at = self.code_space = None
-        if rw.needs_fixup:
-            self.code_size = x86_64.fixup_routine_size(rw.blob.layout(0)[1])
-            self.fixup_at, self.code_space = self._take(self.code_spaces + self.dead_spaces,
-                                                        self.code_size, 16, "the fix-up routine")
+                    tails = [t for t in tails if t[0] != tail[0] + rw.delta]
         for r in rw.relocs:
             if isinstance(r.decision, IrelativeForeign) and r.rela.offset not in self.stubs:
-                self.stubs[r.rela.offset], _ = self._take(
-                    self.dead_spaces + self.code_spaces, x86_64.FOREIGN_STUB_SIZE, 2,
-                    "an IFUNC stub")
-        if self.added_space is not None and self.added_space.used:
-            self.added_space.flags = PF_R | PF_X
+                at, tails = self._stub_room(tails)
+                self.stubs[r.rela.offset] = at
+        self.routine, self.code_where = None, "none"
+        if rw.needs_fixup:
+            self.routine = x86_64.Routine(x86_64.fixup_lines(rw.blob.preload))
+            self._place_routine(tails)
 
+    def _dead_plt_regions(self):
+        """Dead PLT bytes, in address order: the whole IBT .plt, else PLT0
+        and every lazy tail (whose word no lazy binding reads any more)."""
+        rw, d = self.rw, self.rw.delta
+        dead = x86_64.dead_plt(rw.sections)
+        if dead is None:
+            return []
+        regions = [(dead[0] + d, dead[0] + dead[1] + d)]
+        if ".plt.sec" not in rw.sections:
+            regions += sorted((e.tail[0] + d, e.tail[0] + e.tail[1] + d)
+                              for e in rw.plt.values() if e.tail is not None)
+        return regions
+
+    def _stub_room(self, tails):
+        """10 bytes for an IFUNC stub: from a dead PLT region, else like code."""
+        for k, (start, end) in enumerate(tails):
+            if end - start >= x86_64.FOREIGN_STUB_SIZE:
+                rest = [(start + x86_64.FOREIGN_STUB_SIZE, end)]
+                return start, tails[:k] + [r for r in rest if r[1] > r[0]] + tails[k + 1:]
+        at, _ = self._take(self.code_spaces, x86_64.FOREIGN_STUB_SIZE, 2, "an IFUNC stub")
+        return at, tails
+
+    def _place_routine(self, tails):
+        routine, spaces = self.routine, self.code_spaces
+        ibt = [t for t in tails if ".plt.sec" in self.rw.sections]
+        for space, region in [(s, (s.cursor, s.end)) for s in spaces] + [(None, t) for t in ibt]:
+            try:
+                used = routine.layout([region])
+            except x86_64.NoRoom:
+                continue
+            return self._routine_placed(space, [region], used, space.name if space
+                                        else "dead IBT .plt")
+        regions = [(s.cursor, s.end) for s in spaces] + tails
+        try:
+            used = routine.layout(regions)
+            return self._routine_placed(None, regions, used, "threaded through dead PLT bytes")
+        except x86_64.NoRoom:
+            pass
+        if self.added_space is None:
+            raise _NoRoom("no room for the fix-up routine")
+        self.added_space.flags = PF_R | PF_X
+        region = (self.added_space.cursor, self.added_space.end)
+        used = routine.layout([region])
+        self.added_space.cursor = used[0]
+        self.code_where = "added PT_LOAD"
+
+    def _routine_placed(self, space, regions, used, where):
+        for s in self.code_spaces:
+            for (start, _), end in zip(regions, used):
+                if end is not None and start == s.cursor:
+                    s.cursor = end
+        self.code_where = where
+
+    # -- tables and data -------------------------------------------------------------
     def _place_tables(self, image):
         """The window's sections in their order, then the changed tables
         that lie elsewhere (their old bytes stay, unused)."""
@@ -867,7 +992,7 @@ class _Placement:
 
     def _place_blob(self):
         self.blob_at = self.blob_space = None
-        if self.rw.blob.size:
+        if self.rw.needs_fixup:
             spaces = [self.table_space] + self.data_spaces + self.code_spaces
             self.blob_at, self.blob_space = self._take(spaces, self.rw.blob.size, WORD,
                                                        "the fix-up's lists")
@@ -877,7 +1002,8 @@ class _Placement:
         rw, out, image = self.rw, self.out, self.rw.image
         self._grow_segments(out.phdrs[self.window.segment])
         self._clear_window()
-        rela, self.relacount = rw.new_relocations(self.fixup_at, self.stubs)
+        fixup_at = self.routine.entry if self.routine is not None else None
+        rela, self.relacount = rw.new_relocations(fixup_at, self.stubs)
         self.contents[".rela.dyn"] = rela
         rw.follow_sections(out, {i: at - out.shdrs[i].addr for i, (at, _) in self.moves.items()})
         self.contents[".dynsym"] = b"".join(sym.pack() for sym in rw.symbols.syms)
@@ -891,24 +1017,34 @@ class _Placement:
                 dynsym, _ = image.section(".dynsym")
                 out.add_section(layout.NewSection(name, SHT_RELA, SHF_ALLOC, at, len(rela),
                                                   WORD, RELA.size, dynsym or 0))
-        blob, params = rw.blob.layout(self.blob_at or 0)
-        if blob:
-            out.put(self.blob_at, blob)
-            out.add_section(layout.NewSection(DATA_SECTION, SHT_PROGBITS, SHF_ALLOC,
-                                              self.blob_at, len(blob), WORD))
-        if self.fixup_at is not None:
-            code = x86_64.fixup_routine(self.fixup_at, params)
-            code += b"\xcc" * (self.code_size - len(code))
-            out.put(self.fixup_at, code)
-            if self.code_space not in self.dead_spaces:
-                out.add_section(layout.NewSection(FIXUP_SECTION, SHT_PROGBITS,
-                                                  SHF_ALLOC | SHF_EXECINSTR, self.fixup_at,
-                                                  len(code), 16))
-            rw.report.code = f"{self.code_space.name} at {self.fixup_at:#x}"
+        if self.routine is not None:
+            self._write_fixup()
         for word, at in self.stubs.items():
             out.put(at, x86_64.foreign_stub(at, rw.mv(word)))
         spaces = {self.table_space.name} | ({self.blob_space.name} if self.blob_space else set())
         rw.report.tables = ", ".join(sorted(spaces))
+
+    def _write_fixup(self):
+        rw, out = self.rw, self.out
+        table_offset = None
+        if rw.blob.table is not None:
+            table_offset = out.add_file_section(PREBOUND_SECTION, rw.blob.table, WORD)
+        blob = rw.blob.content(self.blob_at, table_offset)
+        out.put(self.blob_at, blob)
+        out.add_section(layout.NewSection(DATA_SECTION, SHT_PROGBITS, SHF_ALLOC, self.blob_at,
+                                          len(blob), WORD))
+        pieces = self.routine.encode(self.blob_at)
+        for at, code in pieces:
+            out.put(at, code)
+        for space in self.code_spaces + ([self.added_space] if self.added_space else []):
+            inside = [(at, code) for at, code in pieces if space.vaddr <= at < space.end]
+            if inside:
+                start = min(at for at, _ in inside)
+                end = max(at + len(code) for at, code in inside)
+                out.add_section(layout.NewSection(FIXUP_SECTION, SHT_PROGBITS,
+                                                  SHF_ALLOC | SHF_EXECINSTR, start,
+                                                  end - start, 16))
+        rw.report.code = f"{self.code_where} at {self.routine.entry:#x}"
 
     def _grow_segments(self, first):
         out = self.out

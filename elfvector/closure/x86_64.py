@@ -16,17 +16,22 @@ Three things need x86-64 knowledge:
   applies every JUMP_SLOT eagerly, and a settled GOT word never points
   back into the PLT), so those bytes are free for code.
 
-* **The fix-up routine** (:func:`fixup_routine`), run by ld.so as the first
+* **The fix-up routine** (:func:`fixup_lines`), run by ld.so as the first
   ``R_X86_64_IRELATIVE`` of an object, after every other relocation of the
   object and before any of its code runs (glibc ``elf_dynamic_do_Rela``
   defers IRELATIVEs to the end of the table, in order).  It corrects the
   settled words when an object is not where they were settled for, and in a
-  program runs the preload check.  It is assembled from readable Intel-syntax
-  assembly with keystone (whose AT&T mode reads bare numbers as hex).
+  program runs the preload check.  It is written as readable Intel-syntax
+  assembly; :class:`Routine` encodes it (keystone for single instructions,
+  whose AT&T mode reads bare numbers as hex; branches itself) and lays it
+  out over one or more regions of dead bytes, joined by jumps: the
+  executable segment's last page, the dead IBT ``.plt``, PLT0, the 10-byte
+  lazy tails of the PLT entries.
 
 * **The stub** (:func:`foreign_stub`): ``endbr64; jmp *word(%rip)``.
 """
 
+import re
 from dataclasses import dataclass
 
 import keystone
@@ -37,7 +42,8 @@ FOREIGN_STUB_SIZE = 10
 WORD = 8
 
 # Linux x86-64 system call numbers (arch/x86/entry/syscalls/syscall_64.tbl).
-SYS_READ, SYS_OPEN, SYS_CLOSE, SYS_WRITEV, SYS_EXIT_GROUP = 0, 2, 3, 20, 231
+SYS_READ, SYS_OPEN, SYS_CLOSE, SYS_MMAP, SYS_MUNMAP = 0, 2, 3, 9, 11
+SYS_WRITEV, SYS_EXIT_GROUP = 20, 231
 
 DT_GNU_HASH = 0x6FFFFEF5
 VDSO_NAME = "linux-vdso.so.1"
@@ -118,186 +124,133 @@ def _rel32(source_end, target):
     return disp.to_bytes(4, "little", signed=True)
 
 
-# -- the fix-up routine -------------------------------------------------------
+# -- the fix-up routine's data ------------------------------------------------------
+
+#: The fix-up data (8-aligned, read-only) starts with a header the code reads
+#: through %r11 = its run-time address: its own link-time address (so the
+#: bias is %r11 minus that), the link-time address of the result word, and
+#: of the end of the entries that follow.  An entry is (word, expected,
+#: list start, list end): the word's run-time value minus ``expected`` is
+#: added to every word of the RELR list.  A check's word is its GLOB_DAT's
+#: (the library's displacement); the object's own words have an entry whose
+#: word a RELATIVE sets to ``expected`` plus the bias.
+HEADER_SELF, HEADER_RESULT, HEADER_END, HEADER_SIZE = 0, 8, 16, 24
+ENTRY_SIZE = 32
+RELR_BITS = 63
+PROC_EXE = b"/proc/self/exe\0"
+
 
 @dataclass
-class PreloadCheck:
-    """What a program's preload check reads (link-time addresses of the
-    program, tables in the program's read-only bytes)."""
+class PreloadLayout:
+    """Where the preload check's data lies, as offsets from the fix-up data."""
 
-    debug_word: int          #: d_val of the program's DT_DEBUG entry
-    names: int               #: sorted u32 GNU hashes of expected object basenames
+    debug: int               #: u64: link-time address of the program's DT_DEBUG value
+    names: int               #: sorted u32 GNU hashes of the expected objects' basenames
     names_count: int
-    prebound: int            #: sorted u32 (GNU hash | 1) of pre-bound names
-    prebound_count: int
+    table: int               #: u64 x3: page-aligned file offset of the pre-bound table's
+    #: mapping, the mapping's length, the table's offset in it
+    header: int              #: 16 bytes the table starts with in the file
+    prebound_count: int      #: u32 entries after the header: sorted (GNU hash | 1)
     prefix: int              #: "elfvector: PROG: LD_PRELOAD'ed "
     prefix_len: int
     suffix: int              #: " would interpose ... anyway)\n"
     suffix_len: int
-    environ_path: int        #: "/proc/self/environ\0"
+    unreadable: int          #: ": cannot check it: ... anyway)\n"
+    unreadable_len: int
+    environ: int             #: "/proc/self/environ\0"
+    exe: int                 #: "/proc/self/exe\0"
     pattern: int             #: "ELFVECTOR_PRELOAD=ignore\0"
     pattern_len: int
 
 
-@dataclass
-class FixupParams:
-    """Where the fix-up routine finds its lists (link-time addresses)."""
-
-    result_word: int         #: the word its IRELATIVE writes; the routine returns its value
-    own: tuple = None        #: (start, end) of the RELR list of words into this object
-    checks: tuple = None     #: (start, end) of the check table, 32 bytes a check
-    preload: PreloadCheck = None
-
-
-CHECK_ENTRY = 32             # word, expected, list start, list end
-RELR_BITS = 63
-
-
-def fixup_routine(at, params):
-    """The bytes of the fix-up routine linked at ``at``.
+def fixup_lines(preload=None):
+    """The fix-up routine, as assembly lines.
 
     ld.so calls it with no arguments (a normal call: %rbx, %rbp, %r12-%r15
-    are preserved, the rest are free).  With %r11 its run-time address and
-    %r10 the object's load bias (run-time minus link-time address):
-
-    * when the bias is not 0, it adds the bias to every word of the ``own``
-      RELR list (words settled to this object's own addresses);
-    * for each check (word, expected, list): the check word, which a
-      GLOB_DAT against the library's check symbol filled, minus
-      ``expected`` is the library's displacement; when not 0 it is added to
-      every word of that library's RELR list;
-    * in a program, the preload check (:func:`_preload_asm`);
-    * returns the (corrected) value of ``result_word``.
-
-    The common case (every object at its base) costs a few instructions a
-    check.  Words are listed by link-time address, found at that plus the
-    bias.  RELR: an even entry is a word's address, the next bitmap starts
-    at the word after it; an odd entry is a bitmap whose bit ``i`` (after
-    the tag bit) marks the word ``base + 8*i``, the next base 63 words on.
+    are preserved, the rest are free); %r11 is the data's run-time address,
+    %r10 the load bias.  For each entry whose word moved, the RELR walk
+    (:func:`_relr_lines`) adds the displacement to the listed words; then
+    a program runs the preload check (:func:`_preload_lines`); the routine
+    returns the corrected value of the result word, which its IRELATIVE
+    stores there again.  Every object at its base costs about 6
+    instructions an entry.
     """
-    return _assemble(_fixup_asm(at, params), at)
-
-
-def fixup_routine_size(params):
-    """An upper bound of the routine's size, for any placement: every
-    displacement assembled as a 32-bit one."""
-    far = _far_params(params)
-    return len(_assemble(_fixup_asm(0x10000000, far), 0x10000000))
-
-
-def _far_params(params):
-    """``params`` with every address far from the routine (disp32 everywhere)."""
-    def far(addr):
-        return 0x70000000 + (addr & 0xFFF)
-
-    def far_pair(pair):
-        return None if pair is None else (far(pair[0]), far(pair[1]))
-    pre = params.preload
-    if pre is not None:
-        pre = PreloadCheck(far(pre.debug_word), far(pre.names), pre.names_count,
-                           far(pre.prebound), pre.prebound_count, far(pre.prefix),
-                           pre.prefix_len, far(pre.suffix), pre.suffix_len,
-                           far(pre.environ_path), far(pre.pattern), pre.pattern_len)
-    return FixupParams(far(params.result_word), far_pair(params.own), far_pair(params.checks),
-                       pre)
-
-
-def _assemble(source, at):
-    ks = keystone.Ks(keystone.KS_ARCH_X86, keystone.KS_MODE_64)
-    encoding, _ = ks.asm(source, at)
-    return bytes(encoding)
-
-
-def _fixup_asm(at, p):
-    def d(addr):                       # r11-relative displacement of a link-time address
-        return f"{addr - at:#x}" if addr >= at else f"-{at - addr:#x}"
     lines = [
-        "ev_fixup:",
-        ".byte 0xf3, 0x0f, 0x1e, 0xfa",          # endbr64: ld.so calls us indirectly
+        "endbr64",                                # ld.so calls us indirectly
+        "lea r11, [rip + DATA]",
+        "mov r10, r11",
+        f"sub r10, qword ptr [r11 + {HEADER_SELF:#x}]",    # the load bias
         "push rbx",
-        "lea r11, [rip + ev_fixup]",
-        f"movabs r10, {at:#x}",
-        "neg r10",
-        "add r10, r11",                           # r10 = load bias
+        f"lea rbx, [r11 + {HEADER_SIZE:#x}]",
+        f"mov r9, qword ptr [r11 + {HEADER_END:#x}]",
+        "add r9, r10",
+        "jmp ev_test",
+        "ev_entry:",
+        "mov rax, qword ptr [rbx]",
+        "mov rdx, qword ptr [rax + r10]",
+        "sub rdx, qword ptr [rbx + 8]",          # how far that object moved
+        "jz ev_next",
+        "mov rsi, qword ptr [rbx + 0x10]",
+        "add rsi, r10",
+        "mov rdi, qword ptr [rbx + 0x18]",
+        "add rdi, r10",
+        "call ev_relr",
+        "ev_next:",
+        f"add rbx, {ENTRY_SIZE:#x}",
+        "ev_test:",
+        "cmp rbx, r9",
+        "jb ev_entry",
     ]
-    if p.own is not None and p.own[0] != p.own[1]:
-        lines += [
-            "test r10, r10",
-            "jz ev_own_done",
-            f"lea rsi, [r11 + {d(p.own[0])}]",
-            f"lea rdi, [r11 + {d(p.own[1])}]",
-            "mov rdx, r10",
-            "call ev_relr",
-            "ev_own_done:",
-        ]
-    if p.checks is not None and p.checks[0] != p.checks[1]:
-        lines += [
-            f"lea rbx, [r11 + {d(p.checks[0])}]",
-            "ev_check:",
-            "mov rax, qword ptr [rbx]",
-            "mov rdx, qword ptr [rax + r10]",     # what ld.so found for the check symbol
-            "sub rdx, qword ptr [rbx + 8]",       # minus where it should be
-            "jz ev_check_next",
-            "mov rsi, qword ptr [rbx + 16]",
-            "add rsi, r10",
-            "mov rdi, qword ptr [rbx + 24]",
-            "add rdi, r10",
-            "call ev_relr",
-            "ev_check_next:",
-            f"add rbx, {CHECK_ENTRY:#x}",
-            f"lea rax, [r11 + {d(p.checks[1])}]",
-            "cmp rbx, rax",
-            "jb ev_check",
-        ]
-    if p.preload is not None:
-        lines += ["call ev_preload", "lea r11, [rip + ev_fixup]"]
+    if preload is not None:
+        lines += ["call ev_preload", "lea r11, [rip + DATA]"]
     lines += [
-        f"mov rax, qword ptr [r11 + {d(p.result_word)}]",
+        f"mov rax, qword ptr [r11 + {HEADER_RESULT:#x}]",
+        "mov rax, qword ptr [rax + r10]",
         "pop rbx",
         "ret",
     ]
-    lines += _relr_asm()
-    if p.preload is not None:
-        lines += _preload_asm(p.preload, d)
-    return "\n".join(lines) + "\n"
+    lines += _relr_lines()
+    if preload is not None:
+        lines += _preload_lines(preload)
+    return lines
 
 
-def _relr_asm():
+def _relr_lines():
     """Add %rdx to every word the RELR list [%rsi, %rdi) names (link-time
-    addresses; the words are at address + %r10).  Clobbers rax rcx rsi r8."""
+    addresses; the words are at address + %r10).  An even entry is a word's
+    address, the next bitmap starts at the word after it; an odd entry is a
+    bitmap whose bit ``i`` (after the tag bit) marks the word ``base + 8*i``,
+    the next base 63 words on.  Clobbers rax rcx rsi r8 (DF is clear: psABI)."""
     return [
         "ev_relr:",
         "cmp rsi, rdi",
-        "jae ev_relr_ret",
-        "mov rax, qword ptr [rsi]",
-        "add rsi, 8",
+        "jae ev_relr_done",
+        "lodsq",
         "test al, 1",
         "jnz ev_relr_bitmap",
-        "add rax, r10",
-        "add qword ptr [rax], rdx",
-        "lea rcx, [rax + 8]",                     # the next bitmap's first word
+        "lea rcx, [rax + r10]",
+        "add qword ptr [rcx], rdx",
+        "add rcx, 8",                             # the next bitmap's first word
         "jmp ev_relr",
         "ev_relr_bitmap:",
         "shr rax, 1",                             # drop the tag bit
         "mov r8, rcx",
         "ev_relr_bit:",
-        "test rax, rax",
-        "jz ev_relr_bitmap_done",
         "shr rax, 1",                             # CF = this word's bit
         "jnc ev_relr_skip",
         "add qword ptr [r8], rdx",
         "ev_relr_skip:",
         "add r8, 8",
-        "jmp ev_relr_bit",
-        "ev_relr_bitmap_done:",
+        "test rax, rax",
+        "jnz ev_relr_bit",
         f"add rcx, {RELR_BITS * WORD:#x}",
         "jmp ev_relr",
-        "ev_relr_ret:",
+        "ev_relr_done:",
         "ret",
     ]
 
 
-def _preload_asm(p, d):
+def _preload_lines(p):
     """The preload check of a program.
 
     ld.so set the program's DT_DEBUG to ``_r_debug`` before relocating
@@ -306,23 +259,33 @@ def _preload_asm(p, d):
     object.  An object whose basename (``l_name``, 8) hashes to no expected
     name is a preload: the GNU hashes in its ``.gnu.hash`` chains (found
     through ``l_ld``, 16, whose DT_GNU_HASH ld.so has already relocated) are
-    looked up in the sorted table of pre-bound names.  On a hit, unless
-    ``/proc/self/environ`` holds ``ELFVECTOR_PRELOAD=ignore``, one line goes
-    to fd 2 and the process exits with 127, as ld.so does for a missing
-    symbol.  An object without DT_GNU_HASH cannot be judged: refused too.
-    Raw system calls only (libc is not ready, and may be what is preloaded).
+    looked up in the sorted table of pre-bound names.  That table is not
+    loaded: it is mapped from the program's file (``l_name``, or
+    ``/proc/self/exe`` when ld.so was not run by hand) the first time, and
+    must start with the 16 bytes the data holds; a file that cannot be read
+    (ld.so run by hand: the program's l_name is empty and /proc/self/exe is
+    ld.so) counts as a hit, with its own message.  On a hit, unless ``/proc/self/environ`` holds
+    ``ELFVECTOR_PRELOAD=ignore``, one line goes to fd 2 and the process
+    exits with 127, as ld.so does for a missing symbol.  An object without
+    DT_GNU_HASH cannot be judged: refused too.  Raw system calls only (libc
+    is not ready, and may be what is preloaded); they clobber rcx and r11,
+    and %r10 carries their fourth argument.  %rbp frames two slots: the
+    mapped table (0: not yet, 1: unreadable) and the mapping.
     """
     return [
         "ev_preload:",
-        "push r12", "push r13", "push r14", "push r15",
-        f"mov rax, qword ptr [r11 + {d(p.debug_word)}]",
+        "push rbp", "mov rbp, rsp", "push r10", "push r12", "push r13", "push r14",
+        "push r15", "push rbx",
+        "xor eax, eax", "push rax", "push rax",             # [rbp-0x38], [rbp-0x40]
+        f"mov rax, qword ptr [r11 + {p.debug:#x}]",
+        "mov rax, qword ptr [rax + r10]",
         "test rax, rax",
-        "jz ev_preload_ret",
+        "jz ev_preload_done",
         "mov r12, qword ptr [rax + 8]",           # r_map: the program
-        "ev_preload_object:",
-        "mov r12, qword ptr [r12 + 24]",          # l_next
+        "ev_object:",
+        "mov r12, qword ptr [r12 + 0x18]",        # l_next
         "test r12, r12",
-        "jz ev_preload_ret",
+        "jz ev_preload_done",
         "mov rsi, qword ptr [r12 + 8]",           # l_name
         "mov rdi, rsi",
         "ev_basename:",
@@ -347,23 +310,23 @@ def _preload_asm(p, d):
         "inc rdi",
         "jmp ev_name_hash",
         "ev_name_hashed:",
-        f"lea rsi, [r11 + {d(p.names)}]",
+        f"lea rsi, [r11 + {p.names:#x}]",
         f"mov ecx, {p.names_count:#x}",
         "call ev_find",
-        "jnz ev_preload_object",                     # an expected object
-        "mov rsi, qword ptr [r12 + 16]",          # l_ld
+        "jnz ev_object",                          # an expected object
+        "mov rsi, qword ptr [r12 + 0x10]",        # l_ld
         "ev_dynamic:",
         "mov rax, qword ptr [rsi]",
         "test rax, rax",
-        "jz ev_preload_hit",                         # no DT_GNU_HASH: cannot tell
+        "jz ev_hit",                              # no DT_GNU_HASH: cannot tell
         f"cmp rax, {DT_GNU_HASH:#x}",
         "je ev_gnu_hash",
-        "add rsi, 16",
+        "add rsi, 0x10",
         "jmp ev_dynamic",
         "ev_gnu_hash:",
         "mov r13, qword ptr [rsi + 8]",
         "mov eax, dword ptr [r13 + 8]",           # bloom size
-        "lea r14, [r13 + rax*8 + 16]",            # buckets
+        "lea r14, [r13 + rax*8 + 0x10]",          # buckets
         "mov ecx, dword ptr [r13]",               # nbucket
         "lea r15, [r14 + rcx*4]",                 # chains (index symoffset)
         "mov eax, dword ptr [r13 + 4]",           # symoffset
@@ -372,7 +335,7 @@ def _preload_asm(p, d):
         "lea r13, [r14 + rcx*4]",                 # end of the buckets
         "ev_bucket:",
         "cmp r14, r13",
-        "jae ev_preload_object",
+        "jae ev_object",
         "mov ebx, dword ptr [r14]",
         "add r14, 4",
         "test ebx, ebx",
@@ -380,19 +343,17 @@ def _preload_asm(p, d):
         "ev_chain:",
         "mov eax, dword ptr [r15 + rbx*4]",
         "or eax, 1",                              # the table holds hash | 1
-        f"lea rsi, [r11 + {d(p.prebound)}]",
-        f"mov ecx, {p.prebound_count:#x}",
-        "call ev_find",
-        "jnz ev_preload_hit",
+        "call ev_prebound",
+        "jnz ev_hit",
         "test byte ptr [r15 + rbx*4], 1",         # the chain's last symbol
         "jnz ev_bucket",
         "inc ebx",
         "jmp ev_chain",
-        "ev_preload_hit:",
+        "ev_hit:",
         "call ev_ignored",
         "test eax, eax",
-        "jnz ev_preload_ret",
-        "lea r11, [rip + ev_fixup]",
+        "jnz ev_preload_done",
+        "lea r11, [rip + DATA]",
         "mov rsi, qword ptr [r12 + 8]",
         "mov rcx, rsi",
         "ev_name_length:",
@@ -402,15 +363,22 @@ def _preload_asm(p, d):
         "jmp ev_name_length",
         "ev_name_measured:",
         "sub rcx, rsi",
-        "sub rsp, 0x30",
-        f"lea rax, [r11 + {d(p.prefix)}]",
+        "sub rsp, 0x30",                          # three iovecs: prefix, name, suffix
+        f"lea rax, [r11 + {p.prefix:#x}]",
         "mov qword ptr [rsp], rax",
-        f"mov qword ptr [rsp + 8], {p.prefix_len:#x}",
+        f"mov eax, {p.prefix_len:#x}",
+        "mov qword ptr [rsp + 8], rax",
         "mov qword ptr [rsp + 0x10], rsi",
         "mov qword ptr [rsp + 0x18], rcx",
-        f"lea rax, [r11 + {d(p.suffix)}]",
+        f"lea rax, [r11 + {p.suffix:#x}]",
+        f"mov edx, {p.suffix_len:#x}",
+        "cmp qword ptr [rbp - 0x38], 1",
+        "jne ev_suffix",
+        f"lea rax, [r11 + {p.unreadable:#x}]",    # the table could not be read
+        f"mov edx, {p.unreadable_len:#x}",
+        "ev_suffix:",
         "mov qword ptr [rsp + 0x20], rax",
-        f"mov qword ptr [rsp + 0x28], {p.suffix_len:#x}",
+        "mov qword ptr [rsp + 0x28], rdx",
         f"mov eax, {SYS_WRITEV:#x}",
         "mov edi, 2",
         "mov rsi, rsp",
@@ -420,13 +388,89 @@ def _preload_asm(p, d):
         "mov edi, 0x7f",
         "syscall",
         "hlt",
-        "ev_preload_ret:",
-        "pop r15", "pop r14", "pop r13", "pop r12",
+        "ev_preload_done:",
+        "mov rdi, qword ptr [rbp - 0x40]",        # the mapping, if any
+        "test rdi, rdi",
+        "jz ev_preload_return",
+        f"mov eax, {SYS_MUNMAP:#x}",
+        "lea r11, [rip + DATA]",
+        f"mov rsi, qword ptr [r11 + {p.table + 8:#x}]",
+        "syscall",
+        "ev_preload_return:",
+        "add rsp, 0x10",
+        "pop rbx", "pop r15", "pop r14", "pop r13", "pop r12", "pop r10", "pop rbp",
         "ret",
-    ] + _find_asm() + _ignored_asm(p, d)
+    ] + _prebound_lines(p) + _find_lines() + _ignored_lines(p)
 
 
-def _find_asm():
+def _prebound_lines(p):
+    """ZF clear (jnz) when %eax is in the pre-bound table, which is mapped
+    from the program's file on first use; clobbers rcx rdx rsi rdi r8 r9 r11."""
+    return [
+        "ev_prebound:",
+        "mov rsi, qword ptr [rbp - 0x38]",
+        "test rsi, rsi",
+        "jnz ev_prebound_mapped",
+        "push rax",
+        "call ev_map",
+        "pop rax",
+        "mov rsi, qword ptr [rbp - 0x38]",
+        "ev_prebound_mapped:",
+        "cmp rsi, 1",
+        "je ev_found",                            # unreadable: every name counts
+        f"mov ecx, {p.prebound_count:#x}",
+        "jmp ev_find",
+        "ev_map:",
+        "mov qword ptr [rbp - 0x38], 1",
+        "lea r11, [rip + DATA]",
+        f"mov rax, qword ptr [r11 + {p.debug:#x}]",
+        "mov r10, qword ptr [rbp - 8]",
+        "mov rax, qword ptr [rax + r10]",
+        "mov rax, qword ptr [rax + 8]",
+        "mov rdi, qword ptr [rax + 8]",           # the program's l_name
+        "cmp byte ptr [rdi], 0",
+        "jne ev_map_open",
+        f"lea rdi, [r11 + {p.exe:#x}]",           # exec'd directly: l_name is ""
+        "ev_map_open:",
+        f"mov eax, {SYS_OPEN:#x}",
+        "xor esi, esi",
+        "xor edx, edx",
+        "syscall",
+        "test eax, eax",
+        "js ev_map_done",
+        "mov r8d, eax",
+        "lea r11, [rip + DATA]",
+        "xor edi, edi",
+        f"mov rsi, qword ptr [r11 + {p.table + 8:#x}]",
+        "mov edx, 1",                             # PROT_READ
+        "mov r10d, 2",                            # MAP_PRIVATE
+        f"mov r9, qword ptr [r11 + {p.table:#x}]",
+        f"mov eax, {SYS_MMAP:#x}",
+        "syscall",
+        "mov r9, rax",
+        f"mov eax, {SYS_CLOSE:#x}",
+        "mov edi, r8d",
+        "syscall",
+        "cmp r9, -0x1000",
+        "jae ev_map_done",
+        "mov qword ptr [rbp - 0x40], r9",
+        "lea r11, [rip + DATA]",
+        f"add r9, qword ptr [r11 + {p.table + 16:#x}]",
+        "mov rax, qword ptr [r9]",
+        f"cmp rax, qword ptr [r11 + {p.header:#x}]",
+        "jne ev_map_done",
+        "mov rax, qword ptr [r9 + 8]",
+        f"cmp rax, qword ptr [r11 + {p.header + 8:#x}]",
+        "jne ev_map_done",
+        "add r9, 0x10",
+        "mov qword ptr [rbp - 0x38], r9",
+        "ev_map_done:",
+        "lea r11, [rip + DATA]",
+        "ret",
+    ]
+
+
+def _find_lines():
     """Binary search of %eax in the sorted u32 table %rsi of %ecx entries;
     ZF clear (jnz) when found.  Clobbers rcx rdx r8 r9."""
     return [
@@ -435,40 +479,40 @@ def _find_asm():
         "mov r9d, ecx",
         "ev_find_loop:",
         "cmp r8d, r9d",
-        "jae ev_find_absent",
+        "jae ev_absent",
         "lea ecx, [r8 + r9]",
         "shr ecx, 1",
         "mov edx, dword ptr [rsi + rcx*4]",
         "cmp eax, edx",
-        "je ev_find_found",
+        "je ev_found",
         "jb ev_find_lower",
         "lea r8d, [rcx + 1]",
         "jmp ev_find_loop",
         "ev_find_lower:",
         "mov r9d, ecx",
         "jmp ev_find_loop",
-        "ev_find_found:",
+        "ev_found:",
         "test esp, esp",                          # ZF clear: found
         "ret",
-        "ev_find_absent:",
+        "ev_absent:",
         "xor edx, edx",                           # ZF set: absent
         "ret",
     ]
 
 
-def _ignored_asm(p, d):
+def _ignored_lines(p):
     """%eax = 1 when /proc/self/environ holds the entry
-    ``ELFVECTOR_PRELOAD=ignore`` exactly, else 0.  A state machine over the
-    NUL-separated entries, read 4 KiB at a time into the stack: %r8d is how
-    much of the pattern (NUL included) the current entry matched, -1 once it
-    cannot match.  System calls clobber rcx and r11."""
+    ``ELFVECTOR_PRELOAD=ignore`` exactly, else 0: a state machine over the
+    NUL-separated entries, read 4 KiB at a time into the stack; %r8d is how
+    much of the pattern (NUL included) the current entry matched, -1 once
+    it cannot match."""
     return [
         "ev_ignored:",
         "push rbx",
         "sub rsp, 0x1000",
-        "lea r11, [rip + ev_fixup]",
-        f"lea rdi, [r11 + {d(p.environ_path)}]",
-        f"lea rbx, [r11 + {d(p.pattern)}]",
+        "lea r11, [rip + DATA]",
+        f"lea rdi, [r11 + {p.environ:#x}]",
+        f"lea rbx, [r11 + {p.pattern:#x}]",
         f"mov eax, {SYS_OPEN:#x}",
         "xor esi, esi",
         "xor edx, edx",
@@ -517,11 +561,172 @@ def _ignored_asm(p, d):
         "mov edi, r9d",
         "syscall",
         "mov eax, ebx",
-        "jmp ev_ignored_ret",
+        "jmp ev_ignored_return",
         "ev_ignored_no_file:",
         "xor eax, eax",
-        "ev_ignored_ret:",
+        "ev_ignored_return:",
         "add rsp, 0x1000",
         "pop rbx",
         "ret",
     ]
+
+
+# -- a small assembler: one routine over several regions ---------------------------
+
+class NoRoom(Exception):
+    """The routine does not fit the regions it was given."""
+
+
+_CONDITIONS = {"jo": 0, "jno": 1, "jb": 2, "jc": 2, "jae": 3, "jnc": 3, "je": 4, "jz": 4,
+               "jne": 5, "jnz": 5, "jbe": 6, "ja": 7, "js": 8, "jns": 9, "jl": 0xC,
+               "jge": 0xD, "jle": 0xE, "jg": 0xF}
+_BRANCH = re.compile(r"(jmp|call|j[a-z]+) (ev_\w+)$")
+_ENCODED = {}
+
+
+def _encode(line):
+    """The bytes of one position-independent instruction (cached)."""
+    if line not in _ENCODED:
+        if line == "endbr64":
+            _ENCODED[line] = ENDBR64
+        else:
+            encoding, _ = keystone.Ks(keystone.KS_ARCH_X86, keystone.KS_MODE_64).asm(line, 0)
+            if not encoding:
+                raise ValueError(f"cannot assemble {line!r}")
+            _ENCODED[line] = bytes(encoding)
+    return _ENCODED[line]
+
+
+class Routine:
+    """Assembly lines laid out over regions of free bytes.
+
+    A line is a label (``name:``), a branch or call to a label, ``lea r11,
+    [rip + DATA]`` (the data's address, given to :meth:`encode`), or one
+    position-independent instruction.  :meth:`layout` places the lines in
+    the first region and, when one does not fit with room left for a jump,
+    jumps to the next region and goes on there (a 10-byte lazy PLT tail
+    holds 8 bytes of code and a 2-byte jump to the next).  Branches are
+    short where they reach, else long (relaxation until nothing changes).
+    """
+
+    def __init__(self, lines):
+        self.items = []
+        for line in lines:
+            branch = _BRANCH.match(line)
+            if line.endswith(":"):
+                self.items.append(("label", line[:-1]))
+            elif branch:
+                self.items.append((branch.group(1), branch.group(2)))
+            elif line == "lea r11, [rip + DATA]":
+                self.items.append(("data", None))
+            else:
+                self.items.append(("op", _encode(line)))
+        self.placed = None
+
+    def _size(self, k, long):
+        kind, arg = self.items[k]
+        if kind == "label":
+            return 0
+        if kind == "op":
+            return len(arg)
+        if kind in ("call", "data"):
+            return 5 if kind == "call" else 7
+        return (5 if kind == "jmp" else 6) if k in long else 2
+
+    def _ends_flow(self, k):
+        """Whether nothing runs on after item ``k`` (no jump needed after it)."""
+        kind, arg = self.items[k]
+        return kind == "jmp" or (kind == "op" and arg in (b"\xc3", b"\xf4"))
+
+    def layout(self, regions):
+        """Place the routine over ``regions`` [(start, end)]; returns, per
+        region, the end of the bytes used (None: unused).  Raises NoRoom."""
+        long = set()
+        while True:
+            placed, labels, used = self._place(regions, long)
+            far = {k for k, at, size in placed if isinstance(k, int)
+                   and self.items[k][0] in _SHORTENABLE and k not in long
+                   and not -128 <= labels[self.items[k][1]] - (at + size) < 128}
+            if not far:
+                self.placed, self.labels = placed, labels
+                return used
+            long |= far
+
+    def _place(self, regions, long):
+        placed, labels = [], {}
+        used = [None] * len(regions)
+        r, at = 0, regions[0][0] if regions else 0
+        for k in range(len(self.items)):
+            size = self._size(k, long)
+            while True:
+                if r >= len(regions):
+                    raise NoRoom("no room for the fix-up routine")
+                end = regions[r][1]
+                last = k == len(self.items) - 1 or r == len(regions) - 1 or \
+                    self._ends_flow(k)
+                room = 0 if last else _jump_size(at + size, regions[r + 1][0])
+                if at + size + room <= end:
+                    break
+                if r + 1 < len(regions) and at + _jump_size(at, regions[r + 1][0]) <= end:
+                    jump = _jump_size(at, regions[r + 1][0])
+                    placed.append((("thread", regions[r + 1][0]), at, jump))
+                    used[r] = at + jump
+                r += 1
+                if r < len(regions):
+                    at = regions[r][0]
+            if self.items[k][0] == "label":
+                labels[self.items[k][1]] = at
+            placed.append((k, at, size))
+            at += size
+            used[r] = at
+        return placed, labels, used
+
+    def encode(self, data):
+        """[(address, bytes)] of the routine laid out by :meth:`layout`,
+        reading its data at the link-time address ``data``."""
+        pieces = []
+        for k, at, size in self.placed:
+            if isinstance(k, tuple):
+                code = _jump(at, size, k[1])
+            else:
+                kind, arg = self.items[k]
+                if kind == "label":
+                    continue
+                if kind == "op":
+                    code = arg
+                elif kind == "data":
+                    code = b"\x4c\x8d\x1d" + _rel32(at + 7, data)
+                elif kind == "call":
+                    code = b"\xe8" + _rel32(at + 5, self.labels[arg])
+                elif kind == "jmp":
+                    code = _jump(at, size, self.labels[arg])
+                else:
+                    code = _jcc(_CONDITIONS[kind], at, size, self.labels[arg])
+            if pieces and pieces[-1][0] + len(pieces[-1][1]) == at:
+                pieces[-1] = (pieces[-1][0], pieces[-1][1] + code)
+            else:
+                pieces.append((at, code))
+        return pieces
+
+    @property
+    def entry(self):
+        return self.placed[0][1]
+
+
+_SHORTENABLE = {"jmp"} | set(_CONDITIONS)
+
+
+def _jump_size(source, target):
+    return 2 if -128 <= target - (source + 2) < 128 else 5
+
+
+def _jump(at, size, target):
+    if size == 2:
+        return b"\xeb" + (target - at - 2).to_bytes(1, "little", signed=True)
+    return b"\xe9" + _rel32(at + 5, target)
+
+
+def _jcc(cc, at, size, target):
+    if size == 2:
+        return bytes([0x70 | cc]) + (target - at - 2).to_bytes(1, "little", signed=True)
+    return bytes([0x0F, 0x80 | cc]) + _rel32(at + 6, target)
