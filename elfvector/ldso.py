@@ -78,6 +78,7 @@ _ALLOWED_TYPES = frozenset({STT_NOTYPE, STT_OBJECT, STT_FUNC, STT_COMMON, STT_TL
 
 DT_SYMBOLIC, DT_FLAGS, DT_FLAGS_1 = 16, 30, 0x6FFFFFFB
 DT_REL, DT_PLTREL, DT_AUXILIARY, DT_FILTER = 17, 20, 0x7FFFFFFD, 0x7FFFFFFF
+DT_RELRSZ, DT_RELR = 35, 36
 DF_SYMBOLIC, DF_1_NODEFLIB, DF_1_PIE = 0x2, 0x800, 0x08000000
 VER_FLG_BASE, VER_FLG_WEAK = 0x1, 0x2
 
@@ -454,6 +455,7 @@ class ElfObject:
         self.versions, self.defined_versions = self._versions()
         self.index = self._hash_index()
         self.rela_dyn, self.rela_plt = self._relocation_tables()
+        self.relr = self._relr_addresses()
 
     def string(self, offset):
         if offset >= len(self._dynstr):
@@ -578,6 +580,23 @@ class ElfObject:
         if plt_size and rela_at and rela_at + rela_size == plt_at + plt_size:
             rela_size -= plt_size
         return self._relocations(rela_at, rela_size), self._relocations(plt_at, plt_size)
+
+    def _relr_addresses(self):
+        """The words DT_RELR relocates (each by the load bias): an even
+        entry is an address, an odd one a bitmap of the 63 words after
+        the last address (psABI "RELR relative relocation format")."""
+        addr, size = self.tags.get(DT_RELR), self.tags.get(DT_RELRSZ)
+        if not addr or not size:
+            return []
+        words, base = [], 0
+        for (entry,) in struct.iter_unpack("<Q", self.image.read(addr, size - size % 8)):
+            if entry & 1 == 0:
+                words.append(entry)
+                base = entry + 8
+                continue
+            words.extend(base + 8 * i for i in range(63) if entry >> (i + 1) & 1)
+            base += 63 * 8
+        return words
 
     def _relocations(self, addr, size):
         """(r_offset, type, symbol index, r_addend) of each entry."""

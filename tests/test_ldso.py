@@ -44,6 +44,7 @@ class LdsoReport:
     relocated: list = field(default_factory=list)
     lookups: int = None
     cache_hits: int = None
+    relative: int = None
     vdso_lookups: int = 0
     returncode: int = None
     stdout: str = ""
@@ -81,6 +82,8 @@ def _parse_line(report, line):
         report.lookups = int(m.group(1))
     elif m := re.match(r"\s*number of relocations from cache: (\d+)", line):
         report.cache_hits = int(m.group(1))
+    elif m := re.match(r"\s*number of relative relocations: (\d+)", line):
+        report.relative = int(m.group(1))
 
 
 # -- what the model predicts ------------------------------------------------------

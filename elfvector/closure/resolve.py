@@ -334,13 +334,18 @@ def _tables(elf):
 @dataclass
 class ObjectSummary:
     """One object before and after: symbol lookups at start-up (as
-    LD_DEBUG=statistics counts them under LD_BIND_NOW, the object's share)
-    and its relocations by decision."""
+    LD_DEBUG=statistics counts them under LD_BIND_NOW, the object's share),
+    RELATIVE relocations of .rela.dyn (what LD_DEBUG=statistics counts as
+    "relative relocations") before and kept, the words of DT_RELR (the
+    rewriting's to move) and the relocations by decision."""
 
     source: str
     output: str
     lookups_before: int
     lookups_after: int
+    relative_before: int
+    relative_kept: int
+    relr_words: int
     #: reason -> lookups that remain for it ("check" for the checks)
     remaining: Counter = field(default_factory=Counter)
     #: "Settle", "Keep: conflict", ... -> relocations
@@ -356,8 +361,13 @@ def summarize(plan, closure):
         before = closure.startup(linkmap).lookups_of(mapped)
         remaining = _remaining_lookups(elf, plan.objects[i])
         decisions = Counter(_label(d) for d in plan.objects[i].decisions.values())
+        relative = sum(1 for _, rtype, _, _ in elf.rela_dyn if rtype == R_X86_64_RELATIVE)
+        kept = sum(1 for (table, n), d in plan.objects[i].decisions.items()
+                   if table == RELA_DYN and isinstance(d, Keep)
+                   and elf.rela_dyn[n][1] == R_X86_64_RELATIVE)
         out.append(ObjectSummary(elf.path, plan.objects[i].output, before,
-                                 sum(remaining.values()), remaining, decisions))
+                                 sum(remaining.values()), relative, kept, len(elf.relr),
+                                 remaining, decisions))
     return out
 
 
