@@ -70,5 +70,7 @@ int main(int argc, char **argv)
     rt_probe("ifunc resolver: before %c after %c\n", ifunc_before, ifunc_after);
     rt_probe("preinit: before %c after %c\n", pre_before, pre_after);
     rt_probe("init_array: before %c after %c\n", ctor_before, ctor_after);
+    char wx[32];
+    rt_probe("main: slot pages %s\n", RT_OWN_WX(wx));
     return 5;
 }

@@ -42,6 +42,8 @@ int main(void)
         ptotal += products[t];
     }
     printf("total %ld products %ld calls %ld\n", total, ptotal, v_calls());
+    char wx[32];
     rt_probe("main: slots %c\n", state);
+    rt_probe("main: slot pages %s\n", RT_OWN_WX(wx));
     return 0;
 }

@@ -64,9 +64,7 @@ def test_retrovec_library_serves_impvec_programs(build, vectored_foo):
     vec, stock = vectored_foo
     assert_sound(build.path / "foo.so.5", stock / "foo.so.5")
     prog = build.program("testmain.c", "testmain", ["foo.so.5"], [vec])
-    vectored = build.run(prog, "x")
-    assert vectored.stdout == build.run(str(prog) + ".stock", "x", libdir=stock).stdout
-    assert vectored.returncode == 7
+    assert same_as_stock(build, prog, str(prog) + ".stock", stock, ["x"]).returncode == 7
 
 
 def test_retrovec_library_still_serves_old_programs_after_strip(build, vectored_foo):
@@ -77,7 +75,8 @@ def test_retrovec_library_still_serves_old_programs_after_strip(build, vectored_
         run(tool, build.path)
     shutil.copy(build.path / "o.so", build.path / "foo.so.5")
     got = build.run("./old")
-    assert (got.stdout, got.returncode) == (expected.stdout, expected.returncode)
+    assert (got.returncode, got.stdout, got.stderr) == \
+        (expected.returncode, expected.stdout, expected.stderr)
     assert "__V_foo_so_5" in run(["readelf", "--dyn-syms", "-W", "foo.so.5"], build.path).stdout
 
 
@@ -186,7 +185,8 @@ def test_retroimp_shared_library(build, vectored_foo):
     build.tool("retroimp", "-o", "libbar.so.1", "", vec, "stock/libbar.so.1")
     assert_sound(build.path / "libbar.so.1", stock / "libbar.so.1")
     got = build.run("./bar_main")
-    assert (got.stdout, got.returncode) == (expected.stdout, expected.returncode)
+    assert (got.returncode, got.stdout, got.stderr) == \
+        (expected.returncode, expected.stdout, expected.stderr)
     assert jump_slots(build, "stock/libbar.so.1") == 5
     assert jump_slots(build, "libbar.so.1") == 0
 
@@ -200,7 +200,8 @@ def test_rewritten_files_survive_strip_and_objcopy(build, vectored_foo):
     expected = build.run("./testmain", libdir=stock)
     for name in ("t.strip", "t.copy"):
         got = build.run(f"./{name}")
-        assert (got.stdout, got.returncode) == (expected.stdout, expected.returncode)
+        assert (got.returncode, got.stdout, got.stderr) == \
+            (expected.returncode, expected.stdout, expected.stderr)
 
 
 def test_twice_is_an_error_and_inputs_are_untouched(build, vectored_foo):
@@ -214,7 +215,19 @@ def test_twice_is_an_error_and_inputs_are_untouched(build, vectored_foo):
     assert not (build.path / "t2").exists()
     twice = build.tool("retrovec", "-o", "x.so", vec, "foo.so.5", check=False)
     assert twice.returncode == 1 and "already has an export vector" in twice.stderr
-    assert (build.path / "t.vec").stat().st_mode == (build.path / "testmain").stat().st_mode
+
+
+def test_outputs_keep_the_mode_of_their_input(build):
+    """A 0750 library or program gives a 0750 output, whatever the umask."""
+    stock = build.stock_lib("foo.c", "foo.so.5")
+    vec = write_vec(build.path / "foo.vec", "__V_foo_so_5", SLOTS)
+    build.gcc("-o", "testmain", build.src("testmain.c"), "stock/foo.so.5")
+    for path in (stock / "foo.so.5", build.path / "testmain"):
+        path.chmod(0o750)
+    build.tool("retrovec", "-o", "foo.so.5", vec, stock / "foo.so.5")
+    build.tool("retroimp", "-o", "t.vec", "", vec, "testmain")
+    assert [(build.path / n).stat().st_mode & 0o7777 for n in ("foo.so.5", "t.vec")] == \
+        [0o750, 0o750]
 
 
 def test_retroimp_against_unvectored_library_names_it(build):
@@ -288,10 +301,48 @@ def test_retroimp_threads(build):
     build.gcc("-O2", "-pthread", "-o", "tm", build.src("rt_threads_main.c"),
               "stock/librtv.so.1", "-Wl,--no-as-needed")
     build.tool("retroimp", "-o", "tm.vec", "", vec, "tm")
+    probe = build.path / "probe"
     expected = build.run("./tm", libdir=build.path / "stock")
-    got = build.run("./tm.vec")
-    assert (got.stdout, got.returncode) == (expected.stdout, expected.returncode)
-    assert expected.returncode == 0 and got.stdout
+    got = build.run("./tm.vec", env={"RT_PROBE": str(probe)})
+    assert (got.returncode, got.stdout, got.stderr) == \
+        (expected.returncode, expected.stdout, expected.stderr)
+    assert expected.returncode == 0 and "calls 1601600" in got.stdout
+    assert jump_slots_named(build, "tm", "v_") == 3          # v_add, v_mul, v_calls
+    assert jump_slots_named(build, "tm.vec", "v_") == 0
+    assert probe.read_text().splitlines()[-1].endswith(" rwx 0")   # W^X held
+
+
+def test_retroimp_keeps_interposable_functions_bound_by_name(build):
+    """malloc and pthread_* are in the .vec files, yet stay bound by name
+    (the default exclusions), so an LD_PRELOAD malloc wrapper still sees
+    every call of the retroimp'd program, as of the stock one."""
+    stock = build.stock_lib("rt_alloc.c", "librtalloc.so.1")
+    vec = write_vec(build.path / "alloc.vec", "__V_librtalloc_so_1",
+                    ["malloc", "ra_dup", "ra_served"])
+    build.tool("retrovec", "-o", "librtalloc.so.1", vec, stock / "librtalloc.so.1")
+    libc = write_vec(build.path / "libc.vec", "__V_libc_so_6",
+                     ["pthread_create", "pthread_join", "printf", "free"])
+    build.tool("retrovec", "-o", "libc.so.6", libc, "/lib/x86_64-linux-gnu/libc.so.6")
+    build.gcc("-O2", "-pthread", "-o", "am", build.src("rt_malloc_main.c"),
+              "stock/librtalloc.so.1", "-Wl,--no-as-needed")
+    build.gcc("-fPIC", "-O2", "-shared", "-o", "wrap.so", build.src("rt_mallocwrap.c"))
+    kept = build.tool("retroimp", "-v", "-o", "am.vec", "", vec, libc, "am").stderr
+    assert "retroimp: malloc: kept by name (excluded)\n" in kept
+    assert "retroimp: free: kept by name (excluded)\n" in kept
+    assert jump_slots_named(build, "am.vec", r"(malloc|free)\b") == 2
+    assert jump_slots_named(build, "am.vec", r"(ra_dup|ra_served|printf)\b") == 0
+    wrapper = {"LD_PRELOAD": str(build.path / "wrap.so")}
+    got = same_as_stock(build, "./am.vec", "./am", stock, env=wrapper)
+    check = sum(range(100)) + sum(ord("vector"[i % 6]) for i in range(50))
+    assert (got.stdout, got.stderr) == (f"check {check} served 150\n",
+                                        "rt_mallocwrap: 150 calls of malloc(12345)\n")
+    build.gcc("-O2", "-pthread", "-o", "tm", build.src("rt_threads_main.c"),
+              build.src("rt_vlib.c"))
+    kept = build.tool("retroimp", "-v", "-o", "tm.vec", "", libc, "tm").stderr
+    assert "retroimp: pthread_create: kept by name (excluded)\n" in kept
+    assert jump_slots_named(build, "tm.vec", "pthread_(create|join)@") == 2
+    assert jump_slots_named(build, "tm.vec", "printf@") == 0
+    assert same_as_stock(build, "./tm.vec", "./tm", "/nonexistent").returncode == 0
 
 
 def test_retroimp_forty_vectors(build):
@@ -310,7 +361,8 @@ def test_retroimp_forty_vectors(build):
     build.tool("retroimp", "-o", "many.vec", "", *vecs, "many")
     expected = build.run("./many", libdir=build.path / "stock")
     got = build.run("./many.vec")
-    assert (got.stdout, got.returncode) == (expected.stdout, expected.returncode)
+    assert (got.returncode, got.stdout, got.stderr) == \
+        (expected.returncode, expected.stdout, expected.stderr)
     assert "same &m_add_39: yes" in got.stdout
     relocs = run(["readelf", "-rW", "many.vec"], build.path).stdout
     assert len(re.findall(r"R_X86_64_GLOB_DAT .* __V_librtm\d\d_so__", relocs)) == 40

@@ -171,14 +171,33 @@ def test_slots_reached_before_the_binder_ran(build, vlib):
 def test_library_ifunc_resolver_calls_a_vectored_function(build, vlib):
     """Earlier still: librtifunc's IFUNC resolver calls v_add while ld.so
     relocates librtifunc, before the program is relocated and long before
-    its .preinit_array binder.  The program calls v_add too, through a slot
-    that is exported because librtifunc imports v_add, so the resolver's
-    call reaches the program's unbound slot and the lazy trampoline."""
+    its .preinit_array binder.  v_add stays bound by name in the program
+    (a slot for it would have to be exported, and would capture the
+    resolver's call before it can be bound); v_mul, which only the program
+    calls, goes through a slot."""
     vec, stock = vlib
     plain_lib(build, "rt_ifunclib.c", "librtifunc.so.1", deps=[VLIB])
     prog = build.program("rt_ifunc_main.c", "ifunc_main", ["librtifunc.so.1", VLIB], [vec])
-    result, _, _ = assert_same_behaviour(build, prog, stock)
-    assert result.stdout == "librtifunc: 242 sumd 3.00; v_add(1, 2) = 3\n"
+    result, probe, _ = assert_same_behaviour(build, prog, stock)
+    assert result.stdout == "librtifunc: 242 sumd 3.00; v_add(1, 2) = 3 v_mul(6, 7) = 42\n"
+    asm = (build.path / "ifunc_main.s").read_text()
+    assert '"v_mul":' in asm and '"v_add":' not in asm
+    assert probe == ["main: slots B"]
+
+
+def test_binder_reached_before_the_program_is_relocated_exits_127(build, vlib):
+    """The contract when a slot is called before ld.so relocated the program
+    (from another library's IFUNC resolver, through a function the program
+    exports): the binder cannot find the vector yet, so the program stops
+    with exit status 127 and one line, never jumping anywhere."""
+    vec, _ = vlib
+    plain_lib(build, "rt_ifunchook.c", "librtifunchook.so.1")
+    prog = build.program("rt_ifunchook_main.c", "hook_main", ["librtifunchook.so.1", VLIB],
+                         [vec], ldflags=["-rdynamic"])
+    assert '"v_mul":' in (build.path / "hook_main.s").read_text()
+    result = build.run(prog)
+    assert (result.returncode, result.stdout, result.stderr) == \
+        (127, "", "elfvector: hook_main: cannot bind the import vector\n")
 
 
 # -- 2. threads -----------------------------------------------------------------
@@ -188,14 +207,17 @@ def test_sixteen_threads_call_through_the_slots(build, vlib):
     vec, stock = vlib
     prog = build.program("rt_threads_main.c", "threads_main", [VLIB], [vec],
                          cflags=["-pthread"])
-    result, probe, _ = assert_same_behaviour(build, prog, stock)
+    result, probe, stock_probe = assert_same_behaviour(build, prog, stock)
     product = 1
     for _ in range(100):
         product = product * 3 % 1000003
     lines = result.stdout.splitlines()
     assert lines[:16] == [f"thread {t}: sum 200000 product {product}" for t in range(16)]
     assert lines[16] == f"total {16 * 200000} products {16 * product} calls {16 * 100100}"
-    assert probe == ["main: slots B"]
+    # W^X: the bound slots are read+exec, and nothing is writable and
+    # executable at once, in the vectored process as in the stock one.
+    assert probe == ["main: slots B", "main: slot pages r-xp rwx 0"]
+    assert stock_probe == ["main: slots -", "main: slot pages - rwx 0"]
 
 
 def test_threads_race_to_bind_a_library_import_vector(build, vlib):
@@ -358,4 +380,5 @@ def test_vectored_calls_from_the_programs_preinit_and_init_arrays(build, vlib, m
     # .preinit_array function: its calls reach unbound slots, and bind them.
     assert probe == ["ifunc resolver: before U after B",
                      "preinit: before B after B",
-                     "init_array: before B after B"]
+                     "init_array: before B after B",
+                     "main: slot pages r-xp rwx 0"]

@@ -49,8 +49,11 @@ def test_testmain_behaves_like_stock(build, foo, mode):
     assert any(n.startswith("__V_foo_so_5__") for n in imported)
 
 
-def test_seed_command_lines(build):
-    """The seed's exact forms: stdout and fd 3, then gcc -c and a plain link."""
+def test_seed_command_lines(build, foo):
+    """The seed's exact forms: stdout and fd 3, then gcc -c and a plain link;
+    the program behaves exactly like the stock one and calls foo.so.5
+    through the vector."""
+    _, stock = foo
     build.gcc("-fPIC", "-c", build.src("foo.c"), "-o", "foo.o")
     out = build.tool("expvec", "@" + build.src("foo.order"), "", build.src("foo.vscript"),
                      "gcc", "-shared", "-Wl,-soname=foo.so.5", "-o", "foo.so.5", "foo.o",
@@ -64,6 +67,8 @@ def test_seed_command_lines(build):
     (build.path / "foo_imp.s").write_text(imp.stdout)
     build.gcc("-c", "foo_imp.s")
     build.gcc("-o", "testmain", "testmain.o", "foo_imp.o", "foo.so.5")
-    result = build.run("./testmain")
-    assert result.returncode == 7
-    assert "add 5 mul 20 twice 42" in result.stdout
+    build.gcc("-o", "testmain.stock", "testmain.o", "stock/foo.so.5")
+    result = assert_same_behaviour(build, build.path / "testmain", stock)
+    assert result.returncode == 7 and "add 5 mul 20 twice 42" in result.stdout
+    imported = [name.split("@")[0] for name in symbol_relocations(build.path / "testmain")]
+    assert not [n for n in imported if n.startswith("foo_") and n != "foo_counter"]

@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from conftest import run
+from conftest import run, symbol_relocations
 from elfvector import addrfile
 
 
@@ -39,6 +39,14 @@ class Group:
         return {a.soname: a.base for a in addrfile.read(str(self.build.path / "addrs"))}
 
 
+def assert_vectored(program, prefix, layout):
+    """``program`` calls the functions named ``prefix...`` through a vector:
+    no relocation names them (foo_counter is data), one names the layout."""
+    names = [n.split("@")[0] for n in symbol_relocations(program)]
+    assert [n for n in names if n.startswith(prefix) and n != "foo_counter"] == []
+    assert [n for n in names if n.startswith(layout)]
+
+
 def load_address(build, program, soname):
     """Where ld.so mapped ``soname`` (LD_DEBUG=files: 'base:' of its link map)."""
     err = build.run(program, env={"LD_DEBUG": "files", "LD_LIBRARY_PATH": "rp"}).stderr
@@ -61,7 +69,10 @@ def test_group_builds_at_fixed_bases_and_runs(build):
     build.gcc("-o", "bar_main.stock", build.src("bar_main.c"), "libbar.so.1", "foo.so.5")
     got = build.run(prog, env={"LD_LIBRARY_PATH": "rp"})
     stock = build.run("./bar_main.stock", env={"LD_LIBRARY_PATH": "rp"})
-    assert (got.stdout, got.returncode) == (stock.stdout, stock.returncode) and got.returncode == 3
+    assert (got.returncode, got.stdout, got.stderr) == \
+        (stock.returncode, stock.stdout, stock.stderr)
+    assert got.returncode == 3
+    assert_vectored(prog, "bar_", "__V_libbar_so_1__")
     # A non-PIE program gets its libraries at their bases (l_addr 0)...
     assert load_address(build, prog, "foo.so.5") == 0
     # ...and the relocations relvec settled are gone from the file.
@@ -162,8 +173,10 @@ def test_pointer_equality_and_output_match_stock(build, pie):
               "stock/foo.so.5")
     got = build.run(prog, "x", env={"LD_LIBRARY_PATH": "rp"})
     stock = build.run("./testmain.stock", "x", libdir=stock_dir)
-    assert (got.stdout, got.returncode) == (stock.stdout, stock.returncode)
+    assert (got.returncode, got.stdout, got.stderr) == \
+        (stock.returncode, stock.stdout, stock.stderr)
     assert "same &foo_add: yes" in got.stdout
+    assert_vectored(prog, "foo_", "__V_foo_so_5__")
 
 
 def test_large_library_keeps_its_base(build):
