@@ -26,15 +26,6 @@ from .vecfile import MAGIC
 STV_MASK, STV_DEFAULT, STV_PROTECTED = 3, 0, 3
 
 
-def _cstring(table, offset, path):
-    """The NUL-terminated name at ``offset`` of a string table (bytes kept
-    as ``surrogateescape``)."""
-    if offset >= len(table):
-        raise NotElfError(f"bad .dynstr offset {offset}", path)
-    end = table.find(b"\0", offset)
-    return table[offset:end if end >= 0 else None].decode("utf-8", "surrogateescape")
-
-
 class LibrarySymbols:
     """The dynamic symbols of a library with names and versions resolved,
     indexed by name (a lookup per slot must not scan the whole table)."""
@@ -42,8 +33,7 @@ class LibrarySymbols:
     def __init__(self, image):
         self.image = image
         self.syms = image.dynsyms()
-        strings = image.dynstr()
-        self.names = [_cstring(strings, s.name, image.path) for s in self.syms]
+        self.names = image.symbol_names()
         self.versym = image.versyms()
         self.version_names = image.version_names()
         self._by_name = {}
