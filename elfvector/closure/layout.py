@@ -199,6 +199,18 @@ class Output:
         self.new_sections.append(section)
         return len(self.shdrs) + len(self.new_sections) - 1
 
+    def extend_section_ending_at(self, end, new_end, sh_type, flags=0):
+        """Let the allocated section of ``sh_type`` (with ``flags``) that ends
+        at ``end`` (its alignment padding included) reach ``new_end``: bytes
+        added to a segment's end stay in a section the separate debug file
+        also has.  False when no section ends there."""
+        for s in self.shdrs:
+            if s.flags & SHF_ALLOC and s.type == sh_type and s.flags & flags == flags and \
+                    s.size and s.addr + s.size <= end <= align_up(s.addr + s.size, 16):
+                s.size = new_end - s.addr
+                return True
+        return False
+
     def add_file_section(self, name, data, align=8):
         """A section that is not loaded, after every other byte of the file;
         returns its file offset (call once the segments are final)."""

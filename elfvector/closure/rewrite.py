@@ -271,9 +271,14 @@ class _Symbols:
         if self.versym is not None:
             self.versym.append(VER_NDX_GLOBAL)
 
+    def packed(self):
+        """The .dynsym bytes (``Sym.pack`` goes through ``astuple``: too slow here)."""
+        return b"".join(SYM.pack(s.name, s.info, s.other, s.shndx, s.value, s.size)
+                        for s in self.syms)
+
     def tables(self):
         """Section name -> new contents, for the tables this object has."""
-        out = {".dynsym": b"".join(s.pack() for s in self.syms), ".dynstr": bytes(self.strtab)}
+        out = {".dynsym": self.packed(), ".dynstr": bytes(self.strtab)}
         if self.versym is not None:
             out[".gnu.version"] = struct.pack(f"<{len(self.versym)}H", *self.versym)
         if self.gnu is not None:
@@ -542,7 +547,9 @@ class _Rewrite:
         for at in range(symtab.offset, symtab.offset + symtab.size - SYM.size + 1, SYM.size):
             sym = Sym(*SYM.unpack_from(out.data, at))
             if self._moves(sym):
-                out.data[at:at + SYM.size] = self._moved_symbol(sym, shifts).pack()
+                moved = self._moved_symbol(sym, shifts)
+                SYM.pack_into(out.data, at, moved.name, moved.info, moved.other, moved.shndx,
+                              moved.value, moved.size)
 
     def follow_sections(self, out, shifts):
         """Symbols of the sections the window laid out again (``__abi_tag``
@@ -621,14 +628,15 @@ class _Rewrite:
                  key=lambda p: p.vaddr, default=None)
         if rw is None:
             raise UnsupportedElfError("no writable segment for the check words", self.obj.source)
-        start = layout.align_up(rw.vaddr + rw.memsz, WORD)
-        old_page_end = layout.page_end(rw.vaddr + rw.memsz)
+        end = rw.vaddr + rw.memsz
+        start = layout.align_up(end, WORD)
         rw.memsz = start + WORD * count - rw.vaddr
-        page = "a new page" if layout.page_end(rw.vaddr + rw.memsz) > old_page_end else \
-            "its last page"
+        page = "a new page" if layout.page_end(rw.vaddr + rw.memsz) > layout.page_end(end) \
+            else "its last page"
         self.report.check_words = f"{count} at {start:#x}, past .bss in {page}"
-        out.add_section(layout.NewSection(CHECKS_SECTION, SHT_NOBITS, SHF_ALLOC | SHF_WRITE,
-                                          start, WORD * count, WORD))
+        if not out.extend_section_ending_at(end, start + WORD * count, SHT_NOBITS):
+            out.add_section(layout.NewSection(CHECKS_SECTION, SHT_NOBITS,
+                                              SHF_ALLOC | SHF_WRITE, start, WORD * count, WORD))
         return [start + WORD * k for k in range(count)]
 
     # -- step 3: the new .rela.dyn -----------------------------------------------------------
@@ -991,9 +999,11 @@ class _Placement:
         self.addresses.update({image.section_names[i]: at for i, (at, _) in self.moves.items()})
 
     def _place_blob(self):
+        """The fix-up's data: right after its code in the executable page when
+        it fits (one section covers both), else with the tables."""
         self.blob_at = self.blob_space = None
         if self.rw.needs_fixup:
-            spaces = [self.table_space] + self.data_spaces + self.code_spaces
+            spaces = self.code_spaces + [self.table_space] + self.data_spaces
             self.blob_at, self.blob_space = self._take(spaces, self.rw.blob.size, WORD,
                                                        "the fix-up's lists")
 
@@ -1006,7 +1016,7 @@ class _Placement:
         rela, self.relacount = rw.new_relocations(fixup_at, self.stubs)
         self.contents[".rela.dyn"] = rela
         rw.follow_sections(out, {i: at - out.shdrs[i].addr for i, (at, _) in self.moves.items()})
-        self.contents[".dynsym"] = b"".join(sym.pack() for sym in rw.symbols.syms)
+        self.contents[".dynsym"] = rw.symbols.packed()
         for i, (at, size) in self.moves.items():
             out.put(at, self.contents[image.section_names[i]])
             shdr = out.shdrs[i]
@@ -1031,20 +1041,26 @@ class _Placement:
             table_offset = out.add_file_section(PREBOUND_SECTION, rw.blob.table, WORD)
         blob = rw.blob.content(self.blob_at, table_offset)
         out.put(self.blob_at, blob)
-        out.add_section(layout.NewSection(DATA_SECTION, SHT_PROGBITS, SHF_ALLOC, self.blob_at,
-                                          len(blob), WORD))
         pieces = self.routine.encode(self.blob_at)
         for at, code in pieces:
             out.put(at, code)
-        for space in self.code_spaces + ([self.added_space] if self.added_space else []):
-            inside = [(at, code) for at, code in pieces if space.vaddr <= at < space.end]
-            if inside:
-                start = min(at for at, _ in inside)
-                end = max(at + len(code) for at, code in inside)
-                out.add_section(layout.NewSection(FIXUP_SECTION, SHT_PROGBITS,
-                                                  SHF_ALLOC | SHF_EXECINSTR, start,
-                                                  end - start, 16))
+        executable = self.code_spaces + ([self.added_space] if self.added_space else [])
+        for space in executable:
+            if space.used:
+                self._cover(space.vaddr, space.cursor, SHF_ALLOC | SHF_EXECINSTR)
+        if self.blob_space not in executable:
+            self._cover(self.blob_at, self.blob_at + len(blob), SHF_ALLOC, DATA_SECTION)
         rw.report.code = f"{self.code_where} at {self.routine.entry:#x}"
+
+    def _cover(self, start, end, flags, name=FIXUP_SECTION):
+        """A section for [start, end): the one that ends where the bytes start
+        grows over them (``.fini`` at the end of the executable segment),
+        else a new one.  gdb matches every allocated section against the
+        separate debug file by name and warns about each it lacks."""
+        if not self.out.extend_section_ending_at(start, end, SHT_PROGBITS, flags):
+            self.out.add_section(layout.NewSection(name, SHT_PROGBITS, flags, start,
+                                                   end - start, 16 if flags & SHF_EXECINSTR
+                                                   else WORD))
 
     def _grow_segments(self, first):
         out = self.out
