@@ -221,9 +221,9 @@ def _resolver(cmd):
     return LibraryResolver(cmd.input_files, cmd.library_dirs, cmd.search_env() + env_path)
 
 
-def plan_for_link(cmd, elf, vectors, excludes):
+def plan_for_link(cmd, elf, vectors, excludes, resolver=None):
     """The ImportPlan of a trial-linked ``elf``, its libraries found as ld.so would."""
-    libraries, missing = _resolver(cmd).closure(elf)
+    libraries, missing = (resolver or _resolver(cmd)).closure(elf)
     result = plan(elf, libraries, vectors, excludes)
     result.program = cmd.output
     result.warnings += [f"cannot find {name}; its functions stay bound by name"
@@ -237,8 +237,10 @@ def build(xclude_arg, vec_paths, loader_words, link=False):
     excludes = PatternList(list(DEFAULT_IMPORT_EXCLUDES) + read_words(xclude_arg), "xclude")
     cmd = LinkCommand(loader_words)
     output = cmd.output
+    resolver = _resolver(cmd)       # one: each library is read once
     with tempfile.TemporaryDirectory(prefix="impvec-") as tmp, blamed_on(output, tmp):
-        result = plan_for_link(cmd, trial_link(cmd, tmp, vectors), vectors, excludes)
+        trial = trial_link(cmd, tmp, vectors, resolver)
+        result = plan_for_link(cmd, trial, vectors, excludes, resolver)
         asm_text = result.assembly() if result.slot_count else None
         if link:
             extra = [assemble_import(tmp, asm_text)] if asm_text else []
@@ -251,7 +253,7 @@ def build(xclude_arg, vec_paths, loader_words, link=False):
 SHIM_SONAME = "elfvector-vector-only.so"
 
 
-def trial_link(cmd, tmp, vectors):
+def trial_link(cmd, tmp, vectors, resolver):
     """The trial-linked output, with ``--noinhibit-exec``.
 
     A call to a vector-only function has no definition the link editor can
@@ -264,7 +266,7 @@ def trial_link(cmd, tmp, vectors):
     trial = cmd.with_output(trial_path).with_extra(cmd.linker_option("--noinhibit-exec"))
     trial.run("trial link", blame=cmd.output)
     elf = ElfFile(trial_path)
-    libraries, _ = _resolver(cmd).closure(elf)
+    libraries, _ = resolver.closure(elf)
     only = sorted(_vector_only_names(libraries, vectors))
     if not only:
         return elf
