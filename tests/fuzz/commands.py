@@ -43,6 +43,8 @@ class Command:
     skips_non_elf: bool = False     # vecstat: skipping a non-ELF argument is documented
     extra_outputs: tuple = ()       # created on success besides ``output``
     in_place: bool = False          # rpathrm edits its input
+    found_by_search: bool = False   # the input is a library found as ld.so would: one it
+                                    # cannot use may be passed over (with a warning)
 
     def applies(self, inp):
         return inp.role in self.roles or (inp.role == "outpath" and self.good is not None)
@@ -68,7 +70,7 @@ COMMANDS = [
             lambda s, o, role: tool("retroimp", "-L", "vlib", "-o", o, "", "libfz.vec",
                                          "pie"),
             place=f"vlib/{SONAME}", files=("libfz.vec", "pie"), elf_output="out",
-            reference="pie"),
+            reference="pie", found_by_search=True),
     Command("retroimp-vec", ("vec",),
             lambda s, o, role: tool("retroimp", "-L", "vec", "-o", o, "", s, "pie"),
             place="input.vec", files=(f"vec/{SONAME}", "pie"), elf_output="out", reference="pie"),
