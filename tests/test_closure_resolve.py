@@ -11,6 +11,7 @@ programs built with gcc, and the lookups that remain for the seven programs.
 
 import json
 import os
+import shutil
 import struct
 import subprocess
 import time
@@ -24,6 +25,7 @@ from elfvector.closure.model import (RELA_DYN, RELA_PLT, IrelativeForeign,
                                      IrelativeLocal, Keep, Relative, Settle, SettleZero, Target)
 from elfvector.closure.resolve import (CHECK_REASON, RTLD_MALLOC_REASON, ClosureOptions,
                                        plan_closure, program_lookups, read_closure, summarize)
+from elfvector.errors import ElfvectorError
 from elfvector.ldso import R_X86_64_RELATIVE
 from test_ldso import PROGRAMS, debian_program, ldso_report, patch_dynsym_visibility
 
@@ -262,6 +264,15 @@ def test_programs_that_bind_differently_conflict(interpose, tmp_path):
     alone = plan_of([other], tmp_path / "alone")
     assert decision(*alone, "libsecond.so", "twice") == \
         Settle(target(*alone, "libsecond.so", "twice"))
+
+
+def test_outputs_must_not_collide(interpose, tmp_path):
+    """Two programs (or libraries) that would be written to one file: an
+    error naming it, before anything is planned."""
+    (tmp_path / "other").mkdir()
+    shutil.copy(interpose, tmp_path / "other" / "interpose")
+    with pytest.raises(ElfvectorError, match="another program would also be .*/bin/interpose"):
+        plan_of([interpose, tmp_path / "other" / "interpose"], tmp_path)
 
 
 def test_exclude_and_keep_interposable(interpose, tmp_path):

@@ -31,6 +31,7 @@ What the rewriting may settle, and why the rest stays (``Keep.why``):
 ==========================  ==================================================
 """
 
+import functools
 import os
 from collections import Counter
 from dataclasses import dataclass, field
@@ -100,10 +101,18 @@ class Closure:
         return [o.path for o in self.objects if not self.is_program(o) and not self.is_ldso(o)]
 
     def is_program(self, elf):
-        return any(lm.main.elf is elf for lm in self.linkmaps)
+        return elf in self._programs
 
     def is_ldso(self, elf):
-        return any(lm.rtld.elf is elf for lm in self.linkmaps)
+        return elf in self._interpreters
+
+    @functools.cached_property
+    def _programs(self):
+        return {lm.main.elf for lm in self.linkmaps}
+
+    @functools.cached_property
+    def _interpreters(self):
+        return {lm.rtld.elf for lm in self.linkmaps}
 
 
 def read_closure(programs, options):
@@ -118,8 +127,11 @@ def read_closure(programs, options):
                                     files=files, system_preload=False))
     objects, outputs = [], []
     for linkmap in linkmaps:
+        output = os.path.join(options.outdir, "bin", os.path.basename(linkmap.main.name))
+        if output in outputs:
+            raise ElfvectorError(f"another program would also be {output}", linkmap.main.name)
         objects.append(linkmap.main.elf)
-        outputs.append(os.path.join(options.outdir, "bin", os.path.basename(linkmap.main.name)))
+        outputs.append(output)
     for linkmap in linkmaps:
         for obj in linkmap.objects:
             _add_library(obj, objects, outputs, options)
