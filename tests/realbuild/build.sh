@@ -156,7 +156,7 @@ main() {
         fi
     }
     VT=$WORK/build/vectool-group           # the addrfile and the rpathdir
-    rm -rf "$VT"
+    rm -rf "$VT" && mkdir -p "$VT"         # vectool creates the addrfile, not its directory
     t0=$SECONDS
     build normal "" ""
     result build_normal_seconds $((SECONDS - t0))
