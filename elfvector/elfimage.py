@@ -57,10 +57,18 @@ _FILE_KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"),
                (stat.S_ISSOCK, "a socket"))
 
 
+def not_regular_reason(mode):
+    """None for a regular file's ``st_mode``, else "not a regular file (a FIFO)"."""
+    if stat.S_ISREG(mode):
+        return None
+    kind = next((name for test, name in _FILE_KINDS if test(mode)), "a special file")
+    return f"not a regular file ({kind})"
+
+
 def _require_regular(st, path):
-    if not stat.S_ISREG(st.st_mode):
-        kind = next((name for test, name in _FILE_KINDS if test(st.st_mode)), "a special file")
-        raise NotElfError(f"not a regular file ({kind})", path)
+    reason = not_regular_reason(st.st_mode)
+    if reason:
+        raise NotElfError(reason, path)
 
 
 def describe_unsupported(data):

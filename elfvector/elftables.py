@@ -107,6 +107,11 @@ class DynamicTables:
                             f"{len(self.strtab)}-byte string table")
         return cstring(self.strtab, offset)
 
+    def _shown(self, offset):
+        """The name at ``offset`` for a message: one line, any byte escaped."""
+        end = self.strtab.find(b"\0", offset)
+        return repr(self.strtab[offset:end if end >= 0 else len(self.strtab)])[2:-1]
+
     # -- symbols ----------------------------------------------------------
     def _symbol_count(self):
         """Entries of .dynsym: its section header's, else DT_HASH's nchain,
@@ -146,11 +151,11 @@ class DynamicTables:
             if not s.defined or s.shndx >= SHN_LORESERVE:
                 continue
             if shnum and s.shndx >= shnum:
-                raise self._bad(f"symbol {i} ({self.string(s.name)}): section index "
+                raise self._bad(f"symbol {i} ({self._shown(s.name)}): section index "
                                 f"{s.shndx}, past the {shnum} sections")
             end = tls_end if s.type == STT_TLS else loads_end
             if s.value + s.size > end:
-                raise self._bad(f"symbol {i} ({self.string(s.name)}): value {s.value:#x} "
+                raise self._bad(f"symbol {i} ({self._shown(s.name)}): value {s.value:#x} "
                                 f"size {s.size:#x} end past its segments ({end:#x})")
 
     # -- relocations ------------------------------------------------------
@@ -297,7 +302,7 @@ class DynamicTables:
         for k in range(cnt):
             self._spend()
             name, anext = VERDAUX.unpack(self._table(what, at, VERDAUX.size))
-            self.string(name)
+            self._check_name(what, name)
             found.append((ndx if k == 0 else None, name))
             if not anext:
                 break
@@ -309,18 +314,23 @@ class DynamicTables:
         version, cnt, file_name, aux, nxt = VERNEED.unpack(self._table(what, addr, VERNEED.size))
         if version != 1:
             raise self._bad(f"{what} at {addr:#x} has version {version}, not 1")
-        self.string(file_name)
+        self._check_name(what, file_name)
         found.append((None, file_name))
         at = addr + aux
         for _ in range(cnt):
             self._spend()
             _, _, other, name, anext = VERNAUX.unpack(self._table(what, at, VERNAUX.size))
-            self.string(name)
+            self._check_name(what, name)
             found.append((other, name))
             if not anext:
                 break
             at += anext
         return nxt
+
+    def _check_name(self, what, offset):
+        if offset >= len(self.strtab):
+            raise self._bad(f"{what} names offset {offset:#x}, past the {len(self.strtab)}-byte "
+                            "string table")
 
     def _read_versym(self):
         """One version index per symbol, each defined by the version tables

@@ -13,11 +13,11 @@ The counts give a library its first vector: its most used functions first
 """
 
 import os
-import stat
 from collections import Counter
 from dataclasses import dataclass, field
 
 from .elffile import ElfFile
+from .elfimage import not_regular_reason
 from .errors import ElfvectorError, VectorMismatchError
 from .exportvec import slot_for
 from .libsearch import LibraryResolver
@@ -83,8 +83,8 @@ def open_inputs(paths, unreadable, skipped=None):
     for path in paths:
         try:
             st = os.stat(path)
-            if not stat.S_ISREG(st.st_mode):
-                skipped.append((path, "not a regular file"))
+            if not_regular_reason(st.st_mode):
+                skipped.append((path, not_regular_reason(st.st_mode)))
                 continue
             if _magic(path) != _ELF_MAGIC:
                 skipped.append((path, "not an ELF file"))
