@@ -340,3 +340,113 @@ def test_special_files(built, tmp_path):
         assert_refused_by_all(tmp_path / name, built / "t.vec", [reason], tmp_path)
     assert_refused_by_all(Path("/dev/null"), built / "t.vec",
                           ["not a regular file (a character device)"], tmp_path)
+
+
+# -- values the reader does not know, and files without section headers -------
+
+ODD_BUT_READABLE = [
+    ("unknown symbol type", symbol_field("t_add", 4, "B", 0x1D)),         # GLOBAL, type 13
+    ("unknown binding", symbol_field("t_add", 4, "B", 0x72)),             # binding 7, FUNC
+    ("internal visibility", symbol_field("t_add", 5, "B", 1)),
+    ("unknown relocation type", lambda l, d: put(d, l.offset(".rela.plt") + 8, "I", 99)),
+]
+
+
+@pytest.mark.parametrize("name,mutation", ODD_BUT_READABLE, ids=[m[0] for m in ODD_BUT_READABLE])
+def test_unknown_values_read_as_other(built, name, mutation):
+    """An unknown symbol type, binding or relocation type is "other", never a
+    crash: each command succeeds or refuses with one line naming the file."""
+    for source in ("libt.so.1", "prog"):
+        layout = Layout(built / source)
+        data = bytearray(layout.data)
+        mutation(layout, data)
+        path = built / f"{source}.odd"
+        path.write_bytes(bytes(data))
+        for prog, args in commands(path, built / "t.vec").items():
+            result, _ = run_limited(prog, args, built)
+            assert "internal error" not in result.stderr and "Traceback" not in result.stderr
+            errors = [line for line in result.stderr.splitlines() if ": warning: " not in line]
+            assert result.returncode in (0, 1) and len(errors) == result.returncode, \
+                (prog, result.stderr)
+            assert all(line.startswith(f"{prog}: {path}: ") for line in errors), errors
+
+
+def test_without_section_headers(built):
+    """e_shnum 0: nothing to read sections from.  Readers go by the dynamic
+    section; a rewrite is refused (strip could not keep what it adds)."""
+    data = bytearray((built / "libt.so.1").read_bytes())
+    put(data, 0x3C, "H", 0)                                     # e_shnum
+    path = built / "libt.noshdr"
+    path.write_bytes(bytes(data))
+    jobs = commands(path, built / "t.vec")
+    result, _ = run_limited("retrovec", jobs["retrovec"], built)
+    assert result.returncode == 1
+    assert result.stderr == f"retrovec: {path}: no section headers: strip and objcopy " \
+                            "could not keep what would be added\n"
+    assert run_limited("vecstat", jobs["vecstat"], built)[0].stdout == \
+        run_limited("vecstat", [built / "libt.so.1"], built)[0].stdout
+    result, _ = run_limited("recovervec", jobs["recovervec"], built)
+    assert result.stderr == f"recovervec: {path}: no export vector in this library " \
+                            "(no __V_ symbol)\n"
+
+
+# -- names are bytes ----------------------------------------------------------
+
+NOT_UTF8 = """\
+int cafe(int x) __asm__("caf\\351");
+int cafe(int x) { return x + 1; }
+int other(int x) { return x * 2; }
+"""
+DLSYM = """\
+#include <dlfcn.h>
+#include <stdio.h>
+int main(int argc, char **argv)
+{
+    void *h = dlopen(argv[1], RTLD_NOW);
+    int (*cafe)(int) = h ? (int (*)(int))dlsym(h, "caf\\351") : 0;
+    int (*other)(int) = h ? (int (*)(int))dlsym(h, "other") : 0;
+    if (!cafe || !other)
+        return 1;
+    printf("%d %d\\n", cafe(1), other(2));
+    return 0;
+}
+"""
+CALLER = """\
+int cafe(int x) __asm__("caf\\351");
+int other(int);
+int main(int argc, char **argv) { return cafe(argc) + other(argc) - 4; }
+"""
+
+
+@pytest.mark.parametrize("slots", [[b"other"], [b"other", b"caf\xe9"]], ids=["other", "both"])
+def test_names_that_are_not_utf8(tmp_path, slots):
+    """A library exporting "caf\\351": retrovec keeps the name's bytes in
+    .dynstr and hashes those bytes, so dlsym still finds it and eu-elflint
+    sees a valid .gnu.hash; recovervec and vecstat print the bytes back,
+    and a program bound through the vector runs."""
+    for name, text in (("u.c", NOT_UTF8), ("dlsym.c", DLSYM), ("caller.c", CALLER)):
+        (tmp_path / name).write_text(text)
+    run(["gcc", "-fPIC", "-shared", "-Wl,-soname=libu.so.1", "-o", "libu.so.1", "u.c"], tmp_path)
+    run(["gcc", "-o", "dlsym", "dlsym.c", "-ldl"], tmp_path)
+    run(["gcc", "-o", "caller", "caller.c", "-L.", "-l:libu.so.1"], tmp_path)
+    vec = b"__V_libu_so_1\n" + b"".join(s + b"\n" for s in slots)
+    (tmp_path / "u.vec").write_bytes(vec)
+    (tmp_path / "vec").mkdir()
+    result, _ = run_limited("retrovec", ["-o", "vec/libu.so.1", "u.vec", "libu.so.1"], tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert run(["./dlsym", "./vec/libu.so.1"], tmp_path).stdout == "2 4\n"
+    assert run(["eu-elflint", "--gnu-ld", "vec/libu.so.1"], tmp_path).stdout == "No errors\n"
+    recovered = subprocess.run([sys.executable, BIN / "recovervec", "vec/libu.so.1"],
+                               cwd=tmp_path, capture_output=True, stdin=subprocess.DEVNULL)
+    assert recovered.returncode == 0, recovered.stderr
+    assert [line for line in recovered.stdout.splitlines() if not line.startswith(b"#")] == \
+        vec.splitlines()
+    stats = subprocess.run([sys.executable, BIN / "vecstat", "caller"], cwd=tmp_path,
+                           capture_output=True, stdin=subprocess.DEVNULL,
+                           env=dict(os.environ, LD_LIBRARY_PATH="vec"))
+    assert stats.returncode == 0, stats.stderr
+    assert b"      1 caf\xe9\n" in stats.stdout
+    bound, _ = run_limited("retroimp", ["-o", "caller.vec", "", "u.vec", "caller"], tmp_path)
+    assert bound.returncode == 0, bound.stderr
+    assert run(["./caller.vec"], tmp_path, env={"LD_LIBRARY_PATH": "vec"}, check=False) \
+        .returncode == 0
