@@ -102,6 +102,8 @@ class ObjectPlan:
     soname: str = None
     is_program: bool = False
     is_pie: bool = False
+    #: the dynamic linker itself: copied verbatim (the kernel maps it anywhere)
+    is_interp: bool = False
     old_base: int = 0                 #: lowest PT_LOAD p_vaddr of the source
     new_base: int = 0                 #: where it is linked in the output (programs: old_base)
     #: (RELA_DYN or RELA_PLT, index in that table) -> one of Decision
