@@ -24,18 +24,17 @@ vectors.  Every run's output is compared with the system program's.
 
 import os
 import re
-import resource
 import shutil
 import statistics
 import struct
 import subprocess
 import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from builds import ROOT, BenchError, clean_env, run, tool
+from tooltimes import RUNS as TOOL_RUNS, best_of
 from elfvector.elffile import ElfFile
 from elfvector.libsearch import LibraryResolver
 
@@ -45,7 +44,6 @@ PROGRAMS = {"sqlite3": "--version", "xz": "--version", "zstd": "-V", "jq": "--ve
 LIBC = Path("/lib/x86_64-linux-gnu/libc.so.6")
 NOT_USED = "no exported function of this library is used"
 STARTUP_RUNS = 15
-TOOL_RUNS = 3
 RETROVEC_TARGET_S = 2.0        # retrovec of libc.so.6 with all its functions
 RETROIMP_TARGET_S = 1.0        # retroimp of curl against the vectors of its libraries
 CALLGRIND = ("valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null")
@@ -282,27 +280,6 @@ def measure(work):
     return results, {p.name: p for p in progs}
 
 
-def _timed(argv, env, cwd):
-    """Wall seconds of one run of ``argv`` (a whole command, Python start-up included),
-    and the CPU seconds (user + system) it used."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    start = time.perf_counter()
-    proc = subprocess.run([str(a) for a in argv], capture_output=True, text=True, env=env, cwd=cwd)
-    wall = time.perf_counter() - start
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    if proc.returncode != 0:
-        raise BenchError(f"{' '.join(map(str, argv))} exited {proc.returncode}:\n{proc.stderr}")
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return wall, cpu
-
-
-def _best_of(argv, env, cwd):
-    runs = [_timed(argv, env, cwd) for _ in range(TOOL_RUNS)]
-    wall, cpu = min(runs)
-    return {"best_wall_s": round(wall, 3), "cpu_s_of_best": round(cpu, 3),
-            "wall_s": [round(w, 3) for w, _ in runs]}
-
-
 def tool_times(work, progs):
     """retrovec of libc.so.6 with every function (and with vecstat's default exclusions),
     and retroimp of curl against its vectors; best of TOOL_RUNS each."""
@@ -312,12 +289,12 @@ def tool_times(work, progs):
     vec = work / "libc.so.6.all.vec"
     tool("vecstat", "--emit-vec", LIBC, "--all", "--no-default-excludes", "-o", vec, *programs,
          cwd=work)
-    retrovec = _best_of([*_tool_argv("retrovec"), "-o", work / "libc.so.6", vec, LIBC],
+    retrovec = best_of([*_tool_argv("retrovec"), "-o", work / "libc.so.6", vec, LIBC],
                         clean_env(), work)
     # vecstat --all as it is (malloc, free, ..., pthread_* left out by default).
     vec_default = work / "libc.so.6.all-default.vec"
     tool("vecstat", "--emit-vec", LIBC, "--all", "-o", vec_default, *programs, cwd=work)
-    retrovec_default = _best_of([*_tool_argv("retrovec"), "-o", work / "libc.so.6.default",
+    retrovec_default = best_of([*_tool_argv("retrovec"), "-o", work / "libc.so.6.default",
                                  vec_default, LIBC], clean_env(), work)
     # The result must be a working libc: the system's curl runs on it unchanged.
     curl = progs["curl"]
@@ -325,7 +302,7 @@ def tool_times(work, progs):
     on_it = _run_checked([curl.system, *curl.argv], clean_env(work), "curl on the retrovec'd libc")
     if (on_it.returncode, on_it.stdout) != (stock_run.returncode, stock_run.stdout):
         raise BenchError("curl --version prints something else on libc.so.6 retrovec'd --all")
-    retroimp = _best_of([*_tool_argv("retroimp"), "-o", work / "curl", "", *curl.vecs, curl.system],
+    retroimp = best_of([*_tool_argv("retroimp"), "-o", work / "curl", "", *curl.vecs, curl.system],
                         clean_env(curl.lib_dir), work)
     return {
         "retrovec_libc_all": dict(retrovec, slots=_vec_slots(vec),

@@ -10,7 +10,9 @@ import os
 import platform
 import subprocess
 
-# The issue's targets.
+import tooltimes
+
+# Issue 2's link-time targets, issue 9's now (see OPEN_ISSUES).
 STARTUP_VS_STATIC_MAX = 1.3      # vectored instructions / static-library instructions
 STARTUP_BELOW_NOW_MIN = 10.0     # stock -z now instructions / vectored instructions
 CALL_VS_DIRECT_MAX = 1.10        # bound call / direct call, 10% for noise
@@ -71,8 +73,46 @@ def bytes_per_import(results, key):
     return excess / results["functions"]
 
 
+# Issues still open: their targets are reported as "open (issue N)" and do not
+# fail the benchmark.  The link-time targets of issue 2 (start-up, call cost,
+# bytes per import) were missed when it landed and are issue 9's now.
+OPEN_ISSUES = {9}
+
+
+def _target(issue, name, value, passed, detail):
+    return {"issue": issue, "target": name, "value": value, "passed": passed, "detail": detail,
+            "status": ("PASS" if passed else f"open (issue {issue})" if issue in OPEN_ISSUES
+                       else "FAIL")}
+
+
+def missed(targets):
+    """The targets that fail the benchmark: missed, and of an issue that has landed."""
+    return [t for t in targets if t["status"] == "FAIL"]
+
+
 def evaluate_targets(results):
-    """The issue's targets, each with its measured value and verdict."""
+    """The issues' targets, each with its measured value, its issue and its verdict."""
+    targets = _link_time_targets(results)
+    tools = results.get("tool_times")
+    if tools:
+        rv, ri = tools["retrovec_libc_all"], tools["retroimp_curl"]
+        targets += [
+            _target(3, f"retrovec of libc.so.6 with all its functions under {rv['target_s']:g} s",
+                    rv["best_cpu_s"], rv["best_cpu_s"] < rv["target_s"],
+                    f"CPU, best of {tools['runs']}; {rv['slots']:,} slots; "
+                    f"wall {rv['best_wall_s']:.3f} s"),
+            _target(3, f"retroimp of curl against the vectors of its libraries under "
+                       f"{ri['target_s']:g} s",
+                    ri["best_cpu_s"], ri["best_cpu_s"] < ri["target_s"],
+                    f"CPU, best of {tools['runs']}; {ri['vectors']} vectors, {ri['slots']} "
+                    f"slots; wall {ri['best_wall_s']:.3f} s"),
+        ]
+    if "tool_scaling" in results:
+        targets += tool_scaling_targets(results["tool_scaling"])
+    return targets
+
+
+def _link_time_targets(results):
     ins = {key: b["instructions"] for key, b in results["builds"].items()}
     ns = results["ns_per_call"]
     vs_static = ins["vectored"] / ins["static"]
@@ -83,40 +123,58 @@ def evaluate_targets(results):
     n = results["functions"]
     near_ratio = ns["lib_vectored"] / ns["lib_direct"]
     binding = ns.get("slot_binding", {})
-    targets = [
-        {"target": f"vectored start-up within {STARTUP_VS_STATIC_MAX}x of the static library",
-         "value": round(vs_static, 3), "passed": vs_static <= STARTUP_VS_STATIC_MAX,
-         "detail": f"{ins['vectored']:,} vs {ins['static']:,} instructions"},
-        {"target": f"vectored start-up at least {STARTUP_BELOW_NOW_MIN:g}x below stock -z now",
-         "value": round(below_now, 3), "passed": below_now >= STARTUP_BELOW_NOW_MIN,
-         "detail": f"{ins['now']:,} vs {ins['vectored']:,} instructions"},
-        {"target": f"a bound call no slower than a direct call (+{CALL_VS_DIRECT_MAX - 1:.0%}), "
+    return [
+        _target(9, f"vectored start-up within {STARTUP_VS_STATIC_MAX}x of the static library",
+                round(vs_static, 3), vs_static <= STARTUP_VS_STATIC_MAX,
+                f"{ins['vectored']:,} vs {ins['static']:,} instructions"),
+        _target(9, f"vectored start-up at least {STARTUP_BELOW_NOW_MIN:g}x below stock -z now",
+                round(below_now, 3), below_now >= STARTUP_BELOW_NOW_MIN,
+                f"{ins['now']:,} vs {ins['vectored']:,} instructions"),
+        _target(9, f"a bound call no slower than a direct call (+{CALL_VS_DIRECT_MAX - 1:.0%}), "
                    f"caller the program (far slot: {_encoding(binding, 'program')})",
-         "value": round(call_ratio, 3), "passed": call_ratio <= CALL_VS_DIRECT_MAX,
-         "detail": f"{ns['vectored']:.3f} vs {ns['direct']:.3f} ns per call"},
-        {"target": f"a bound call no slower than a direct call (+{CALL_VS_DIRECT_MAX - 1:.0%}), "
+                round(call_ratio, 3), call_ratio <= CALL_VS_DIRECT_MAX,
+                f"{ns['vectored']:.3f} vs {ns['direct']:.3f} ns per call"),
+        _target(9, f"a bound call no slower than a direct call (+{CALL_VS_DIRECT_MAX - 1:.0%}), "
                    f"caller a library (near slot: {_encoding(binding, 'library')})",
-         "value": round(near_ratio, 3), "passed": near_ratio <= CALL_VS_DIRECT_MAX,
-         "detail": f"{ns['lib_vectored']:.3f} vs {ns['lib_direct']:.3f} ns per call"},
-        {"target": f"at most {BYTES_PER_IMPORT_MAX:g} bytes per imported function",
-         "value": round(per_import, 3), "passed": per_import <= BYTES_PER_IMPORT_MAX,
-         "detail": f"{slots['slot_bytes'] / n:g} per slot + {slots['page_padding'] / n:.2f} "
-                   f"page padding + {_other_vectored_bytes(results) / n:.2f} other sections"},
+                round(near_ratio, 3), near_ratio <= CALL_VS_DIRECT_MAX,
+                f"{ns['lib_vectored']:.3f} vs {ns['lib_direct']:.3f} ns per call"),
+        _target(9, f"at most {BYTES_PER_IMPORT_MAX:g} bytes per imported function",
+                round(per_import, 3), per_import <= BYTES_PER_IMPORT_MAX,
+                f"{slots['slot_bytes'] / n:g} per slot + {slots['page_padding'] / n:.2f} "
+                f"page padding + {_other_vectored_bytes(results) / n:.2f} other sections"),
     ]
-    tools = results.get("tool_times")
-    if tools:
-        rv, ri = tools["retrovec_libc_all"], tools["retroimp_curl"]
-        targets += [
-            {"target": f"retrovec of libc.so.6 with all its functions under {rv['target_s']:g} s",
-             "value": rv["best_wall_s"], "passed": rv["best_wall_s"] < rv["target_s"],
-             "detail": f"best of {tools['runs']} wall, {rv['slots']:,} slots, "
-                       f"CPU {rv['cpu_s_of_best']:.3f} s"},
-            {"target": f"retroimp of curl against the vectors of its libraries under "
-                       f"{ri['target_s']:g} s",
-             "value": ri["best_wall_s"], "passed": ri["best_wall_s"] < ri["target_s"],
-             "detail": f"best of {tools['runs']} wall, {ri['vectors']} vectors, "
-                       f"{ri['slots']} slots, CPU {ri['cpu_s_of_best']:.3f} s"},
-        ]
+
+
+def tool_scaling_targets(t):
+    """Issue 7: each command linear, under 3 s at the largest size; every fixed cost.
+
+    Judged on CPU time (tooltimes.best_of says why); wall time in the detail.
+    """
+    largest, middle = str(t["sizes"][-1]), str(t["sizes"][-2])
+    targets = []
+    for name in tooltimes.SCALED:
+        at = {size: t["scaling"][size][name] for size in (middle, largest)}
+        cpu = {size: at[size]["best_cpu_s"] for size in at}
+        targets.append(_target(
+            7, f"{name} at {int(largest):,} functions under {tooltimes.TOOL_TARGET_S:g} s",
+            cpu[largest], cpu[largest] < tooltimes.TOOL_TARGET_S,
+            f"CPU, best of {t['runs']}; wall {at[largest]['best_wall_s']:.3f} s"))
+        ratio = cpu[largest] / cpu[middle]
+        targets.append(_target(
+            7, f"{name} linear in functions: time at {int(largest):,} / at {int(middle):,} "
+               f"at most {tooltimes.LINEAR_RATIO_MAX:g}",
+            round(ratio, 2), ratio <= tooltimes.LINEAR_RATIO_MAX,
+            f"CPU {cpu[largest]:.3f} / {cpu[middle]:.3f} s"))
+    for name, cost in t["fixed_costs"].items():
+        targets.append(_target(
+            7, f"{name} --version to exit at most {tooltimes.FIXED_COST_TARGET_S:g} s",
+            cost["best_cpu_s"], cost["best_cpu_s"] <= tooltimes.FIXED_COST_TARGET_S,
+            f"CPU, best of {len(cost['cpu_s'])}; wall {cost['best_wall_s']:.3f} s"))
+    v = t["vecstat_usr_bin"]
+    targets.append(_target(
+        7, f"vecstat over /usr/bin/* under {tooltimes.VECSTAT_USR_BIN_TARGET_S:g} s",
+        v["best_cpu_s"], v["best_cpu_s"] < tooltimes.VECSTAT_USR_BIN_TARGET_S,
+        f"CPU, {v['files']:,} files, best of {len(v['cpu_s'])}; wall {v['best_wall_s']:.3f} s"))
     return targets
 
 
@@ -134,8 +192,8 @@ def _other_vectored_bytes(results):
 
 def print_report(results):
     for part in (_header, _startup_table, _program_bytes, _library_bytes, _call_costs,
-                 _slot_bindings, _real_startup, _real_bytes, _tool_times, vectool_group_lines,
-                 _targets):
+                 _slot_bindings, _real_startup, _real_bytes, _tool_times, _tool_scaling,
+                 vectool_group_lines, _targets):
         print("\n".join(part(results)), end="\n\n")
 
 
@@ -394,13 +452,11 @@ def _tool_times(r):
     if rd:
         rows.insert(1, [f"retrovec libc.so.6, vecstat --all ({rd['slots']:,} slots)", rd])
     width = max(len(title) for title, _ in rows)
-    lines = [f"the tools' own time: wall seconds of the whole command (Python start-up "
-             f"included), best of {tools['runs']}"]
+    lines = [f"the tools' own time: seconds of the whole command (Python start-up included), "
+             f"CPU / wall, best of {tools['runs']}"]
     for title, t in rows:
-        runs = " ".join(f"{w:.3f}" for w in t["wall_s"])
         target = f"target < {t['target_s']:g} s" if "target_s" in t else "(no target)"
-        lines.append(f"  {title:{width}}  {t['best_wall_s']:6.3f} s  {target:14}"
-                     f"  (runs {runs}; CPU of the best {t['cpu_s_of_best']:.3f} s)")
+        lines.append(f"  {title:{width}}  {_cpu_wall(t):>13} s  {target}")
     lines.append("  every function: vecstat --emit-vec libc.so.6 --all --no-default-excludes; "
                  "vecstat --all alone leaves out malloc,")
     lines.append("  free, ..., pthread_* (as impvec does).")
@@ -530,9 +586,36 @@ def _versus(before, after):
     return "; ".join(parts) + f"; Private_Dirty {_change(db, da, False)} kB"
 
 
+def _tool_scaling(r):
+    t = r.get("tool_scaling")
+    if not t:
+        return []
+    sizes = [str(n) for n in t["sizes"]]
+    rows = [["command"] + [f"{int(n):,} functions" for n in sizes]]
+    titles = {"link_library": "(plain link of the library)",
+              "link_program": "(plain link of the program)"}
+    for name in (*tooltimes.SCALED, "link_library", "link_program"):
+        rows.append([titles.get(name, name)] + [_cpu_wall(t["scaling"][n][name]) for n in sizes])
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    costs = ", ".join(f"{name} {_cpu_wall(c)}" for name, c in t["fixed_costs"].items())
+    v = t["vecstat_usr_bin"]
+    return ([f"the tools at scale: seconds of the whole command, CPU / wall, best of {t['runs']} "
+             "(expvec and impvec include the links they wrap)"]
+            + ["  " + _row(row, widths) for row in rows]
+            + [f"fixed cost, --version to exit (s, CPU / wall): {costs}",
+               f"vecstat over /usr/bin/* ({v['files']:,} files): {_cpu_wall(v)} s",
+               "CPU: user + system of the command and the programs it runs (the targets' "
+               "measure); wall: inflated when",
+               "  the machine is busy (load average at the start and the end in the header)."])
+
+
+def _cpu_wall(t):
+    return f"{t['best_cpu_s']:.3f} / {t['best_wall_s']:.3f}"
+
+
 def _targets(r):
-    return ["targets"] + [f"  {'PASS' if t['passed'] else 'FAIL'}  {t['target']}: "
-                          f"{t['value']:g} ({t['detail']})" for t in r["targets"]]
+    return ["targets"] + [f"  {t['status']:14}  {t['target']}: {t['value']:g} ({t['detail']})"
+                          for t in r["targets"]]
 
 
 def save_results(results, directory):
