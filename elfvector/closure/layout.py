@@ -29,6 +29,9 @@ from ..errors import UnsupportedElfError
 
 PAGE = 0x1000
 SHT_NOTE = 7
+#: sections whose size valgrind asserts equal in the file and in its separate
+#: debug file (coregrind/m_debuginfo/readelf.c, FIND(text, rx) ...)
+SIZE_CHECKED = (".text", ".data", ".sdata", ".rodata", ".bss", ".sbss")
 
 #: the tables the window may lay out again (besides every SHT_NOTE section)
 WINDOW_TABLES = (".interp", ".gnu.hash", ".hash", ".dynsym", ".dynstr", ".gnu.version",
@@ -203,10 +206,13 @@ class Output:
         """Let the allocated section of ``sh_type`` (with ``flags``) that ends
         at ``end`` (its alignment padding included) reach ``new_end``: bytes
         added to a segment's end stay in a section the separate debug file
-        also has.  False when no section ends there."""
-        for s in self.shdrs:
+        also has (gdb warns about each allocated section it lacks).  Never
+        one whose size valgrind requires to match the debug file's.  False
+        when no section may grow."""
+        for s, name in zip(self.shdrs, self.image.section_names):
             if s.flags & SHF_ALLOC and s.type == sh_type and s.flags & flags == flags and \
-                    s.size and s.addr + s.size <= end <= align_up(s.addr + s.size, 16):
+                    s.size and s.addr + s.size <= end <= align_up(s.addr + s.size, 16) \
+                    and name not in SIZE_CHECKED:
                 s.size = new_end - s.addr
                 return True
         return False

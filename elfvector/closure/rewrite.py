@@ -619,11 +619,31 @@ class _Rewrite:
                                               f"writable segment's file bytes", self.obj.source)
         return words
 
-    def _check_words(self, out, count):
-        """Addresses of ``count`` words past the end of the last writable
-        segment (its ``.bss``), in a NOBITS section ``.elfvector.checks``."""
-        if not count:
+    def _dead_got_words(self):
+        """GOT[1] and GOT[2] (at DT_PLTGOT): ld.so's link_map and lazy
+        resolver, which ``elf_machine_runtime_setup`` stores only for
+        DT_JMPREL, which the output no longer has.  Only when they are zero
+        writable file bytes that no relocation writes."""
+        got = self.image.dyn(DT_PLTGOT)
+        if not got or not self._in_writable_file_bytes(got + WORD) or \
+                not self._in_writable_file_bytes(got + 2 * WORD) or \
+                self.image.read(got + WORD, 2 * WORD) != bytes(2 * WORD) or \
+                any(got + WORD <= r.rela.offset < got + 3 * WORD for r in self.relocs):
             return []
+        return [self.mv(got) + WORD, self.mv(got) + 2 * WORD]
+
+    def _check_words(self, out, count):
+        """Addresses of ``count`` words for the checks' GLOB_DATs: first the
+        GOT's two dead header words (:meth:`_dead_got_words`), then words past
+        the end of the last writable segment (its ``.bss``), in a NOBITS
+        section ``.elfvector.checks``."""
+        dead = self._dead_got_words()
+        where = [f"{min(count, len(dead))} in the GOT's dead header"] if dead and count else []
+        words = dead[:count]
+        count -= len(words)
+        if not count:
+            self.report.check_words = ", ".join(where) or "none"
+            return words
         rw = max((p for p in out.phdrs if p.type == PT_LOAD and p.flags & PF_W),
                  key=lambda p: p.vaddr, default=None)
         if rw is None:
@@ -633,11 +653,12 @@ class _Rewrite:
         rw.memsz = start + WORD * count - rw.vaddr
         page = "a new page" if layout.page_end(rw.vaddr + rw.memsz) > layout.page_end(end) \
             else "its last page"
-        self.report.check_words = f"{count} at {start:#x}, past .bss in {page}"
+        where.append(f"{count} at {start:#x}, past .bss in {page}")
+        self.report.check_words = ", ".join(where)
         if not out.extend_section_ending_at(end, start + WORD * count, SHT_NOBITS):
             out.add_section(layout.NewSection(CHECKS_SECTION, SHT_NOBITS,
                                               SHF_ALLOC | SHF_WRITE, start, WORD * count, WORD))
-        return [start + WORD * k for k in range(count)]
+        return words + [start + WORD * k for k in range(count)]
 
     # -- step 3: the new .rela.dyn -----------------------------------------------------------
     def new_relocations(self, fixup_at, stubs):
