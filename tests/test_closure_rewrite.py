@@ -375,6 +375,15 @@ def test_where_the_additions_went(variant):
     assert len(stubs) == 1                                   # cl_square's
 
 
+def test_an_object_left_alone_comes_back_unchanged(variant, tmp_path):
+    """ld.so's plan: not moved, every relocation kept, nothing added."""
+    d, _, _ = variant
+    plan = make_plan(d, tmp_path, "keep", base=0)
+    plan.objects[1].rpath = None
+    data, report = rewrite_object(plan, 1, (d / SONAME).read_bytes())
+    assert data == (d / SONAME).read_bytes() and report.tables == "unchanged"
+
+
 # -- debuggers --------------------------------------------------------------------------------
 
 def split_debug_file(path, debug_dir):

@@ -306,8 +306,24 @@ def rewrite(plan, index, data):
 
 
 def rewrite_object(plan, index, data):
-    """(output bytes, :class:`ObjectReport`) of object ``index`` of ``plan``."""
-    return _Rewrite(plan, index, ElfImage(data, plan.objects[index].source)).run()
+    """(output bytes, :class:`ObjectReport`) of object ``index`` of ``plan``.
+
+    An object the plan leaves alone (ld.so: not moved, every relocation
+    kept, no check, no run path or interpreter) comes back unchanged."""
+    obj = plan.objects[index]
+    if _untouched(obj):
+        image = ElfImage(data, obj.source)
+        loads = sum(p.type == PT_LOAD for p in image.phdrs)
+        return data, ObjectReport(obj.source, obj.output, loads_before=loads, loads_after=loads,
+                                  bytes_before=len(data), bytes_after=len(data),
+                                  tables="unchanged")
+    return _Rewrite(plan, index, ElfImage(data, obj.source)).run()
+
+
+def _untouched(obj):
+    return (obj.new_base == obj.old_base and obj.rpath is None and obj.interp is None
+            and obj.check_symbol is None and not obj.checks and not obj.prebound_names
+            and all(isinstance(d, Keep) for d in obj.decisions.values()))
 
 
 @dataclass
