@@ -314,9 +314,11 @@ def rewrite_object(plan, index, data):
     if _untouched(obj):
         image = ElfImage(data, obj.source)
         loads = sum(p.type == PT_LOAD for p in image.phdrs)
-        return data, ObjectReport(obj.source, obj.output, loads_before=loads, loads_after=loads,
-                                  bytes_before=len(data), bytes_after=len(data),
-                                  tables="unchanged")
+        relas = image.relas(DT_RELA, None) + image.relas(DT_JMPREL, None)
+        lookups = sum(r.sym != 0 for r in relas)
+        relative = sum(r.type == R_X86_64_RELATIVE for r in relas)
+        return data, ObjectReport(obj.source, obj.output, lookups, lookups, relative, relative,
+                                  loads, loads, len(data), len(data), tables="unchanged")
     return _Rewrite(plan, index, ElfImage(data, obj.source)).run()
 
 
