@@ -244,7 +244,7 @@ def choose_vector(trial, cmd, incl_arg, incl, excl):
     vector = _choose_vector(vector_name_for_soname(soname), functions, incl_arg, incl, excl)
     if not vector.slots:
         raise VectorMismatchError("no function matches incl: the vector would be empty",
-                                  cmd.output)
+                                  incl.path if incl is not None and incl.path else cmd.output)
     for slot in vector.slots:
         if slot.problem():
             raise VectorMismatchError(

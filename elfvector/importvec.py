@@ -19,7 +19,7 @@ from .errors import VectorMismatchError
 from .exportvec import blamed_on
 from .libsearch import LibraryResolver
 from .linkcmd import LinkCommand, run_tool
-from .patterns import DEFAULT_IMPORT_EXCLUDES, PatternList, read_words
+from .patterns import DEFAULT_IMPORT_EXCLUDES, PatternList
 from .vecfile import read_vec, vector_name_for_soname
 
 
@@ -79,6 +79,10 @@ def plan(elf, libraries, vectors, excludes, callable_only=None):
         why = _kept_before_lookup(sym, callable_only, excludes)
         if why:
             result.kept.append((sym.name, why))
+            if why == "no PLT slot" and _vector_only_owner(vector_of, sym):
+                result.warnings.append(
+                    f"{sym.name} is in a vector only and this file needs its address by "
+                    "name: ld.so will not find it")
             continue
         definers = [lib for lib in libraries if _defines(indexes.get(lib, lib), sym)]
         lib = definers[0] if definers else _vector_only_owner(vector_of, sym)
@@ -234,7 +238,7 @@ def plan_for_link(cmd, elf, vectors, excludes, resolver=None):
 def build(xclude_arg, vec_paths, loader_words, link=False):
     """Trial-link, plan, and (with ``link``) assemble and do the final link."""
     vectors = read_vectors(vec_paths)
-    excludes = PatternList(list(DEFAULT_IMPORT_EXCLUDES) + read_words(xclude_arg), "xclude")
+    excludes = PatternList.from_arg(xclude_arg, "xclude", DEFAULT_IMPORT_EXCLUDES)
     cmd = LinkCommand(loader_words)
     output = cmd.output
     resolver = _resolver(cmd)       # one: each library is read once

@@ -237,10 +237,16 @@ def compile_ere(pattern):
 
 
 class PatternList:
-    """An ordered list of compiled regexes."""
+    """An ordered list of compiled regexes.
 
-    def __init__(self, words, source="patterns"):
+    ``source`` is what an error names: the ``@file`` the patterns came
+    from, else the argument's role (``incl``); ``path`` is that file or None.
+    """
+
+    def __init__(self, words, source="patterns", path=None):
         self.words = list(words)
+        self.source = path or source
+        self.path = path
         self.regexes = []
         translated = []
         for word in self.words:
@@ -248,15 +254,18 @@ class PatternList:
                 translated.append(_EreTranslator(word).translate())
                 self.regexes.append(re.compile(translated[-1], _FLAGS))
             except (_BadRegex, re.error) as e:
-                raise PatternError(f"bad regular expression {word!r}: {e}", source) from None
+                raise PatternError(f"bad regular expression {word!r}: {e}",
+                                   self.source) from None
         # One search instead of one per regex (back-references would count
         # groups across the alternatives: those lists keep the loop).
         self._any = None if any(r.groups for r in self.regexes) else \
             re.compile("|".join(f"(?:{t})" for t in translated) or "(?!)", _FLAGS)
 
     @classmethod
-    def from_arg(cls, arg, source="patterns"):
-        return cls(read_words(arg), source)
+    def from_arg(cls, arg, source="patterns", defaults=()):
+        """The patterns of an incl/excl/xclude argument, after ``defaults``."""
+        return cls(list(defaults) + read_words(arg), source,
+                   arg[1:] if arg.startswith("@") else None)
 
     def matches(self, name):
         if self._any is not None:

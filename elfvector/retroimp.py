@@ -32,7 +32,7 @@ from .elfwrite import Appender, align_up
 from .errors import UnsupportedElfError, VectorMismatchError
 from .importvec import plan
 from .libsearch import LibraryResolver
-from .patterns import DEFAULT_IMPORT_EXCLUDES, PatternList, read_words
+from .patterns import DEFAULT_IMPORT_EXCLUDES, PatternList
 from .retrovec import LibrarySymbols, pack_symbols
 from .vecfile import MAGIC
 
@@ -52,7 +52,7 @@ def retroimp(xclude_arg, vectors, path, library_path=()):
     jump_slots = {r.sym: r for r in image.relas(DT_JMPREL, DT_PLTRELSZ)
                   if r.type == R_X86_64_JUMP_SLOT}
     callable_only = {(syms.names[i], syms.version_of(i)[0]) for i in jump_slots}
-    excludes = PatternList(list(DEFAULT_IMPORT_EXCLUDES) + read_words(xclude_arg), "xclude")
+    excludes = PatternList.from_arg(xclude_arg, "xclude", DEFAULT_IMPORT_EXCLUDES)
     elf = ElfFile.from_image(image)
     env_path = [d for d in os.environ.get("LD_LIBRARY_PATH", "").split(":") if d]
     libraries, _ = LibraryResolver((), (), list(library_path) + env_path).closure(elf)

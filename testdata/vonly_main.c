@@ -8,11 +8,12 @@ const char *vo_name(void);
 int main(void)
 {
 #ifdef VIA_POINTER
-    int (*twice)(int) = vo_twice;
+    int (*volatile twice)(int) = vo_twice;
+    int via = twice(5);
 #else
-    int (*twice)(int) = vo_square;
+    int via = vo_twice(5);
 #endif
     printf("public %d twice %d square %d pick %d name %s via pointer %d\n", vo_public(1),
-           vo_twice(2), vo_square(3), vo_pick(4), vo_name(), twice(5));
+           vo_twice(2), vo_square(3), vo_pick(4), vo_name(), via);
     return 0;
 }

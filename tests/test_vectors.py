@@ -214,3 +214,9 @@ def test_vector_only_functions(build):
         (expected.returncode, expected.stdout, expected.stderr) != (0, "", "")
     not_vectored = build.run("./calls")
     assert not_vectored.returncode == 127 and "undefined symbol: vo_" in not_vectored.stderr
+    # retroimp binds calls; a stock program that needs &vo_twice by name
+    # cannot load against this library, and retroimp says so.
+    build.gcc("-o", "pointer", "vonly_main.o", "stock/libvonly.so.1")
+    warned = build.tool("retroimp", "-o", "pointer.vec", "", "vonly.vec", "pointer").stderr
+    assert warned == ("retroimp: warning: vo_twice is in a vector only and this file needs "
+                      "its address by name: ld.so will not find it\n")
