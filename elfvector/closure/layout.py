@@ -23,8 +23,8 @@ table and section headers, written at the end.
 
 from dataclasses import dataclass, field
 
-from ..elfimage import (PF_R, PF_W, PF_X, PHDR, PT_LOAD, PT_PHDR, SHDR, SHF_ALLOC,
-                        SHF_EXECINSTR, SHT_NOBITS, SHT_PROGBITS, EHDR, Phdr, Shdr)
+from ..elfimage import (EHDR, PF_W, PF_X, PHDR, PT_LOAD, PT_PHDR, SHF_ALLOC, SHT_NOBITS,
+                        SHT_PROGBITS, Phdr, Shdr)
 from ..errors import UnsupportedElfError
 
 PAGE = 0x1000
@@ -309,7 +309,3 @@ class Output:
             if p.type == PT_LOAD and p.vaddr <= sec.addr <= p.vaddr + p.memsz:
                 return sec.addr - p.vaddr + p.offset
         raise ValueError(f"section {sec.name} at {sec.addr:#x} is in no segment")
-
-
-SECTION_FLAGS = {PF_R: SHF_ALLOC, PF_R | PF_X: SHF_ALLOC | SHF_EXECINSTR}
-SHDR_SIZE = SHDR.size
