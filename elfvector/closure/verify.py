@@ -1,0 +1,232 @@
+"""``vectool --mode=retro --verify``: the oracle, against ld.so itself.
+
+For each program, the STOCK program (under ``LD_BIND_NOW=1``) and its
+output are started under gdb and stopped once ld.so has relocated every
+object, before the first constructor (:file:`gdb_before_init.py`).  Every
+word the plan gave a value in the file or at start-up without a lookup
+(Settle, SettleZero, Relative, IrelativeLocal, IrelativeForeign) must hold
+in the output the value ld.so gave that word in the stock process,
+translated by where each object actually lies in the two processes: the
+value points into some object at some offset, and must point to the same
+offset of the same object.  A wrong definer, a wrong version, a wrong
+addend or a fix-up that failed shows as one failure per word.
+"""
+
+import json
+import os
+import struct
+import subprocess
+import tempfile
+from dataclasses import dataclass
+
+from ..errors import ElfvectorError
+from ..ldso import R_X86_64_RELATIVE
+from .model import RELA_DYN, RELA_PLT, IrelativeForeign, Keep, Settle, SettleZero
+
+SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "gdb_before_init.py")
+DT_INIT, DT_INIT_ARRAY, DT_INIT_ARRAYSZ = 12, 25, 27
+PT_LOAD, PF_W = 1, 2
+GDB_SECONDS = 300
+GDB_SETTINGS = ("set debuginfod enabled off", "set auto-load off",
+                "set disable-randomization on", "set startup-with-shell off",
+                "set confirm off", "set pagination off")
+
+
+class VerifyError(ElfvectorError):
+    """The oracle could not be run (no gdb, a program that did not start)."""
+
+
+@dataclass
+class Failure:
+    """A settled word whose value in the output is not ld.so's."""
+
+    path: str                   #: the output file holding the word
+    reason: str
+
+    def __str__(self):
+        return f"{self.path}: {self.reason}"
+
+
+def verify(closure, plan, args=("--version",), gdb="gdb"):
+    """([Failure], words checked) for every program of ``closure``."""
+    failures, checked = [], 0
+    for linkmap in closure.linkmaps:
+        found, count = verify_program(closure, plan, linkmap, args, gdb)
+        failures += found
+        checked += count
+    return failures, checked
+
+
+def verify_program(closure, plan, linkmap, args, gdb):
+    index = {elf: i for i, elf in enumerate(closure.objects)}
+    mapped = [index[o.elf] for o in linkmap.objects]
+    if linkmap.rtld not in linkmap.objects:
+        mapped.append(index[linkmap.rtld.elf])
+    layouts = [_Layout(i, closure.objects[i], plan.objects[i]) for i in mapped]
+    stop_path, stop_address, stop_obj = _first_constructor(linkmap, index)
+    stock = _run(gdb, [linkmap.main.name, *args], {lay.stock_path: lay.stock_spec()
+                                                   for lay in layouts},
+                 (stop_path, stop_address), bind_now=True)
+    stop_layout = next(lay for lay in layouts if lay.index == stop_obj)
+    output = _run(gdb, [plan.objects[index[linkmap.main.elf]].output, *args],
+                  {lay.output_path: lay.output_spec() for lay in layouts},
+                  (stop_layout.output_path, stop_layout.mv(stop_address)), bind_now=False)
+    for lay in layouts:
+        lay.stock_bias = stock.bias[lay.stock_path]
+        lay.output_bias = output.bias[lay.output_path]
+    by_index = {lay.index: lay for lay in layouts}
+    failures, checked = [], 0
+    for lay in layouts:
+        if lay.plan.is_interp:
+            continue
+        for where, decision in _settled(lay):
+            offset = lay.offset(where)
+            value = stock.word(lay.stock_path, offset)
+            expected = _translate(value, _hint(decision, lay.index), layouts, by_index)
+            got = output.word(lay.output_path, lay.mv(offset))
+            checked += 1
+            if got != expected:
+                failures.append(Failure(lay.plan.output, (
+                    f"word {lay.mv(offset):#x} ({where[0]} #{where[1]}, "
+                    f"{type(decision).__name__}) holds {got:#x} where ld.so gives the stock "
+                    f"program {expected:#x}")))
+    return failures, checked
+
+
+class _Layout:
+    """One object in the stock process and in the output's process."""
+
+    def __init__(self, index, elf, obj):
+        self.index, self.elf, self.plan = index, elf, obj
+        self.stock_path = elf.path
+        self.output_path = os.path.realpath(obj.output)
+        loads = [p for p in elf.image.phdrs if p.type == PT_LOAD]
+        self.low = min(p.vaddr for p in loads)
+        self.high = max(p.vaddr + p.memsz for p in loads)
+        self.writable = [(p.vaddr, p.vaddr + p.memsz) for p in loads if p.flags & PF_W]
+        self.stock_bias = self.output_bias = None
+
+    def mv(self, address):
+        return address - self.plan.old_base + self.plan.new_base
+
+    def offset(self, where):
+        table, n = where
+        return (self.elf.rela_dyn if table == RELA_DYN else self.elf.rela_plt)[n][0]
+
+    def stock_spec(self):
+        return (self.low & ~0xFFF, self.writable)
+
+    def output_spec(self):
+        return (self.mv(self.low) & ~0xFFF, [(self.mv(a), self.mv(b)) for a, b in self.writable])
+
+    def stock_range(self):
+        return self.stock_bias + self.low, self.stock_bias + self.high
+
+    def to_output(self, value):
+        """The stock process's address ``value`` in this object, in the output's process."""
+        return value - self.stock_bias + self.plan.new_base - self.plan.old_base \
+            + self.output_bias
+
+
+def _settled(lay):
+    """(table, index) and decision of every word the plan gives a value."""
+    for where, decision in sorted(lay.plan.decisions.items()):
+        if not isinstance(decision, Keep):
+            yield where, decision
+
+
+def _hint(decision, own):
+    """The object the plan says the word points into (None: nowhere)."""
+    if isinstance(decision, (Settle, IrelativeForeign)):
+        return decision.target.obj
+    return None if isinstance(decision, SettleZero) else own
+
+
+def _translate(value, hint, layouts, by_index):
+    """The stock value ``value`` as the output's process should hold it: the
+    same offset in the same object (the plan's, when the value lies within
+    it or at its end; else whichever holds it); other values unchanged."""
+    lay = by_index.get(hint)
+    if lay is not None:
+        low, high = lay.stock_range()
+        if low <= value <= high:
+            return lay.to_output(value)
+    for lay in layouts:
+        low, high = lay.stock_range()
+        if low <= value < high:
+            return lay.to_output(value)
+    return value
+
+
+def _first_constructor(linkmap, index):
+    """(real path, address, object index) where to stop: the first function
+    ld.so's _dl_init calls (after every relocation), else the entry point."""
+    for obj in reversed(linkmap.initfini()):
+        if obj.is_main or obj.is_rtld:
+            continue
+        tags = obj.elf.tags
+        if DT_INIT in tags:
+            return obj.path, tags[DT_INIT], index[obj.elf]
+        if tags.get(DT_INIT_ARRAYSZ):
+            at = tags[DT_INIT_ARRAY]
+            relative = [a for off, rtype, _, a in obj.elf.rela_dyn
+                        if off == at and rtype == R_X86_64_RELATIVE]
+            address = relative[0] if relative else \
+                struct.unpack("<Q", obj.elf.image.read(at, 8))[0]
+            return obj.path, address, index[obj.elf]
+    main = linkmap.main
+    return main.path, main.elf.image.entry, index[main.elf]
+
+
+@dataclass
+class _Memory:
+    """The writable segments gdb read: per path, the load bias and [(start, bytes)]."""
+
+    bias: dict
+    ranges: dict
+
+    def word(self, path, address):
+        for start, blob in self.ranges[path]:
+            if start <= address and address + 8 <= start + len(blob):
+                return struct.unpack_from("<Q", blob, address - start)[0]
+        raise VerifyError(f"{address:#x} is in no writable segment", path)
+
+
+def _run(gdb, argv, spec, stop, bind_now):
+    """Start ``argv`` under gdb, stop it at ``stop``, read the ranges of ``spec``."""
+    with tempfile.TemporaryDirectory(prefix="elfvector-verify-") as tmp:
+        spec_path, dump = os.path.join(tmp, "spec.json"), os.path.join(tmp, "dump")
+        with open(spec_path, "w", encoding="utf-8", errors="surrogateescape") as f:
+            json.dump(dict(spec, **{"@stop": list(stop)}), f)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("LD_")}
+        env.update(ELFVECTOR_SPEC=spec_path, ELFVECTOR_DUMP=dump)
+        settings = list(GDB_SETTINGS) + (["set environment LD_BIND_NOW=1"] if bind_now else [])
+        command = [gdb, "-batch", "-nx", *[a for s in settings for a in ("-iex", s)],
+                   "-x", SCRIPT, "--args", *argv]
+        try:
+            proc = subprocess.run(command, env=env, stdin=subprocess.DEVNULL,
+                                  capture_output=True, text=True, errors="replace",
+                                  timeout=GDB_SECONDS)
+        except FileNotFoundError:
+            raise VerifyError("--verify needs gdb (the Debian package gdb)", gdb) from None
+        except subprocess.TimeoutExpired:
+            raise VerifyError(f"--verify: gdb did not stop it within {GDB_SECONDS} s",
+                              argv[0]) from None
+        if proc.returncode != 0 or not os.path.exists(dump):
+            last = (proc.stderr.strip().splitlines() or ["no message"])[-1]
+            raise VerifyError(f"--verify: gdb could not stop it before its first "
+                              f"constructor: {last}", argv[0])
+        with open(dump, "rb") as f:
+            return _parse_dump(f.read())
+
+
+def _parse_dump(data):
+    bias, ranges, i = {}, {}, 0
+    while i < len(data):
+        length, b, start, size = struct.unpack_from("<HQQQ", data, i)
+        path = data[i + 26:i + 26 + length].decode("utf-8", "surrogateescape")
+        i += 26 + length
+        bias[path] = b
+        ranges.setdefault(path, []).append((start, data[i:i + size]))
+        i += size
+    return _Memory(bias, ranges)
