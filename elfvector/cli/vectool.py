@@ -9,18 +9,19 @@ from ..errors import OutputError
 from ..rpathrm import rpathrm_file
 from ..vectool import (DEFAULT_EXCLEXP, DEFAULT_EXCLREL, DEFAULT_INCLREL, Options,
                        build_library, build_program)
-from . import check_outputs, command, expect_elf, loader_output, say, warn
+from . import check_outputs, command, expect_elf, loader_output, retro, say, warn
 
 
 @command("vectool", loader="args")
-@click.option("--mode", type=click.Choice(["lib", "prog", "rpathrm"]), required=True,
+@click.option("--mode", type=click.Choice(["lib", "prog", "rpathrm", "retro"]), required=True,
               help="lib: build a shared library; prog: a program; rpathrm: remove "
-                   "--rpathdir from the DT_RPATH/DT_RUNPATH of installed files, in place.")
+                   "--rpathdir from the DT_RPATH/DT_RUNPATH of installed files, in place; "
+                   "retro: rewrite programs and their whole closure into --outdir.")
 @click.option("--addrfile", metavar="FILE",
               help="Fixed base addresses (lib mode): one line 'ADDRESS SONAME' per library, "
                    "ADDRESS in decimal or 0x hex, page-aligned, decreasing from line to line; "
                    "# starts a comment.  vectool appends a line for each new soname.")
-@click.option("--rpathdir", metavar="DIR", required=True,
+@click.option("--rpathdir", metavar="DIR",
               help="Symbolic links to the libraries and their .vec files.")
 @click.option("--exclexp", default=DEFAULT_EXCLEXP, show_default=True, metavar="REGEXES",
               help="POSIX extended regular expressions (separated by spaces) of functions to "
@@ -39,9 +40,11 @@ from . import check_outputs, command, expect_elf, loader_output, say, warn
                    f"{addresses.DEFAULT_REGION.bottom:#x}-{addresses.DEFAULT_REGION.top:#x}).")
 @click.option("--no-relvec", is_flag=True, help="Keep every relocation (skip relvec).")
 @click.option("-v", "--verbose", is_flag=True, help="Report the base, the vectors, relvec.")
-@click.argument("args", nargs=-1, required=True, type=click.UNPROCESSED,
-                metavar="LOADER_ARGS...|FILE...")
-def main(mode, addrfile, rpathdir, exclexp, inclrel, exclrel, near, no_relvec, verbose, args):
+@retro.options
+@click.argument("args", nargs=-1, type=click.UNPROCESSED,
+                metavar="LOADER_ARGS...|FILE...|PROGRAM...")
+def main(mode, addrfile, rpathdir, exclexp, inclrel, exclrel, near, no_relvec, verbose, args,
+         **retro_options):
     """Build a group of shared libraries at fixed, non-overlapping base
     addresses, with export and import vectors; or link a program against
     them; or remove the build directory from installed files' run paths.
@@ -56,7 +59,14 @@ def main(mode, addrfile, rpathdir, exclexp, inclrel, exclrel, near, no_relvec, v
         gcc -shared -Wl,-soname=libfoo.so.1 -o libfoo.so.1 foo.o
       vectool --mode=prog --rpathdir=rp gcc -o main main.o libfoo.so.1
       vectool --mode=rpathrm --rpathdir=rp /usr/local/bin/main
+      vectool --mode=retro --addrfile=addrs --outdir=out /usr/bin/curl
     """
+    if mode == "retro" or retro.any_given(retro_options):
+        return retro.main(mode, addrfile, verbose, args, **retro_options)
+    if rpathdir is None:
+        raise click.UsageError("Missing option '--rpathdir'.")
+    if not args:
+        raise click.UsageError("Missing argument 'LOADER_ARGS...|FILE...'.")
     if mode == "rpathrm":
         for path in args:
             expect_elf(path, "vectool --mode=rpathrm --rpathdir=DIR FILE...")
