@@ -110,11 +110,16 @@ class ElfFile:
 
     @property
     def runpath(self):
-        """(DT_RPATH dirs, DT_RUNPATH dirs), ``$ORIGIN`` expanded."""
+        """(DT_RPATH dirs, DT_RUNPATH dirs), ``$ORIGIN`` expanded.
+
+        An empty string is no directory at all, while an empty entry of a
+        list is the current directory (glibc ``decompose_rpath``,
+        ``fillin_rpath``).
+        """
         origin = os.path.dirname(os.path.abspath(self.path))
         found = {DT_RPATH: [], DT_RUNPATH: []}
         for tag, value in self.image.dynamic or []:
-            if tag in found:
+            if tag in found and self.image.string(value):
                 for d in self.image.string(value).split(":"):
                     found[tag].append(d.replace("${ORIGIN}", origin).replace("$ORIGIN", origin))
         return found[DT_RPATH], found[DT_RUNPATH]

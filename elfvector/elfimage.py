@@ -188,6 +188,9 @@ class ElfImage:
             if s.type != SHT_NOBITS and s.size and s.offset + s.size > len(self.data):
                 raise self._bad(f"truncated ELF file: section {i} ({self.section_names[i]}, "
                                 f"{s.size} bytes at {s.offset:#x}) runs past its end")
+            if s.addralign & (s.addralign - 1):
+                raise self._bad(f"section {i} ({self.section_names[i]}): alignment "
+                                f"{s.addralign:#x} is not a power of two")
 
     def section(self, name):
         """(index, Shdr) of the section called ``name``, or (None, None)."""

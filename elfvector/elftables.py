@@ -20,7 +20,8 @@ from .elfstruct import (DT_GNU_HASH, DT_HASH, DT_JMPREL, DT_PLTREL, DT_PLTRELSZ,
                         DT_RELA, DT_RELAENT, DT_RELASZ, DT_RELSZ, DT_STRSZ, DT_STRTAB,
                         DT_SYMENT, DT_SYMTAB, DT_VERDEF, DT_VERDEFNUM, DT_VERNEED,
                         DT_VERNEEDNUM, DT_VERSYM, PT_LOAD, PT_TLS, RELA, SHN_LORESERVE,
-                        STRING_TAGS, STT_TLS, SYM, VERDAUX, VERDEF, VERNAUX, VERNEED,
+                        STRING_TAGS, STT_TLS, SYM, USER_SPACE_END, VERDAUX, VERDEF,
+                        VERNAUX, VERNEED,
                         VER_HIDDEN, VER_NDX_GLOBAL, Rela, Sym)
 from .errors import NotElfError, UnsupportedElfError
 
@@ -148,7 +149,12 @@ class DynamicTables:
             if s.name >= strsz:
                 raise self._bad(f"symbol {i}: name offset {s.name:#x} is past the "
                                 f"{strsz}-byte string table")
-            if not s.defined or s.shndx >= SHN_LORESERVE:
+            if s.shndx >= SHN_LORESERVE:
+                continue
+            if not s.defined:
+                if s.value + s.size > USER_SPACE_END:     # a PLT address, a copied size
+                    raise self._bad(f"symbol {i} ({self._shown(s.name)}): value {s.value:#x} "
+                                    f"size {s.size:#x} end past the address space")
                 continue
             if shnum and s.shndx >= shnum:
                 raise self._bad(f"symbol {i} ({self._shown(s.name)}): section index "

@@ -26,11 +26,13 @@ must change, :meth:`Appender.write` lays it out in one pass.
 from dataclasses import dataclass, field
 
 from .elfimage import (DYN, EHDR, PF_R, PF_W, PF_X, PHDR, PT_LOAD, PT_PHDR, SHF_ALLOC,
-                       SHF_EXECINSTR, SHF_WRITE, SHT_PROGBITS, SYM, DT_SYMTAB, Phdr, Shdr,
-                       Sym)
+                       SHF_EXECINSTR, SHF_WRITE, SHT_PROGBITS, SYM, DT_SYMTAB, USER_SPACE_END,
+                       Phdr, Shdr, Sym)
 from .errors import UnsupportedElfError
 
 PAGE = 0x1000
+#: address space kept free above the new segments' start (they hold tables and stubs)
+ROOM = 1 << 32
 
 
 def align_up(value, align):
@@ -85,6 +87,9 @@ class Appender:
         self.start = align_up(len(image.data), PAGE)
         self.start_vaddr = align_up(max(p.vaddr + p.memsz for p in loads), PAGE) \
             + self._elflint_gap(image)
+        if self.start_vaddr + ROOM > USER_SPACE_END:
+            raise UnsupportedElfError("no address space left after the segments for new ones",
+                                      image.path)
         self.segments = []
         self.patches = []
         self.dynamic = [list(e) for e in image.dynamic] if image.dynamic else None
@@ -126,6 +131,10 @@ class Appender:
         a section (``section`` names a new one; or :meth:`move_section`),
         because ``strip`` and ``objcopy`` keep only what sections cover.
         """
+        if align > PAGE:
+            raise UnsupportedElfError(f"a table aligned to {align:#x} bytes cannot move to a "
+                                      "new segment (pages are aligned to 0x1000)",
+                                      self.image.path)
         if not self.segments or self.segments[-1].flags != flags:
             if any(s.flags == flags for s in self.segments):
                 raise ValueError("allocate each kind of segment in one run (R, then RX, then RW)")

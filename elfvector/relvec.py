@@ -75,6 +75,7 @@ STV_MASK, STV_DEFAULT, STV_PROTECTED = 3, 0, 3
 WORD = 8
 BITS = 63                   # words one RELR bitmap entry covers
 MASK64 = (1 << 64) - 1
+RIP_REACH = (1 << 31) - (1 << 16)   # a %rip-relative operand, less the routine's own size
 
 #: tables that may sit between the program headers and the code, and may
 #: move to the new read-only segment to make room for two more headers
@@ -327,6 +328,9 @@ def _rewrite(image, rela_index, rela_shdr, relas, settled, kept, report):
     code_size = x86_64.RELVEC_FIXUP_SIZE
     code_at = appender.alloc(code_size, 16, PF_R | PF_X, section=CODE_SECTION)
     word = min(relas[k].offset for k in settled)
+    if abs(word - code_at) > RIP_REACH:
+        raise UnsupportedElfError(f"the word at {word:#x} is more than 2 GiB from the new "
+                                  "segments: the fixup routine cannot reach it", image.path)
     appender.put(code_at, x86_64.relvec_fixup(code_at, table_at, table_at + len(table_bytes),
                                               word))
     fixup = Rela(word, rela_info(0, R_X86_64_IRELATIVE), code_at)

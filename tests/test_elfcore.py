@@ -180,6 +180,8 @@ MALFORMED = [
     ("e_shstrndx", lambda l, d: put(d, 0x3E, "H", l.shnum + 3), "e_shstrndx"),
     ("section name offset", section_header(".gnu.hash", 0, "I", 0x7FFFFFFF),
      "name offset 0x7fffffff"),
+    ("section alignment", section_header(".gnu.hash", 48, "Q", 3),
+     "(.gnu.hash): alignment 0x3 is not a power of two"),
     (".dynsym past the end", section_header(".dynsym", 24, "Q", 1 << 40),
      "(.dynsym,", "runs past its end"),
     ("segment past the end", lambda l, d: put(d, l.phdr(PT_LOAD) + 32, "Q", 1 << 40),
@@ -214,6 +216,8 @@ MALFORMED = [
      "name offset 0x7fffffff"),
     ("symbol value", symbol_field("t_add", 8, "Q", 1 << 46), "(t_add)", "past its segments"),
     ("symbol size", symbol_field("t_add", 16, "Q", 1 << 62), "(t_add)", "past its segments"),
+    ("undefined symbol size", symbol_field("strlen", 16, "Q", 1 << 62), "(strlen)",
+     "past the address space"),
     ("gnu hash nbucket 0", at_section(".gnu.hash", 0, "I", 0), "GNU hash", "no buckets"),
     ("gnu hash nbucket huge", at_section(".gnu.hash", 0, "I", 0xFFFFFFFF), "GNU hash",
      "not in the file"),
@@ -303,7 +307,9 @@ def test_the_originals_are_accepted(built):
                 ("prog", "recovervec"): "no export vector",
                 ("prog", "retrovec"): "t_add@@T1"}
     for source in ("libt.so.1", "prog"):
-        for prog, args in commands(built / source, built / "t.vec").items():
+        copy = built / f"{source}.copy"             # rpathrm edits its file in place
+        copy.write_bytes((built / source).read_bytes())
+        for prog, args in commands(copy, built / "t.vec").items():
             result, _ = run_limited(prog, args, built)
             assert "internal error" not in result.stderr and "Traceback" not in result.stderr
             expected = refusals.get((source, prog))
@@ -450,3 +456,18 @@ def test_names_that_are_not_utf8(tmp_path, slots):
     assert bound.returncode == 0, bound.stderr
     assert run(["./caller.vec"], tmp_path, env={"LD_LIBRARY_PATH": "vec"}, check=False) \
         .returncode == 0
+
+
+def test_an_empty_run_path_is_no_directory(built, tmp_path):
+    """rpathrm leaves DT_RUNPATH "" when it removes every entry: ld.so then
+    searches no directory for it (not the current one), and so do we."""
+    for name in ("prog", "libt.so.1"):
+        (tmp_path / name).write_bytes((built / name).read_bytes())
+    (tmp_path / "prog").chmod(0o755)
+    result, _ = run_limited("vectool", ["--mode=rpathrm", "--rpathdir=/x", "prog"], tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "Library runpath: []" in run(["readelf", "-d", "prog"], tmp_path).stdout
+    assert "libt.so.1 => not found" in run(["ldd", "./prog"], tmp_path, check=False).stdout
+    result, _ = run_limited("vecstat", ["prog"], tmp_path)
+    assert result.stderr == "vecstat: warning: cannot find libt.so.1; the functions only it " \
+                            "defines are unresolved\n"

@@ -385,3 +385,16 @@ def test_library_without_relative_relocations_is_unchanged(build):
     out, report = relvec(data, "packed.so", PatternList(["."]), EXCLUDED)
     assert out is data and not report.changed
     assert "no R_X86_64_RELATIVE" in report.reason and "unchanged" in report.summary()
+
+
+def test_words_out_of_the_routines_reach_are_refused(build):
+    """A .bss of 3 GiB puts the new segments out of %rip-relative reach of
+    the words to settle: a clear refusal, not a broken displacement."""
+    based = based_lib(build, "relvec_table.c", TABLE_LIB)
+    data = bytearray(based.read_bytes())
+    phoff, phnum = struct.unpack_from("<Q", data, 0x20)[0], struct.unpack_from("<H", data, 0x38)[0]
+    loads = [phoff + 56 * i for i in range(phnum)
+             if struct.unpack_from("<I", data, phoff + 56 * i)[0] == 1]
+    struct.pack_into("<Q", data, loads[-1] + 40, 3 << 30)              # p_memsz: 3 GiB
+    with pytest.raises(UnsupportedElfError, match="more than 2 GiB from the new segments"):
+        relvec(bytes(data), TABLE_LIB, PatternList(["."]), EXCLUDED)
