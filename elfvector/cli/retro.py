@@ -192,10 +192,11 @@ def format_table(rows):
 
 
 def _verify(result, args):
-    failures, checked = verify(result.closure, result.plan, args)
-    for failure in failures:
+    found = verify(result.closure, result.plan, args)
+    for failure in found.failures:
         say(f"vectool: {failure}")
-    if failures:
+    if found.failures:
         sys.exit(1)
-    click.echo(f"verified: {checked} settled words hold ld.so's values in "
-               f"{len(result.programs)} program{'s' if len(result.programs) > 1 else ''}")
+    count = len(result.programs)
+    click.echo(f"verified: {found.words} words ({found.settled} settled in the files) hold "
+               f"ld.so's values in {count} program{'s' if count > 1 else ''}")

@@ -3,15 +3,18 @@
 For each program, the STOCK program (under ``LD_BIND_NOW=1``) and its
 output are started under gdb and stopped once ld.so has relocated every
 object, before the first constructor (:file:`gdb_before_init.py`).  Every
-word the plan gave a value in the file or at start-up without a lookup
-(Settle, SettleZero, Relative, IrelativeLocal, IrelativeForeign) must hold
-in the output the value ld.so gave that word in the stock process,
+word ld.so relocates in the stock process (each relocation but COPY, each
+DT_RELR word) must hold in the output the value ld.so gave it there,
 translated by where each object actually lies in the two processes: the
 value points into some object at some offset, and must point to the same
-offset of the same object.  A wrong definer, a wrong version, a wrong
-addend or a fix-up that failed shows as one failure per word.
+offset of the same object.  That covers every word the plan settled
+(Settle, SettleZero, Relative, IrelativeLocal, IrelativeForeign) and the
+words it left to ld.so, which the rewrite moved.  A wrong definer, a wrong
+version, a wrong addend or a fix-up that failed shows as one failure per
+word.
 """
 
+import hashlib
 import json
 import os
 import struct
@@ -20,8 +23,9 @@ import tempfile
 from dataclasses import dataclass
 
 from ..errors import ElfvectorError
-from ..ldso import R_X86_64_RELATIVE
-from .model import RELA_DYN, RELA_PLT, IrelativeForeign, Keep, Settle, SettleZero
+from ..ldso import R_X86_64_COPY, R_X86_64_NONE, R_X86_64_RELATIVE
+from .model import (RELA_DYN, RELA_PLT, IrelativeForeign, Keep, Settle, SettleZero,
+                    Target)
 
 SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "gdb_before_init.py")
 DT_INIT, DT_INIT_ARRAY, DT_INIT_ARRAYSZ = 12, 25, 27
@@ -47,14 +51,25 @@ class Failure:
         return f"{self.path}: {self.reason}"
 
 
+@dataclass
+class Verified:
+    """What --verify found: the failures, the words compared (every word
+    ld.so relocates at start-up), and how many of them the files settle."""
+
+    failures: list
+    words: int = 0
+    settled: int = 0
+
+
 def verify(closure, plan, args=("--version",), gdb="gdb"):
-    """([Failure], words checked) for every program of ``closure``."""
-    failures, checked = [], 0
+    """A :class:`Verified` for every program of ``closure``."""
+    total = Verified([])
     for linkmap in closure.linkmaps:
-        found, count = verify_program(closure, plan, linkmap, args, gdb)
-        failures += found
-        checked += count
-    return failures, checked
+        found = verify_program(closure, plan, linkmap, args, gdb)
+        total.failures += found.failures
+        total.words += found.words
+        total.settled += found.settled
+    return total
 
 
 def verify_program(closure, plan, linkmap, args, gdb):
@@ -62,56 +77,88 @@ def verify_program(closure, plan, linkmap, args, gdb):
     mapped = [index[o.elf] for o in linkmap.objects]
     if linkmap.rtld not in linkmap.objects:
         mapped.append(index[linkmap.rtld.elf])
-    layouts = [_Layout(i, closure.objects[i], plan.objects[i]) for i in mapped]
+    program = plan.objects[index[linkmap.main.elf]]
+    layouts = [_Layout(i, closure.objects[i], plan.objects[i], program) for i in mapped]
+    for lay in sorted(layouts, key=lambda lay: not lay.plan.is_interp):
+        lay.check_installed()
     stop_path, stop_address, stop_obj = _first_constructor(linkmap, index)
     stock = _run(gdb, [linkmap.main.name, *args], {lay.stock_path: lay.stock_spec()
                                                    for lay in layouts},
                  (stop_path, stop_address), bind_now=True)
     stop_layout = next(lay for lay in layouts if lay.index == stop_obj)
-    output = _run(gdb, [plan.objects[index[linkmap.main.elf]].output, *args],
+    output = _run(gdb, [program.output, *args],
                   {lay.output_path: lay.output_spec() for lay in layouts},
                   (stop_layout.output_path, stop_layout.mv(stop_address)), bind_now=False)
     for lay in layouts:
         lay.stock_bias = stock.bias[lay.stock_path]
         lay.output_bias = output.bias[lay.output_path]
     by_index = {lay.index: lay for lay in layouts}
-    failures, checked = [], 0
+    result = Verified([])
     for lay in layouts:
         if lay.plan.is_interp:
             continue
-        for where, decision in _settled(lay):
-            offset = lay.offset(where)
+        for what, offset, decision in lay.words():
             value = stock.word(lay.stock_path, offset)
             expected = _translate(value, _hint(decision, lay.index), layouts, by_index)
             got = output.word(lay.output_path, lay.mv(offset))
-            checked += 1
+            result.words += 1
+            result.settled += not isinstance(decision, Keep)
             if got != expected:
-                failures.append(Failure(lay.plan.output, (
-                    f"word {lay.mv(offset):#x} ({where[0]} #{where[1]}, "
-                    f"{type(decision).__name__}) holds {got:#x} where ld.so gives the stock "
-                    f"program {expected:#x}")))
-    return failures, checked
+                result.failures.append(Failure(lay.plan.output, (
+                    f"word {lay.mv(offset):#x} ({what}, {_label(decision)}) holds {got:#x} "
+                    f"where ld.so gives the stock program {expected:#x}")))
+    return result
+
+
+def _label(decision):
+    if isinstance(decision, Keep):
+        return f"Keep: {decision.why}"
+    return type(decision).__name__
 
 
 class _Layout:
-    """One object in the stock process and in the output's process."""
+    """One object in the stock process and in the output's process, which
+    loads its libraries from --libdir (DIR/lib unless the user installs
+    them elsewhere) and its interpreter from the program's PT_INTERP."""
 
-    def __init__(self, index, elf, obj):
+    def __init__(self, index, elf, obj, program):
         self.index, self.elf, self.plan = index, elf, obj
         self.stock_path = elf.path
-        self.output_path = os.path.realpath(obj.output)
+        if obj.is_program:
+            runtime = obj.output
+        elif obj.is_interp:
+            runtime = program.interp
+        else:
+            runtime = os.path.join(program.rpath, os.path.basename(obj.output))
+        self.output_path = os.path.realpath(runtime)
         loads = [p for p in elf.image.phdrs if p.type == PT_LOAD]
         self.low = min(p.vaddr for p in loads)
         self.high = max(p.vaddr + p.memsz for p in loads)
         self.writable = [(p.vaddr, p.vaddr + p.memsz) for p in loads if p.flags & PF_W]
         self.stock_bias = self.output_bias = None
 
+    def check_installed(self):
+        """The file the output's process will load must be the output."""
+        if self.output_path == os.path.realpath(self.plan.output):
+            return
+        if _sha256(self.output_path) != _sha256(self.plan.output):
+            raise VerifyError(f"--verify: not the output {self.plan.output}: install DIR/lib "
+                              "at --libdir first", self.output_path)
+
     def mv(self, address):
         return address - self.plan.old_base + self.plan.new_base
 
-    def offset(self, where):
-        table, n = where
-        return (self.elf.rela_dyn if table == RELA_DYN else self.elf.rela_plt)[n][0]
+    def words(self):
+        """(what, address, decision) of every word ld.so relocates in the
+        stock object: each relocation but COPY and NONE, with the plan's
+        decision, then each DT_RELR word (moved by the rewrite: Settle)."""
+        for table, relocs in ((RELA_DYN, self.elf.rela_dyn), (RELA_PLT, self.elf.rela_plt)):
+            for n, (offset, rtype, _, _) in enumerate(relocs):
+                if rtype not in (R_X86_64_NONE, R_X86_64_COPY):
+                    yield f"{table} #{n}", offset, self.plan.decisions[(table, n)]
+        own = Settle(Target(self.index, 0))
+        for k, offset in enumerate(self.elf.relr):
+            yield f"relr #{k}", offset, own
 
     def stock_spec(self):
         return (self.low & ~0xFFF, self.writable)
@@ -128,18 +175,12 @@ class _Layout:
             + self.output_bias
 
 
-def _settled(lay):
-    """(table, index) and decision of every word the plan gives a value."""
-    for where, decision in sorted(lay.plan.decisions.items()):
-        if not isinstance(decision, Keep):
-            yield where, decision
-
-
 def _hint(decision, own):
-    """The object the plan says the word points into (None: nowhere)."""
+    """The object the plan says the word points into (None: nowhere, or
+    the plan does not say)."""
     if isinstance(decision, (Settle, IrelativeForeign)):
         return decision.target.obj
-    return None if isinstance(decision, SettleZero) else own
+    return None if isinstance(decision, (SettleZero, Keep)) else own
 
 
 def _translate(value, hint, layouts, by_index):
@@ -218,6 +259,14 @@ def _run(gdb, argv, spec, stop, bind_now):
                               f"constructor: {last}", argv[0])
         with open(dump, "rb") as f:
             return _parse_dump(f.read())
+
+
+def _sha256(path):
+    try:
+        with open(path, "rb") as f:
+            return hashlib.sha256(f.read()).hexdigest()
+    except OSError:
+        return None
 
 
 def _parse_dump(data):
