@@ -348,6 +348,15 @@ def test_later_runs_keep_earlier_programs(built, small, tmp_path):
         assert sh([out / "bin" / program], tmp_path).returncode == 0
 
 
+def test_a_recorded_program_that_is_gone(small, tmp_path):
+    src, out, addrs = small
+    (src / "demo").unlink()
+    proc = retro_cli(tmp_path, out, addrs)
+    assert outcome(proc) == ("", f"vectool: {src / 'demo'}: cannot read: No such file or "
+                                 f"directory (a program {out / 'elfvector-retro.json'} records: "
+                                 "remove it there to stop redoing it)\n", 1)
+
+
 # -- bases ------------------------------------------------------------------------------------
 
 def test_new_addrfiles_get_random_bases_unless_seeded(built, tmp_path):

@@ -21,6 +21,7 @@ The driver orders the closure operations and owns what lies around them:
 :func:`check` compares the manifest with the sources as they are now.
 """
 
+import fcntl
 import hashlib
 import json
 import os
@@ -28,6 +29,7 @@ import random
 import stat
 import struct
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from .. import __version__
@@ -38,6 +40,7 @@ from .resolve import ClosureOptions, plan_closure, program_lookups, read_closure
 from .rewrite import check_symbol_name, rewrite_object
 
 MANIFEST = "elfvector-retro.json"
+LOCK = ".elfvector-retro.lock"
 MANIFEST_FORMAT = 1
 ENTRY_KEYS = ("source", "output", "source_sha256", "output_sha256")
 CAPABILITY_XATTR = "security.capability"
@@ -126,6 +129,11 @@ def retro(programs, options):
     start = time.perf_counter()
     outdir = os.path.abspath(options.outdir)
     _prepare_outdir(outdir)
+    with _locked(outdir):
+        return _retro(programs, options, outdir, start)
+
+
+def _retro(programs, options, outdir, start):
     old = Manifest.read(outdir)
     programs = _all_programs(old, programs, outdir)
     if not programs:
@@ -154,6 +162,22 @@ def retro(programs, options):
                        removed)
 
 
+@contextmanager
+def _locked(outdir):
+    """Hold DIR's lock: runs into one DIR take turns (each reads the
+    manifest another writes)."""
+    path = os.path.join(outdir, LOCK)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    except OSError as e:
+        raise OutputError(f"cannot create: {e.strerror}", path) from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
 def _note(options, done, total, what):
     if options.progress is not None:
         options.progress(done, total, what)
@@ -174,12 +198,19 @@ def _all_programs(old, given, outdir):
     """The manifest's programs, then the new ones given; each once, and
     each one a program the retro mode may rewrite."""
     out, seen = [], set()
-    for path in (old.programs if old else []) + [os.path.abspath(p) for p in given]:
+    recorded = old.programs if old else []
+    for path in recorded + [os.path.abspath(p) for p in given]:
         real = os.path.realpath(path)
         if real in seen:
             continue
         seen.add(real)
-        refuse_program(path, outdir)
+        try:
+            refuse_program(path, outdir)
+        except RetroError as e:
+            if path not in recorded:
+                raise
+            raise RetroError(f"{e.reason} (a program {old.path} records: remove it there to "
+                             "stop redoing it)", path) from None
         out.append(path)
     return out
 
