@@ -13,6 +13,16 @@ def lines_of(path):
     return [line for line in path.read_text().splitlines() if not line.startswith("#")]
 
 
+def same_as_stock(build, prog, stock):
+    """The vectored ``prog`` and ``prog.stock`` (libraries from ``stock``)
+    give the same exit status, stdout and stderr; returns the run."""
+    got = build.run(prog)
+    expected = build.run(str(prog) + ".stock", libdir=stock)
+    assert (got.returncode, got.stdout, got.stderr) == \
+        (expected.returncode, expected.stdout, expected.stderr)
+    return got
+
+
 def test_ifunc_and_default_version_are_bound_right(build):
     vec = build.expvec("vers.c", "libvers.so.1", vscript=build.src("vers.vscript"))
     assert lines_of(build.path / vec) == [
@@ -20,18 +30,16 @@ def test_ifunc_and_default_version_are_bound_right(build):
     stock = build.stock_lib("vers.c", "libvers.so.1",
                             ldflags=[f"-Wl,--version-script={build.src('vers.vscript')}"])
     prog = build.program("vers_main.c", "vers_main", ["libvers.so.1"], [vec])
-    vectored = build.run(prog)
-    expected = build.run(str(prog) + ".stock", libdir=stock)
-    assert (vectored.returncode, vectored.stdout, vectored.stderr) == \
-        (expected.returncode, expected.stdout, expected.stderr)
-    assert vectored.stdout == "sel 2001 ver 30 plain 5\n"
+    assert same_as_stock(build, prog, stock).stdout == "sel 2001 ver 30 plain 5\n"
     assert not {"sel", "ver", "plain"} & {n.split("@")[0] for n in symbol_relocations(prog)}
 
 
 def test_explicit_old_version_stays_bound_by_name(build):
     vec = build.expvec("vers.c", "libvers.so.1", vscript=build.src("vers.vscript"))
+    stock = build.stock_lib("vers.c", "libvers.so.1",
+                            ldflags=[f"-Wl,--version-script={build.src('vers.vscript')}"])
     prog = build.program("vers_old.c", "vers_old", ["libvers.so.1"], [vec])
-    assert build.run(prog).stdout == "old ver -3 sel 2002\n"
+    assert same_as_stock(build, prog, stock).stdout == "old ver -3 sel 2002\n"
     assert "ver@V1" in symbol_relocations(prog)       # asked for V1: ld.so binds it
 
 
@@ -132,8 +140,9 @@ def test_named_version_script_gets_an_elfvector_node(build):
     syms = run(["readelf", "--dyn-syms", "-W", "foo.so.5"], build.path).stdout
     assert re.search(r" __V_foo_so_5@@ELFVECTOR$", syms, re.M)
     assert re.search(r" foo_add@@FOO_5$", syms, re.M)
+    stock = build.stock_lib("foo.c", "foo.so.5", ldflags=["-Wl,--version-script=named.map"])
     prog = build.program("testmain.c", "testmain", ["foo.so.5"], [vec])
-    assert build.run(prog).returncode == 7
+    assert same_as_stock(build, prog, stock).returncode == 7
     assert "__V_foo_so_5__9_" in " ".join(symbol_relocations(prog))
 
 
