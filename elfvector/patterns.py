@@ -228,12 +228,7 @@ def _class_char(c):
     return f"\\u{ord(c):04x}" if ord(c) < 0x10000 else f"\\U{ord(c):08x}"
 
 
-_FLAGS = re.ASCII | re.DOTALL
-
-
-def compile_ere(pattern):
-    """A compiled Python regex matching what the POSIX ERE ``pattern`` matches."""
-    return re.compile(_EreTranslator(pattern).translate(), _FLAGS)
+_FLAGS = re.ASCII | re.DOTALL        # C-locale classes; "." matches any character
 
 
 class PatternList:
@@ -256,8 +251,8 @@ class PatternList:
             except (_BadRegex, re.error) as e:
                 raise PatternError(f"bad regular expression {word!r}: {e}",
                                    self.source) from None
-        # One search instead of one per regex (back-references would count
-        # groups across the alternatives: those lists keep the loop).
+        # One search instead of one per regex; a list with groups keeps the
+        # loop (its back-references count groups from its own start).
         self._any = None if any(r.groups for r in self.regexes) else \
             re.compile("|".join(f"(?:{t})" for t in translated) or "(?!)", _FLAGS)
 
@@ -271,13 +266,6 @@ class PatternList:
         if self._any is not None:
             return self._any.search(name) is not None
         return any(r.search(name) for r in self.regexes)
-
-    def first_match(self, name):
-        """Index of the first regex that matches ``name``, or None."""
-        for i, r in enumerate(self.regexes):
-            if r.search(name):
-                return i
-        return None
 
     def __bool__(self):
         return bool(self.regexes)

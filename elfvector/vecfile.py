@@ -136,10 +136,6 @@ class Vector:
         """Every layout symbol the library must export, oldest first."""
         return [self.layout_symbol(n) for n in self.layouts]
 
-    def index(self):
-        """Map slot identity -> slot number."""
-        return {slot.key: i for i, slot in enumerate(self.slots)}
-
     def slots_named(self, name):
         """Slot numbers of the slots holding a version of ``name``."""
         if self._by_name is None:
