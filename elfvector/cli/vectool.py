@@ -42,7 +42,7 @@ from . import check_outputs, command, expect_elf, loader_output, retro, say, war
 @click.option("-v", "--verbose", is_flag=True, help="Report the base, the vectors, relvec.")
 @retro.options
 @click.argument("args", nargs=-1, type=click.UNPROCESSED,
-                metavar="LOADER_ARGS...|FILE...|PROGRAM...")
+                metavar="LOADER_ARGS...|FILE...")
 def main(mode, addrfile, rpathdir, exclexp, inclrel, exclrel, near, no_relvec, verbose, args,
          **retro_options):
     """Build a group of shared libraries at fixed, non-overlapping base
