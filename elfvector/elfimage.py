@@ -137,6 +137,9 @@ class ElfImage:
             raise self._bad("no program headers (e_phnum is 0)")
         if self.phentsize != PHDR.size:
             raise self._bad(f"e_phentsize is {self.phentsize}, not {PHDR.size}")
+        if self.phoff < EHDR.size or (self.shnum and self.shoff < EHDR.size):
+            raise self._bad(f"e_phoff {self.phoff:#x} or e_shoff {self.shoff:#x} points into "
+                            "the ELF header")
         if self.shnum and self.shentsize != SHDR.size:
             raise self._bad(f"e_shentsize is {self.shentsize}, not {SHDR.size}")
 

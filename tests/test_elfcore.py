@@ -175,6 +175,8 @@ MALFORMED = [
     ("e_phnum huge", header(0x38, "H", 0xFFFF), "65535 program headers"),
     ("e_phnum 0", header(0x38, "H", 0), "no program headers"),
     ("e_phentsize", header(0x36, "H", 32), "e_phentsize is 32"),
+    ("e_phoff 0", header(0x20, "Q", 0), "e_phoff 0x0", "points into the ELF header"),
+    ("e_shoff 0", header(0x28, "Q", 0), "e_shoff 0x0", "points into the ELF header"),
     ("e_shoff past the end", header(0x28, "Q", 1 << 40), "section headers at"),
     ("e_shentsize", header(0x3A, "H", 40), "e_shentsize is 40"),
     ("e_shstrndx", lambda l, d: put(d, 0x3E, "H", l.shnum + 3), "e_shstrndx"),
