@@ -335,10 +335,6 @@ class ElfImage:
         return self.tables.relocations(addr_tag)
 
 
-def _cstring(data, offset):
-    return cstring(data, offset)
-
-
 # -- hash tables ----------------------------------------------------------
 
 def _name_bytes(name):
