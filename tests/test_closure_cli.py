@@ -506,6 +506,8 @@ ERRORS = [
     (["--addrfile=A", "--outdir=OUT"], 1,
      "vectool: {d}/OUT: no program given, and no earlier run recorded one"),
     (["--check", "--outdir=OUT"], 1, "vectool: {d}/OUT: no elfvector-retro.json"),
+    (["--addrfile=A", "--outdir=OUT", "--json", "{d}/no/r.json", "PROG"], 1,
+     "vectool: {d}/no/r.json: cannot write: no such directory {d}/no"),
     (["--addrfile=A", "--outdir=OUT", "{d}/OUT/bin/demo"], 1, "inside the output directory"),
 ]
 

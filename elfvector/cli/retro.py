@@ -16,7 +16,7 @@ import click
 from ..closure.driver import RetroOptions, check, retro
 from ..closure.verify import verify
 from ..patterns import PatternList, read_words
-from . import say, write_text
+from . import check_outputs, say, write_text
 
 #: vectool's options that mean nothing to the retro mode
 OTHER_MODES_ONLY = ("rpathdir", "exclexp", "inclrel", "exclrel", "near", "no_relvec")
@@ -101,6 +101,7 @@ def main(mode, addrfile, verbose, programs, outdir, libdir, exclude, keep_interp
                                    "--outdir")
         return _check(outdir)
     _check_usage(addrfile, no_fixed_bases, seed, verify, verify_args)
+    check_outputs(json_path)
     words = read_words(exclude)
     PatternList(words, "--exclude", exclude[1:] if exclude.startswith("@") else None)
     options = RetroOptions(outdir=outdir, addrfile=addrfile, libdir=libdir, exclude=words,
