@@ -360,6 +360,9 @@ def test_a_recorded_program_that_is_gone(small, tmp_path):
 # -- bases ------------------------------------------------------------------------------------
 
 def test_new_addrfiles_get_random_bases_unless_seeded(built, tmp_path):
+    """Two new addrfiles start at different random tops (about 32,000
+    2 MiB boundaries leave room for demo's closure: equal once in 30,000
+    runs); --seed makes the choice repeatable."""
     def bases(name, *args):
         proc = retro_cli(tmp_path, tmp_path / f"out-{name}", tmp_path / name, *args,
                          built / "demo")
