@@ -189,20 +189,23 @@ def test_errors_name_the_output_not_a_scratch_file(build, flags, reason):
 
 
 def test_vector_only_functions(build):
-    """The opt-in of the seed's "symbols in the export vector can be declared
-    local in vscript": the trial link keeps the command's own exports, so
-    every function enters the vector, and vscript hides all but vo_public
-    from .dynsym in the final link.  impvec'd and retroimp'd programs call
+    """The opt-in (expvec --vector-only) of the seed's "symbols in the export
+    vector can be declared local in vscript": the trial link keeps the
+    command's own exports, so every function enters the vector, and vscript
+    hides all but vo_public from .dynsym in the final link.  impvec'd and retroimp'd programs call
     them through the vector alone; a program not yet vectored cannot."""
     vscript, out = build.src("vonly.vscript"), str(build.path / "libvonly.so.1")
     build.gcc("-fPIC", "-O2", "-c", build.src("vonly.c"), "-o", "vonly.o")
     link = ["gcc", "-shared", "-Wl,-soname=libvonly.so.1", "-o", out, str(build.path / "vonly.o")]
     assert [str(s) for s in exportvec.build(".", "", vscript, link).vector.slots] == ["vo_public"]
-    result = exportvec.build(".", "", vscript, link, vector_only=True)
-    assert [str(s) for s in result.vector.slots] == \
-        ["vo_name", "vo_pick", "vo_public", "vo_square", "vo_twice"]
-    assert "4 functions are in the vector only" in " ".join(result.notes)
-    (build.path / "vonly.vec").write_text(result.vector.format())
+    notes = build.tool("expvec", "--vector-only", "-v", "--vec", "vonly.vec", ".", "", vscript,
+                       *link).stderr
+    assert lines_of(build.path / "vonly.vec") == \
+        ["__V_libvonly_so_1", "vo_name", "vo_pick", "vo_public", "vo_square", "vo_twice"]
+    assert "expvec: note: 4 functions are in the vector only" in notes
+    refused = build.tool("expvec", "--vector-only", ".", "", "", *link, check=False)
+    assert (refused.returncode, refused.stdout) == (2, "")
+    assert "--vector-only needs a VSCRIPT" in refused.stderr
     syms = run(["readelf", "--dyn-syms", "-W", out], build.path).stdout
     assert [n for n in re.findall(r" (vo_\w+)$", syms, re.M)] == ["vo_public"]
     stock = build.stock_lib("vonly.c", "libvonly.so.1")
