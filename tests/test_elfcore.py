@@ -430,8 +430,8 @@ int main(int argc, char **argv) { return cafe(argc) + other(argc) - 4; }
 def test_names_that_are_not_utf8(tmp_path, slots):
     """A library exporting "caf\\351": retrovec keeps the name's bytes in
     .dynstr and hashes those bytes, so dlsym still finds it and eu-elflint
-    sees a valid .gnu.hash; recovervec and vecstat print the bytes back,
-    and a program bound through the vector runs."""
+    sees a valid .gnu.hash; recovervec and vecstat print the bytes back to
+    standard output, and a program bound through the vector runs."""
     for name, text in (("u.c", NOT_UTF8), ("dlsym.c", DLSYM), ("caller.c", CALLER)):
         (tmp_path / name).write_text(text)
     run(["gcc", "-fPIC", "-shared", "-Wl,-soname=libu.so.1", "-o", "libu.so.1", "u.c"], tmp_path)
@@ -444,14 +444,18 @@ def test_names_that_are_not_utf8(tmp_path, slots):
     assert result.returncode == 0, result.stderr
     assert run(["./dlsym", "./vec/libu.so.1"], tmp_path).stdout == "2 4\n"
     assert run(["eu-elflint", "--gnu-ld", "vec/libu.so.1"], tmp_path).stdout == "No errors\n"
+    # Standard output as under an ordinary UTF-8 locale (en_US.UTF-8):
+    # strict, so a name is written as its bytes or not at all.
+    strict = dict(os.environ, PYTHONIOENCODING="utf-8:strict")
     recovered = subprocess.run([sys.executable, BIN / "recovervec", "vec/libu.so.1"],
-                               cwd=tmp_path, capture_output=True, stdin=subprocess.DEVNULL)
+                               cwd=tmp_path, capture_output=True, stdin=subprocess.DEVNULL,
+                               env=strict)
     assert recovered.returncode == 0, recovered.stderr
     assert [line for line in recovered.stdout.splitlines() if not line.startswith(b"#")] == \
         vec.splitlines()
     stats = subprocess.run([sys.executable, BIN / "vecstat", "caller"], cwd=tmp_path,
                            capture_output=True, stdin=subprocess.DEVNULL,
-                           env=dict(os.environ, LD_LIBRARY_PATH="vec"))
+                           env=dict(strict, LD_LIBRARY_PATH="vec"))
     assert stats.returncode == 0, stats.stderr
     assert b"      1 caf\xe9\n" in stats.stdout
     bound, _ = run_limited("retroimp", ["-o", "caller.vec", "", "u.vec", "caller"], tmp_path)

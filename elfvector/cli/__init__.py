@@ -114,11 +114,19 @@ def loader_output(words):
 
 
 def write_text(output, text):
-    """A text output (a .vec, a report) to ``output`` (atomically) or to stdout."""
+    """A text output (a .vec, a report) to ``output`` (atomically) or to stdout.
+
+    Names read from ELF files may hold any bytes (decoded with
+    surrogateescape): they are written back as the same bytes, whatever
+    the locale's encoding of stdout.
+    """
+    data = text.encode("utf-8", "surrogateescape")
     if output:
-        write_bytes(output, text.encode("utf-8", "surrogateescape"))
+        write_bytes(output, data)
     else:
-        sys.stdout.write(text)
+        sys.stdout.flush()
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
 
 
 def write_output(output, data, mode):
