@@ -21,7 +21,8 @@ in the order of docs/design.md ("Closure rewrite"):
    renumbering anything;
 6. an importer renames one freed undefined ``.dynsym`` entry per library
    it settled words into to that library's check symbol; the GLOB_DAT's word
-   lies past ``.bss`` in the last page of the last writable segment;
+   (like the fix-up's own words) goes where ld.so writes anyway: the GOT's
+   dead header or past ``.bss`` in its last page;
 7. the fix-up routine (:mod:`.x86_64`) goes into executable bytes already
    mapped: the executable segment's last page, else the dead IBT ``.plt``;
 8. each IrelativeForeign gets its stub in the dead lazy tail of its PLT entry;
@@ -36,8 +37,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from ..elfimage import (DYN, PF_R, PF_W, PF_X, PHDR, PT_DYNAMIC, PT_INTERP, PT_LOAD, RELA,
-                        SHF_ALLOC, SHF_EXECINSTR, SHF_WRITE, SHN_LORESERVE, SHN_UNDEF,
-                        SHT_NOBITS, SHT_PROGBITS, SYM, ElfImage, Rela, Sym, gnu_hash, sysv_hash)
+                        SHF_ALLOC, SHF_EXECINSTR, SHN_LORESERVE, SHN_UNDEF,
+                        SHT_PROGBITS, SYM, ElfImage, Rela, Sym, gnu_hash, sysv_hash)
 from ..errors import UnsupportedElfError
 from ..relvec import relr_decode, relr_encode
 from . import layout, x86_64
@@ -45,8 +46,7 @@ from .model import (RELA_DYN, RELA_PLT, IrelativeForeign, IrelativeLocal, Keep, 
                     Settle, SettleZero)
 
 CHECK_PREFIX = "__elfvector_"
-FIXUP_SECTION, DATA_SECTION, CHECKS_SECTION = (".elfvector.text", ".elfvector.data",
-                                               ".elfvector.checks")
+FIXUP_SECTION, DATA_SECTION = ".elfvector.text", ".elfvector.data"
 PREBOUND_SECTION = ".elfvector.prebound"
 PRELOAD_SUFFIX = (" would interpose pre-bound symbols "
                   "(set ELFVECTOR_PRELOAD=ignore to run anyway)\n")
@@ -114,6 +114,7 @@ class ObjectReport:
     tables: str = ""                 #: where the tables and lists went
     added_load: str = None           #: why a PT_LOAD was added, if one was
     check_words: str = "none"        #: where the check words went
+    check_pages: int = 0             #: pages dirtied for the added words alone
 
     def summary(self):
         extra = f"; added PT_LOAD: {self.added_load}" if self.added_load else ""
@@ -388,17 +389,19 @@ class _Rewrite:
         words, own, deps = self._settle(relocs)
         self.preload = bool(self.obj.is_program and self.obj.prebound_names)
         self.needs_fixup = bool(own or self.checks or self.preload)
-        # Words past .bss: the checks', one a RELATIVE sets to its own
-        # address (the own words' entry), one for the IRELATIVE if no other.
+        self.rela_count = (sum(not isinstance(r.decision, (Settle, SettleZero)) for r in relocs)
+                           + len(self.checks) + bool(own) + self.needs_fixup)
+        self.dynamic = self._dynamic_entries()
+        # The words the rewrite adds: the checks', one a RELATIVE sets to
+        # its own address (the own words' entry), one for the IRELATIVE if
+        # no other.  The fix-up's IRELATIVE stores into one of them, which
+        # ld.so has written already: never a settled word, whose page would
+        # otherwise stay clean.
         scratch = self.preload and not own and not self.checks
         extra = self._check_words(out, len(self.checks) + bool(own) + scratch)
         self.check_words = extra[:len(self.checks)]
         self.own_word = extra[len(self.checks)] if own else None
-        self.result_word = next((w[0] for w in [own] + [deps[k] for k in sorted(deps)] if w),
-                                extra[0] if extra else None)
-        self.rela_count = (sum(not isinstance(r.decision, (Settle, SettleZero)) for r in relocs)
-                           + len(self.checks) + bool(own) + self.needs_fixup)
-        self.dynamic = self._dynamic_entries()
+        self.result_word = self.own_word if own else (extra[0] if extra else None)
         self.blob = _Blob(self, own, deps)
         self.moved_phdrs = list(out.phdrs)
         try:
@@ -650,33 +653,62 @@ class _Rewrite:
             return []
         return [self.mv(got) + WORD, self.mv(got) + 2 * WORD]
 
+    def _pages_written_anyway(self, out):
+        """Pages ld.so dirties at start-up whatever words the rewrite adds:
+        those of the words that kept relocations write (the PIE program's
+        RELATIVEs and every IRELATIVE included), the page after a writable
+        segment's file bytes that ld.so zeroes up to ``.bss``'s end (glibc
+        ``_dl_map_segments``), and a program's DT_DEBUG entry.  An
+        under-estimate is safe: it only costs a page that could be saved."""
+        pages = {_page(self.mv(r.rela.offset)) for r in self.relocs
+                 if not isinstance(r.decision, (Settle, SettleZero)) and r.rela.type}
+        if not self.settles_relr:
+            pages |= {_page(self.mv(address)) for address in self.relr_words}
+        for p in out.phdrs:
+            end = p.vaddr + p.filesz
+            if p.type == PT_LOAD and p.flags & PF_W and p.memsz > p.filesz and end % layout.PAGE:
+                pages.add(_page(end))
+        if self.obj.is_program and DT_DEBUG in (t for t, _ in self.dynamic):
+            pages.add(_page(self.debug_word()))
+        return pages
+
     def _check_words(self, out, count):
-        """Addresses of ``count`` words for the checks' GLOB_DATs: first the
-        GOT's two dead header words (:meth:`_dead_got_words`), then words past
-        the end of the last writable segment (its ``.bss``), in a NOBITS
-        section ``.elfvector.checks``."""
-        dead = self._dead_got_words()
-        where = [f"{min(count, len(dead))} in the GOT's dead header"] if dead and count else []
-        words = dead[:count]
-        count -= len(words)
-        if not count:
-            self.report.check_words = ", ".join(where) or "none"
-            return words
+        """Addresses of ``count`` words for the checks' GLOB_DATs and the
+        fix-up, on pages ld.so writes anyway when they have room (a page
+        dirtied for them alone costs a copy-on-write fault and a private
+        page): the GOT's two dead header words (:meth:`_dead_got_words`)
+        and the words past the end of the last writable segment (its
+        ``.bss``) up to that page's end.  Then the other dead header words,
+        then more words past ``.bss``.  No section header covers words past
+        ``.bss`` (the segment's memory size does): ``.bss`` keeps its size,
+        as valgrind requires, and gdb finds no section its separate debug
+        file lacks."""
         rw = max((p for p in out.phdrs if p.type == PT_LOAD and p.flags & PF_W),
                  key=lambda p: p.vaddr, default=None)
-        if rw is None:
+        dead = self._dead_got_words()
+        if rw is None and count > len(dead):
             raise UnsupportedElfError("no writable segment for the check words", self.obj.source)
-        end = rw.vaddr + rw.memsz
-        start = layout.align_up(end, WORD)
-        rw.memsz = start + WORD * count - rw.vaddr
-        page = "a new page" if layout.page_end(rw.vaddr + rw.memsz) > layout.page_end(end) \
-            else "its last page"
-        where.append(f"{count} at {start:#x}, past .bss in {page}")
-        self.report.check_words = ", ".join(where)
-        if not out.extend_section_ending_at(end, start + WORD * count, SHT_NOBITS):
-            out.add_section(layout.NewSection(CHECKS_SECTION, SHT_NOBITS,
-                                              SHF_ALLOC | SHF_WRITE, start, WORD * count, WORD))
-        return words + [start + WORD * k for k in range(count)]
+        dirty = self._pages_written_anyway(out)
+        bss = layout.align_up(rw.vaddr + rw.memsz, WORD) if rw is not None else None
+        bss_dirty = ((layout.page_end(bss + 1) - bss) // WORD
+                     if bss is not None and _page(bss) in dirty else 0)
+        clean_dead = [w for w in dead if _page(w) not in dirty]
+        words = [w for w in dead if _page(w) in dirty][:count]
+        past_bss = min(count - len(words), bss_dirty)
+        words += clean_dead[:count - len(words) - past_bss]
+        past_bss = count - len(words)
+        in_dead = sum(w in dead for w in words)
+        where = [f"{in_dead} in the GOT's dead header"] if in_dead else []
+        if past_bss:
+            rw.memsz = bss + WORD * past_bss - rw.vaddr
+            page = ("its last page, written anyway" if past_bss <= bss_dirty else
+                    "a new page" if _page(bss + WORD * past_bss - 1) != _page(bss - 1)
+                    else "its last page")
+            where.append(f"{past_bss} at {bss:#x}, past .bss in {page}")
+            words += [bss + WORD * k for k in range(past_bss)]
+        self.report.check_words = ", ".join(where) or "none"
+        self.report.check_pages = len({_page(w) for w in words} - dirty)
+        return words
 
     # -- step 3: the new .rela.dyn -----------------------------------------------------------
     def new_relocations(self, fixup_at, stubs):
@@ -851,6 +883,10 @@ class _Blob:
                 out += data + bytes(layout.align_up(len(data), WORD) - len(data))
         assert len(out) == self.size
         return bytes(out)
+
+
+def _page(address):
+    return address // layout.PAGE
 
 
 def _relr_bytes(words):
