@@ -8,9 +8,8 @@ the copy starts with the old table.
 
 import struct
 
-from .elfimage import DT_RELA, DT_RELAENT, DT_RELASZ, DT_STRSZ, DT_STRTAB, RELA, SHF_ALLOC
-
-SHT_RELA = 4
+from .elfimage import (DT_RELA, DT_RELAENT, DT_RELASZ, DT_STRSZ, DT_STRTAB, RELA, SHF_ALLOC,
+                       SHT_RELA)
 
 
 def grow_dynstr(appender, names):

@@ -60,6 +60,7 @@ class DynamicTables:
                 raise self._bad(f"the dynamic section has no {name}")
         self.strtab = self._table("the string table (DT_STRTAB)", image.dyn(DT_STRTAB),
                                   image.dyn(DT_STRSZ))
+        self._check_string_table()
         self._check_string_entries()
         self._check_entry_sizes()
         self.symbols = self._read_symbols(self._symbol_count())
@@ -81,6 +82,14 @@ class DynamicTables:
         return self.image.read(vaddr, size)
 
     # -- strings and entry sizes ------------------------------------------
+    def _check_string_table(self):
+        """The table ends in NUL (gABI "String Table"), so every name ends
+        inside it: one that ran past DT_STRSZ would be hashed and compared
+        as one string by us and as another by ld.so, which reads on."""
+        if not self.strtab.endswith(b"\0"):
+            raise self._bad(f"the string table (DT_STRTAB, {len(self.strtab)} bytes) does "
+                            "not end in a NUL byte: its last name runs past DT_STRSZ")
+
     def _check_string_entries(self):
         for tag, value in self.image.dynamic:
             if tag in STRING_TAGS and value >= len(self.strtab):

@@ -25,14 +25,24 @@ must change, :meth:`Appender.write` lays it out in one pass.
 
 from dataclasses import dataclass, field
 
-from .elfimage import (DYN, EHDR, PF_R, PF_W, PF_X, PHDR, PT_LOAD, PT_PHDR, SHF_ALLOC,
-                       SHF_EXECINSTR, SHF_WRITE, SHT_PROGBITS, SYM, DT_SYMTAB, USER_SPACE_END,
-                       Phdr, Shdr, Sym)
+from .elfimage import (DYN, EHDR, PF_R, PF_W, PF_X, PHDR, PT_LOAD, PT_PHDR, RELA, SHF_ALLOC,
+                       SHF_EXECINSTR, SHF_WRITE, SHT_DYNSYM, SHT_GNU_HASH, SHT_GNU_VERDEF,
+                       SHT_GNU_VERNEED, SHT_GNU_VERSYM, SHT_HASH, SHT_PROGBITS, SHT_RELA,
+                       SHT_STRTAB, SYM, DT_SYMTAB, USER_SPACE_END, Phdr, Shdr, Sym)
 from .errors import UnsupportedElfError
 
 PAGE = 0x1000
 #: address space kept free above the new segments' start (they hold tables and stubs)
 ROOM = 1 << 32
+#: (sh_type, sh_entsize) of the dynamic tables that move to a new segment,
+#: as GNU ld writes them for ELF64 (``.gnu.hash`` mixes word sizes: 0).  A
+#: moved table's header says what the table is, whatever the input's said:
+#: eu-elflint and strip trust the type and entry size of an allocated section.
+TABLE_SECTIONS = {".dynsym": (SHT_DYNSYM, SYM.size), ".dynstr": (SHT_STRTAB, 0),
+                  ".hash": (SHT_HASH, 4), ".gnu.hash": (SHT_GNU_HASH, 0),
+                  ".gnu.version": (SHT_GNU_VERSYM, 2), ".gnu.version_d": (SHT_GNU_VERDEF, 0),
+                  ".gnu.version_r": (SHT_GNU_VERNEED, 0), ".rela.dyn": (SHT_RELA, RELA.size),
+                  ".rela.plt": (SHT_RELA, RELA.size)}
 
 
 def align_up(value, align):
@@ -181,7 +191,8 @@ class Appender:
         self.dynamic.insert(len(self.dynamic) - 1, [tag, value])
 
     def move_section(self, name, vaddr, size):
-        """Point section ``name`` (if the file has it) at its new copy."""
+        """Point section ``name`` (if the file has it) at its new copy
+        (a dynamic table's type and entry size set right: TABLE_SECTIONS)."""
         index, _ = self.image.section(name)
         if index is not None:
             self.section_updates[index] = (vaddr, size)
@@ -341,8 +352,10 @@ class Appender:
                 s.offset += shift
                 s.addr += shift
         for index, (vaddr, size) in self.section_updates.items():
-            shdrs[index].addr, shdrs[index].offset, shdrs[index].size = (
-                vaddr, self._new_offset(vaddr), size)
+            moved = shdrs[index]
+            moved.addr, moved.offset, moved.size = vaddr, self._new_offset(vaddr), size
+            moved.type, moved.entsize = TABLE_SECTIONS.get(image.section_names[index],
+                                                           (moved.type, moved.entsize))
         shdrs[image.shstrndx].offset = shstrtab_offset
         shdrs[image.shstrndx].size = shstrtab_size
         for sec, name in zip(self.new_sections, names):

@@ -200,6 +200,9 @@ MALFORMED = [
     ("no DT_SYMTAB", lambda l, d: dyn_tag(l, d, DT_SYMTAB, DT_DEBUG), "no DT_SYMTAB"),
     ("DT_STRSZ huge", lambda l, d: dyn_value(l, d, DT_STRSZ, 1 << 40),
      "string table (DT_STRTAB)", "not in the file"),
+    (".dynstr without its final NUL",
+     lambda l, d: put(d, l.offset(".dynstr") + l.sections[".dynstr"][2] - 1, "B", ord("A")),
+     "string table (DT_STRTAB", "does not end in a NUL byte"),
     ("DT_NEEDED past .dynstr", lambda l, d: dyn_value(l, d, DT_NEEDED, 1 << 20),
      "DT_NEEDED names offset 0x100000"),
     ("DT_RELASZ not a multiple of 24",
@@ -250,6 +253,7 @@ MALFORMED = [
 ]
 
 PROGRAM_MALFORMED = ["truncated by one byte", "relocation symbol index", "gnu hash symoffset 0",
+                     ".dynstr without its final NUL",
                      "no DT_STRTAB", "no DT_SYMTAB", "DT_PLTRELSZ not a multiple of 24",
                      "unknown version index", "p_memsz < p_filesz"]
 
@@ -396,6 +400,33 @@ def test_without_section_headers(built):
     result, _ = run_limited("recovervec", jobs["recovervec"], built)
     assert result.stderr == f"recovervec: {path}: no export vector in this library " \
                             "(no __V_ symbol)\n"
+
+
+# -- what a rewrite writes -------------------------------------------------------
+
+SHT_DYNSYM, SHT_NOBITS, SHT_GNU_HASH = 11, 8, 0x6FFFFFF6
+
+
+def test_moved_tables_get_their_own_section_type_and_entry_size(built):
+    """retrovec moves .dynsym and .gnu.hash to a new segment; their section
+    headers then say what the new tables are (SHT_DYNSYM with 24-byte
+    entries, SHT_GNU_HASH with 0), whatever the input's said, so that
+    eu-elflint finds nothing new in the output."""
+    layout = Layout(built / "libt.so.1")
+    data = bytearray(layout.data)
+    section_header(".dynsym", 4, "I", SHT_NOBITS)(layout, data)
+    section_header(".gnu.hash", 56, "Q", 7)(layout, data)
+    (built / "libt.odd_headers").write_bytes(bytes(data))
+    result, _ = run_limited("retrovec", ["-o", "libt.rewritten", "t.vec", "libt.odd_headers"],
+                            built)
+    assert result.returncode == 0, result.stderr
+    out = Layout(built / "libt.rewritten")
+    for name, sh_type, entsize in ((".dynsym", SHT_DYNSYM, 24), (".gnu.hash", SHT_GNU_HASH, 0)):
+        at = out.shoff + 64 * out.index[name]
+        assert struct.unpack_from("<I", out.data, at + 4)[0] == sh_type, name
+        assert struct.unpack_from("<Q", out.data, at + 56)[0] == entsize, name
+    lint = run(["eu-elflint", "--gnu-ld", "libt.rewritten"], built).stdout
+    assert lint == "No errors\n"
 
 
 # -- names are bytes ----------------------------------------------------------

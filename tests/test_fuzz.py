@@ -5,8 +5,9 @@ a vectored library and its .vec, libc.so.6) into over a thousand inputs,
 adds special files, bad .vec files, pattern files and addrfiles, and runs
 every command that takes each (see tests/fuzz/runner.py for the
 contract).  ``make fuzz`` runs all of it; this test runs a fixed-seed
-subset, a few runs of each (command, input kind), and fails on any
-violation, printing the same table as ``make fuzz``.
+subset, a few runs of each (command, input kind) and every case a full
+sweep once caught (fuzz.sweep.REGRESSIONS), and fails on any violation,
+printing the same table as ``make fuzz``.
 
 The checks themselves are tested first, on stand-in commands that break
 the contract one way each: a check that cannot fire proves nothing.
@@ -22,7 +23,7 @@ from fuzz.baselines import Baselines
 from fuzz.commands import Command
 from fuzz.inputs import Input
 from fuzz.runner import Run
-from fuzz.sweep import plan, prepare, run_pairs, subset
+from fuzz.sweep import REGRESSIONS, plan, prepare, run_pairs, subset
 
 SEED = 7
 PER_GROUP = 3
@@ -54,6 +55,7 @@ def test_every_command_keeps_the_contract_on_bad_input(generated):
     root, baselines, inputs = generated
     pairs = subset(plan(inputs), SEED, PER_GROUP)
     assert {i.kind for i, _ in pairs} == KINDS
+    assert REGRESSIONS <= {(i.name, c.name) for i, c in pairs}
     started = time.monotonic()
     outcomes = run_pairs(pairs, baselines, str(root), jobs=JOBS)
     report = summary.lines(inputs, outcomes, time.monotonic() - started, SEED, JOBS)
