@@ -14,10 +14,9 @@ UTF-8 keeps its bytes (``name.encode("utf-8", "surrogateescape")``).
 import os
 from dataclasses import dataclass
 
-from .elfimage import (DF_1_PIE, DT_FLAGS_1, DT_JMPREL, DT_NEEDED, DT_RELA, DT_RPATH,
-                       DT_RUNPATH, DT_SONAME, ET_DYN, PT_INTERP, PT_LOAD, R_X86_64_IRELATIVE,
-                       R_X86_64_JUMP_SLOT, STT_FUNC, STT_GNU_IFUNC, VER_HIDDEN, ElfImage,
-                       read_elf_file)
+from .elfimage import (DT_JMPREL, DT_NEEDED, DT_RELA, DT_RPATH, DT_RUNPATH, DT_SONAME, ET_DYN,
+                       PT_INTERP, PT_LOAD, R_X86_64_IRELATIVE, R_X86_64_JUMP_SLOT, STT_FUNC,
+                       STT_GNU_IFUNC, VER_HIDDEN, ElfImage, read_elf_file)
 
 #: what an unknown type, binding or visibility value reads as
 OTHER = "other"
@@ -87,9 +86,9 @@ class ElfFile:
 
     @property
     def is_pie(self):
-        if self.image.type != ET_DYN:
-            return False
-        return bool((self.image.dyn(DT_FLAGS_1) or 0) & DF_1_PIE) or self._has_interpreter
+        """A position-independent executable (:attr:`ElfImage.is_pie`; libc.so.6,
+        which has an interpreter, is not one)."""
+        return self.image.is_pie
 
     @property
     def is_dynamic(self):

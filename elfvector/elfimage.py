@@ -20,10 +20,11 @@ import stat
 import struct
 
 from .elfstruct import *  # noqa: F401,F403  (the layout: callers import it from here)
-from .elfstruct import (DT_GNU_HASH, DT_NULL, DYN, EHDR, ELFCLASS64, ELFDATA2LSB, EM_X86_64,
-                        ET_CORE, ET_DYN, ET_EXEC, ET_REL, EV_CURRENT, MACHINES, PHDR, PT_DYNAMIC,
-                        PT_INTERP, PT_LOAD, SHDR, SHF_ALLOC, SHT_NOBITS, SHT_STRTAB,
-                        USER_SPACE_END, VER_NDX_GLOBAL, Phdr, Shdr)
+from .elfstruct import (DF_1_PIE, DT_FLAGS_1, DT_GNU_HASH, DT_NULL, DT_SONAME, DYN, EHDR,
+                        ELFCLASS64, ELFDATA2LSB, EM_X86_64, ET_CORE, ET_DYN, ET_EXEC, ET_REL,
+                        EV_CURRENT, MACHINES, PHDR, PT_DYNAMIC, PT_INTERP, PT_LOAD, SHDR,
+                        SHF_ALLOC, SHT_NOBITS, SHT_STRTAB, USER_SPACE_END, VER_NDX_GLOBAL, Phdr,
+                        Shdr)
 from .elftables import DynamicTables, cstring
 from .errors import NotElfError, UnsupportedElfError
 
@@ -281,6 +282,18 @@ class ElfImage:
     @property
     def is_executable(self):
         return self.type == ET_EXEC or any(p.type == PT_INTERP for p in self.phdrs)
+
+    @property
+    def is_pie(self):
+        """A position-independent executable: ET_DYN marked DF_1_PIE by the
+        link editor or, from linkers older than that flag, with an
+        interpreter and no DT_SONAME.  A library may have an interpreter
+        too (libc.so.6 runs), but it has a soname."""
+        if self.type != ET_DYN:
+            return False
+        if (self.dyn(DT_FLAGS_1) or 0) & DF_1_PIE:
+            return True
+        return any(p.type == PT_INTERP for p in self.phdrs) and self.dyn(DT_SONAME) is None
 
     # -- dynamic symbols (checked by DynamicTables) -----------------------------
     def _checked_tables(self):

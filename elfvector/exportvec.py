@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from . import arch as arches
 from .atomic import move_into_place
 from .elffile import ElfFile
-from .elfimage import SYM, STT_FUNC, STT_GNU_IFUNC, ElfImage
+from .elfimage import SYM, STT_FUNC, STT_GNU_IFUNC, ElfImage, read_elf_file
 from .errors import ElfvectorError, LinkError, VecFormatError, VectorMismatchError
 from .linkcmd import LinkCommand, run_tool
 from .patterns import PatternList
@@ -182,8 +182,7 @@ def check_final(path, vector, output):
     Functions the final version script made local (vector-only) are looked
     up in ``.symtab``; returns a note naming how many there are.
     """
-    with open(path, "rb") as f:
-        image = ElfImage(f.read(), output)
+    image = ElfImage(read_elf_file(path), output)
     lib = LibrarySymbols(image)
     for symbol in [vector.name] + vector.layout_symbols():
         if not any(lib.syms[i].defined for i in lib.named(symbol)):

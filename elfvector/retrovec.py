@@ -98,8 +98,9 @@ class LibrarySymbols:
 def retrovec(vector, data, path):
     """The bytes of the library ``data`` with ``vector`` added."""
     image = ElfImage(data, path)
-    if image.type != ET_DYN or image.dynamic is None:
-        raise UnsupportedElfError("not a shared library", path)
+    if image.type != ET_DYN or image.dynamic is None or image.is_pie:
+        kind = " (a position-independent executable)" if image.is_pie else ""
+        raise UnsupportedElfError(f"not a shared library{kind}", path)
     if not image.dyn(DT_GNU_HASH):
         raise UnsupportedElfError("no .gnu.hash table (DT_GNU_HASH)", path)
     lib = LibrarySymbols(image)
@@ -143,8 +144,7 @@ def retrovec(vector, data, path):
                        for i in ifuncs], old=relas)
     elif relas:
         appender.patch(image.dyn(DT_RELA), b"".join(r.pack() for r in relas))
-    appender.put(table_at, struct.pack(f"<{len(targets)}i",
-                                       *[address[i] - table_at for i in targets]))
+    appender.put(table_at, pack_offsets(vector, [address[i] for i in targets], table_at, path))
     # The symbol table itself, now that the export section index is known.
     syms = []
     for i in order:
@@ -164,6 +164,21 @@ def retrovec(vector, data, path):
     data = appender.write()
     check_slots(ElfImage(data, path), vector)
     return data
+
+
+def pack_offsets(vector, addresses, table_at, path):
+    """The table: each slot the signed 32-bit offset from the table to its
+    function.  The table follows every segment (a huge ``.bss`` included),
+    so in a library spanning more than 2 GiB a function may be out of reach:
+    an error naming it, never a truncated offset."""
+    offsets = [address - table_at for address in addresses]
+    for slot, address, offset in zip(vector.slots, addresses, offsets):
+        if not -2**31 <= offset < 2**31:
+            raise UnsupportedElfError(
+                f"{slot} at {address:#x} is {abs(offset) / 2**30:.1f} GiB from the vector "
+                f"table at {table_at:#x}, which follows the library's segments: a slot holds "
+                "a 32-bit offset, so the library may span 2 GiB at most", path)
+    return struct.pack(f"<{len(offsets)}i", *offsets)
 
 
 def check_slots(image, vector, local_functions=None):

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from conftest import BIN, run
+from elfvector.elffile import ElfFile
 
 LIBRARY = """\
 #include <string.h>
@@ -311,7 +312,7 @@ def test_the_originals_are_accepted(built):
     a library to add one to)."""
     refusals = {("libt.so.1", "recovervec"): "no export vector",
                 ("prog", "recovervec"): "no export vector",
-                ("prog", "retrovec"): "t_add@@T1"}
+                ("prog", "retrovec"): "not a shared library (a position-independent executable)"}
     for source in ("libt.so.1", "prog"):
         copy = built / f"{source}.copy"             # rpathrm edits its file in place
         copy.write_bytes((built / source).read_bytes())
@@ -400,6 +401,16 @@ def test_without_section_headers(built):
     result, _ = run_limited("recovervec", jobs["recovervec"], built)
     assert result.stderr == f"recovervec: {path}: no export vector in this library " \
                             "(no __V_ symbol)\n"
+
+
+def test_a_library_that_runs_is_no_pie(built):
+    """libc.so.6 has an interpreter (it runs) and is a shared library; a PIE
+    is not one (DF_1_PIE)."""
+    libc = run(["gcc", "-print-file-name=libc.so.6"], built).stdout.strip()
+    kinds = {name: (elf.is_pie, elf.is_shared_object) for name, elf in
+             (("libc", ElfFile(libc)), ("libt", ElfFile(built / "libt.so.1")),
+              ("prog", ElfFile(built / "prog")))}
+    assert kinds == {"libc": (False, True), "libt": (False, True), "prog": (True, False)}
 
 
 # -- what a rewrite writes -------------------------------------------------------

@@ -371,3 +371,29 @@ def test_retroimp_forty_vectors(build):
 def jump_slots_named(build, path, prefix):
     relocs = run(["readelf", "-rW", path], build.path).stdout
     return len(re.findall(rf"R_X86_64_JUMP_SLOT .* {prefix}", relocs))
+
+
+BIG_BSS = """\
+static char big[3UL << 30] __attribute__((used));
+int big_f(int x) { return x + 1; }
+"""
+
+
+def test_retrovec_refuses_what_its_slots_cannot_serve(build):
+    """A slot holds a 32-bit offset from the table, which follows every
+    segment: a library whose .bss makes it span 3 GiB is refused with the
+    reason, not packed into a wrong offset.  A PIE is no shared library."""
+    (build.path / "big.c").write_text(BIG_BSS)
+    build.gcc("-fPIC", "-shared", "-O2", "-Wl,-soname=libbig.so.1", "-o", "libbig.so.1", "big.c")
+    big = write_vec(build.path / "big.vec", "__V_libbig_so_1", ["big_f"])
+    result = build.tool("retrovec", "-o", "out.so", big, "libbig.so.1", check=False)
+    assert result.returncode == 1 and result.stderr.startswith("retrovec: libbig.so.1: big_f at ")
+    assert "3.0 GiB from the vector table" in result.stderr and result.stderr.count("\n") == 1
+    (build.path / "pie.c").write_text("int pie_f(int x) { return x; }\n"
+                                      "int main(void) { return 0; }\n")
+    build.gcc("-pie", "-fPIE", "-rdynamic", "-o", "pie", "pie.c")
+    vec = write_vec(build.path / "pie.vec", "__V_pie", ["pie_f"])
+    result = build.tool("retrovec", "-o", "out.so", vec, "pie", check=False)
+    assert (result.returncode, result.stderr) == \
+        (1, "retrovec: pie: not a shared library (a position-independent executable)\n")
+    assert not (build.path / "out.so").exists()
