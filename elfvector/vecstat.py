@@ -28,6 +28,11 @@ UNRESOLVED = "unresolved"
 _ELF_MAGIC = b"\x7fELF"
 
 
+class NothingUsedError(VectorMismatchError):
+    """No function of the library is used by the files: its vector would be
+    empty (``vecstat --if-used`` skips such a library quietly)."""
+
+
 @dataclass
 class LibraryUses:
     """The imports attributed to one library (or to none: ``elf`` None).
@@ -230,7 +235,7 @@ def vector_for(stats, lib_arg, top=None, all_functions=False, default_excludes=T
                          if s.key not in taken and not excludes.matches(s.name)), key=by_name)
     slots = slots[:top]
     if not slots:
-        raise VectorMismatchError(
+        raise NothingUsedError(
             "no exported function of this library is used by these files"
             + ("" if all_functions else " (--all lists every one)"), lib_arg)
     soname = elf.soname or os.path.basename(elf.path)

@@ -262,6 +262,25 @@ def test_options_after_the_files(objects, foo):
     assert objects.run("./prog.vec").returncode == objects.run("./testmain").returncode == 7
 
 
+def test_vecstat_if_used_skips_an_unused_library_and_nothing_else(objects):
+    """--if-used is quiet about a library of which the files use nothing
+    (exit 0, no output written); every other error is still one."""
+    (objects.path / "empty.c").write_text("int main(void) { return 0; }\n")
+    objects.gcc("-o", "empty", "empty.c", "-Wl,--no-as-needed", "foo.so.5")
+    skipped = objects.tool("vecstat", "--emit-vec", "foo.so.5", "--if-used", "-o", "e.vec",
+                           "empty")
+    assert (skipped.stdout, skipped.stderr) == ("", "")
+    assert not (objects.path / "e.vec").exists()
+    result = objects.tool("vecstat", "--emit-vec", "foo.so.5", "-o", "e.vec", "empty",
+                          check=False)
+    assert_one_line_error(result, "foo.so.5", "no exported function of this library is used")
+    result = objects.tool("vecstat", "--emit-vec", "libnone.so.1", "--if-used", "-o", "e.vec",
+                          "empty", check=False)
+    assert_one_line_error(result, "libnone.so.1", "cannot find this library")
+    used = objects.tool("vecstat", "--emit-vec", "foo.so.5", "--if-used", "testmain").stdout
+    assert used.startswith("__V_foo_so_5\n# 9 slots of foo.so.5") and "\nfoo_add\n" in used
+
+
 @pytest.mark.parametrize("argv,file,reason", [
     (["retrovec", "stock/foo.so.5", "foo.so.5.vec"], "stock/foo.so.5",
      "is an ELF file, not a .vec (usage: retrovec [OPTIONS] EXPORT.VEC FOO.SO)"),

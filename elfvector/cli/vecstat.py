@@ -4,8 +4,7 @@ import os
 
 import click
 
-from ..errors import VectorMismatchError
-from ..vecstat import format_report, scan, vector_for
+from ..vecstat import NothingUsedError, format_report, scan, vector_for
 from . import check_outputs, command, warn, write_text
 
 
@@ -54,7 +53,7 @@ def main(lib, top, all_functions, no_default_excludes, if_used, output, files):
     else:
         try:
             vector, soname = vector_for(stats, lib, top, all_functions, not no_default_excludes)
-        except VectorMismatchError:     # no function of LIB is used
+        except NothingUsedError:
             if if_used:
                 return
             raise
