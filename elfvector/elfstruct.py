@@ -6,7 +6,7 @@ file with these, :mod:`elfvector.elftables` its dynamic tables.
 """
 
 import struct
-from dataclasses import astuple, dataclass
+from dataclasses import dataclass
 
 EHDR = struct.Struct("<16sHHIQQQIHHHHHH")
 PHDR = struct.Struct("<IIQQQQQQ")
@@ -74,7 +74,8 @@ class Phdr:
     align: int
 
     def pack(self):
-        return PHDR.pack(*astuple(self))
+        return PHDR.pack(self.type, self.flags, self.offset, self.vaddr, self.paddr, self.filesz,
+                         self.memsz, self.align)
 
 
 @dataclass
@@ -91,7 +92,8 @@ class Shdr:
     entsize: int
 
     def pack(self):
-        return SHDR.pack(*astuple(self))
+        return SHDR.pack(self.name, self.type, self.flags, self.addr, self.offset, self.size,
+                         self.link, self.info, self.addralign, self.entsize)
 
 
 @dataclass
@@ -116,7 +118,7 @@ class Sym:
         return self.shndx != SHN_UNDEF
 
     def pack(self):
-        return SYM.pack(*astuple(self))
+        return SYM.pack(self.name, self.info, self.other, self.shndx, self.value, self.size)
 
 
 @dataclass

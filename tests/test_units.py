@@ -1,15 +1,20 @@
-"""Unit tests of the pure parts: the .vec model, patterns, the link command."""
+"""Unit tests of the pure parts: the .vec model, patterns, the link command,
+the ELF records."""
 
 import ctypes
+import dataclasses
 import hashlib
 import os
 import random
 import re
+import subprocess
 import time
 import warnings
 
 import pytest
 
+from elfvector import elfstruct
+from elfvector.elffile import ElfFile
 from elfvector.errors import LinkError, PatternError, VecFormatError
 from elfvector.linkcmd import LinkCommand
 from elfvector.patterns import PatternList, read_words
@@ -213,3 +218,32 @@ def test_pattern_list_matches_any():
         patterns = PatternList(words)
         assert patterns.matches("Foo") and patterns.matches("box") and patterns.matches("ab")
         assert not patterns.matches("foo")
+
+
+@pytest.mark.parametrize("record,layout", [(elfstruct.Phdr, elfstruct.PHDR),
+                                           (elfstruct.Shdr, elfstruct.SHDR),
+                                           (elfstruct.Sym, elfstruct.SYM),
+                                           (elfstruct.Rela, elfstruct.RELA)])
+def test_records_pack_their_fields_in_order(record, layout):
+    """pack() names each field (no dataclass walk): in the layout's order."""
+    values = [i + 1 for i in range(len(dataclasses.fields(record)))]
+    assert record(*values).pack() == layout.pack(*values)
+    assert layout.unpack(record(*values).pack()) == tuple(values)
+
+
+def test_function_definitions_are_the_flattened_table_by_name():
+    """ElfFile decodes each symbol once and indexes the functions by name:
+    what it answers is what a scan of the whole table gives."""
+    libc = subprocess.run(["gcc", "-print-file-name=libc.so.6"], capture_output=True,
+                          text=True, check=True).stdout.strip()
+    scanned = {}
+    for sym in ElfFile(libc).dynamic_symbols:
+        if sym.defined and sym.is_function:
+            scanned.setdefault(sym.name, []).append(sym)
+    elf = ElfFile(libc)
+    assert {name: elf.function_definitions(name) for name in scanned} == scanned
+    assert elf.function_definitions("no_such_function") == []
+    assert elf.function_definitions("memcpy") is elf.function_definitions("memcpy")
+    assert {s.version for s in scanned["memcpy"]} == {"GLIBC_2.2.5", "GLIBC_2.14"}
+    with pytest.raises(AttributeError):
+        scanned["memcpy"][0].name = "other"
