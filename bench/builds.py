@@ -16,9 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-import lief
-
 import gensrc
+from elfvector.measure import section_containing
 
 ROOT = Path(__file__).resolve().parent.parent
 HERE = Path(__file__).resolve().parent
@@ -232,7 +231,7 @@ def check_call_lands_in(program, function, section, caller="main"):
     if not calls:
         raise BenchError(f"{program}: {caller} does not call {function}")
     target = int(calls[0], 16)
-    found = lief.ELF.parse(str(program)).section_from_virtual_address(target).name
-    if found != section and not found.startswith(section + "."):
+    found = section_containing(program, target)
+    if found is None or (found != section and not found.startswith(section + ".")):
         raise BenchError(f"{program}: {caller} calls {function} in {found}, not in {section}")
     return target

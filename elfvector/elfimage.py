@@ -23,8 +23,8 @@ from .elfstruct import *  # noqa: F401,F403  (the layout: callers import it from
 from .elfstruct import (DF_1_PIE, DT_FLAGS_1, DT_GNU_HASH, DT_NULL, DT_SONAME, DYN, EHDR,
                         ELFCLASS64, ELFDATA2LSB, EM_X86_64, ET_CORE, ET_DYN, ET_EXEC, ET_REL,
                         EV_CURRENT, MACHINES, PHDR, PT_DYNAMIC, PT_INTERP, PT_LOAD, SHDR,
-                        SHF_ALLOC, SHT_NOBITS, SHT_STRTAB, USER_SPACE_END, VER_NDX_GLOBAL, Phdr,
-                        Shdr)
+                        SHF_ALLOC, SHF_TLS, SHT_NOBITS, SHT_STRTAB, SYM, USER_SPACE_END,
+                        VER_NDX_GLOBAL, Phdr, Shdr, Sym)
 from .elftables import DynamicTables, cstring
 from .errors import NotElfError, UnsupportedElfError
 
@@ -208,6 +208,28 @@ class ElfImage:
             if s.flags & SHF_ALLOC and s.addr == vaddr and s.size:
                 return i, s
         return None, None
+
+    def section_containing(self, vaddr):
+        """(index, Shdr) of the allocated section whose bytes hold ``vaddr``,
+        or (None, None).  ``.tbss`` holds none: its addresses are the
+        template of each thread's block, which the sections after it reuse."""
+        for i, s in enumerate(self.shdrs):
+            if s.flags & SHF_ALLOC and s.addr <= vaddr < s.addr + s.size and \
+                    not (s.flags & SHF_TLS and s.type == SHT_NOBITS):
+                return i, s
+        return None, None
+
+    def static_symbols(self):
+        """``[(name, Sym)]`` of ``.symtab`` (empty without one, as after
+        ``strip``): local and hidden symbols, which ``.dynsym`` leaves out."""
+        _, symtab = self.section(".symtab")
+        if symtab is None or not 0 < symtab.link < len(self.shdrs):
+            return []
+        strtab = self.shdrs[symtab.link]
+        strings = self.bytes_at(strtab.offset, strtab.size)
+        raw = self.bytes_at(symtab.offset, symtab.size - symtab.size % SYM.size)
+        return [(cstring(strings, fields[0]) if fields[0] < len(strings) else "", Sym(*fields))
+                for fields in SYM.iter_unpack(raw)]
 
     # -- raw access -----------------------------------------------------------
     def bytes_at(self, offset, size):

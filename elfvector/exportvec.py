@@ -8,7 +8,6 @@ definitions (never an interposed one, and without a dynamic relocation).
 
 import os
 import re
-import struct
 import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -16,7 +15,7 @@ from dataclasses import dataclass
 from . import arch as arches
 from .atomic import move_into_place
 from .elffile import ElfFile
-from .elfimage import SYM, STT_FUNC, STT_GNU_IFUNC, ElfImage, read_elf_file
+from .elfimage import STT_FUNC, STT_GNU_IFUNC, ElfImage, read_elf_file
 from .errors import ElfvectorError, LinkError, VecFormatError, VectorMismatchError
 from .linkcmd import LinkCommand, run_tool
 from .patterns import PatternList
@@ -208,21 +207,14 @@ def check_final(path, vector, output):
 def _symtab_functions(image):
     """``{name: [(address, is IFUNC)]}`` of the functions in ``.symtab``
     (None without one).  A versioned name is listed under its bare name too."""
-    _, symtab = image.section(".symtab")
-    if symtab is None or symtab.link >= len(image.shdrs):
+    if image.section(".symtab")[1] is None:
         return None
-    strtab = image.shdrs[symtab.link]
-    strings = image.bytes_at(strtab.offset, strtab.size)
-    raw = image.bytes_at(symtab.offset, symtab.size - symtab.size % SYM.size)
     functions = {}
-    for name_off, info, _, shndx, value, _ in struct.iter_unpack(SYM.format, raw):
-        if info & 0xF not in (STT_FUNC, STT_GNU_IFUNC) or not shndx:
-            continue
-        end = strings.find(b"\0", name_off)
-        name = strings[name_off:end if end >= 0 else None].decode("utf-8", "surrogateescape")
-        entry = (value, info & 0xF == STT_GNU_IFUNC)
-        for key in {name, name.split("@", 1)[0]}:
-            functions.setdefault(key, []).append(entry)
+    for name, sym in image.static_symbols():
+        if sym.type in (STT_FUNC, STT_GNU_IFUNC) and sym.defined:
+            entry = (sym.value, sym.type == STT_GNU_IFUNC)
+            for key in {name, name.split("@", 1)[0]}:
+                functions.setdefault(key, []).append(entry)
     return functions
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from conftest import BIN, run
+from elfvector import measure
 from elfvector.elffile import ElfFile
 
 LIBRARY = """\
@@ -411,6 +412,24 @@ def test_a_library_that_runs_is_no_pie(built):
              (("libc", ElfFile(libc)), ("libt", ElfFile(built / "libt.so.1")),
               ("prog", ElfFile(built / "prog")))}
     assert kinds == {"libc": (False, True), "libt": (False, True), "prog": (True, False)}
+
+
+def test_sections_and_static_symbols_as_readelf_shows_them(built):
+    """What the demo and the benchmark read (measure.py): each section's
+    size by name, the section holding an address, the .symtab entries."""
+    path = built / "libt.so.1"
+    layout, image = Layout(path), measure.read_image(path)
+    sizes = measure.linkage_bytes(path)
+    for name, (addr, _, size) in layout.sections.items():
+        if name in sizes:
+            assert sizes[name] == size, name
+        if addr and size and name not in (".tbss", ".comment"):
+            assert [measure.section_containing(path, a) for a in (addr, addr + size - 1)] == \
+                [name, name]
+    shown = run(["readelf", "-sW", path], built).stdout.split("Symbol table '.symtab'")[1]
+    rows = [line.split() for line in shown.splitlines()[2:] if line.strip()]
+    assert [(name, sym.value, sym.size) for name, sym in image.static_symbols()] == \
+        [(row[7] if len(row) > 7 else "", int(row[1], 16), int(row[2])) for row in rows]
 
 
 # -- what a rewrite writes -------------------------------------------------------
