@@ -15,7 +15,7 @@ import sys
 
 import pytest
 
-from conftest import BIN
+from conftest import BIN, require_programs
 from elfvector.elffile import ElfFile
 from elfvector.libsearch import LibraryResolver
 
@@ -154,9 +154,10 @@ def retroimp_and_compare(name, program, vecs, data, tmp_path):
 
 
 def installed(name):
-    program = shutil.which(name)
-    assert program, f"{name} is not installed (.ci/run installs it)"
-    return os.path.realpath(program)
+    """The program ``name``'s file; the test is skipped, naming the package
+    that provides it, when it is not installed (a failure under .ci/run)."""
+    require_programs(name)
+    return os.path.realpath(shutil.which(name))
 
 
 @pytest.mark.parametrize("name", sorted(WORKLOADS))
