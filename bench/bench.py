@@ -29,6 +29,13 @@ relvec; also PIE, --near and --no-relvec) and stock from the same objects:
 symbol lookups, relative relocations, ld.so start-up cycles, instructions
 and private dirty memory at the start of main.
 
+Whole closures (issue 8, see closurebench.py): curl, git, sqlite3, jq,
+python3, cmake and gdb rewritten with ``vectool --mode=retro`` (all into one
+DIR, and each alone) against stock, as shipped and with LD_BIND_NOW=1:
+behaviour, symbol lookups, instructions, CPU time by
+../shared/tools/startup-compare's method, mmap/mprotect, faults, peak RSS,
+Private_Dirty, libc off its base, and the floor every run pays.
+
 All builds must print the output computed independently in Python (the
 real programs: what the system's program prints), or the benchmark stops
 (exit 1).  The issues' targets are printed PASS, FAIL, or "open (issue N)"
@@ -46,6 +53,7 @@ import time
 from pathlib import Path
 
 import builds
+import closurebench
 import gensrc
 import probes
 import realprogs
@@ -133,6 +141,8 @@ def main():
             results["tool_scaling"] = tooltimes.measure(WORK / "scaling")
         with timing(parts, "vectool_group"):
             results["vectool_group"] = vectoolbench.measure(WORK / "vectool")
+        with timing(parts, "closure"):
+            results["closure"] = closurebench.measure(WORK / "closure")
         results["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     except builds.BenchError as e:
         print(f"bench: {e}", file=sys.stderr)
