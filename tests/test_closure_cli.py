@@ -132,7 +132,7 @@ def load_bias(program, soname, env=None):
     """How far from its link-time address ld.so put ``soname`` in a run of
     ``program`` (LD_DEBUG=files prints l_addr as "base"): 0 at its base."""
     err = sh([program], program.parent, dict(env or {}, LD_DEBUG="files")).stderr
-    found = re.search(rf"file={re.escape(soname)} \[0\];  generating link map\n.*base: "
+    found = re.search(rf"file=(?:\S*/)?{re.escape(soname)} \[0\];  generating link map\n.*base: "
                       r"0x([0-9a-f]+)", err)
     return int(found.group(1), 16)
 

@@ -206,8 +206,8 @@ def outcome(proc):
 def library_bias(d, mode, env=None, soname=SONAME):
     """The load bias ld.so reports for the library (0: at its link address)."""
     err = rewritten(d, mode, dict(env or {}, LD_DEBUG="files")).stderr
-    found = re.search(rf"file={re.escape(soname)} \[0\];  generating link map\n.*base: "
-                      rf"0x([0-9a-f]+)", err)
+    found = re.search(rf"file=(?:\S*/)?{re.escape(soname)} \[0\];  generating link map\n"
+                      rf".*base: 0x([0-9a-f]+)", err)
     return int(found.group(1), 16)
 
 
@@ -385,6 +385,22 @@ def pages_written_anyway(image, added):
         if p.type == PT_LOAD and p.flags & PF_W and p.memsz > p.filesz and end % 0x1000:
             pages.add(end // 0x1000)
     return pages
+
+
+def test_libraries_are_opened_without_a_search(variant):
+    """The closure's libraries are needed by their paths in the run path's
+    directory: ld.so opens each at once, where a search of the run path
+    first tries its glibc-hwcaps and legacy hwcap subdirectories (11
+    failed openat and newfstatat for the first library, glibc 2.36).
+    Names outside the closure (libc here) are still searched."""
+    d, _, _ = variant
+    trace = sh(["strace", "-f", "-e", "trace=openat,newfstatat", d / "full" / "prog"], d,
+               check=False)
+    opened = [line for line in trace.stderr.splitlines() if SONAME in line]
+    assert len(opened) == 1 and "ENOENT" not in opened[0], opened     # libc is not in it
+    image = ElfImage((d / "full" / "prog").read_bytes(), "prog")
+    needed = [image.string(v) for v in image.dyn_all(1)]
+    assert str(d / "full" / SONAME) in needed and "libc.so.6" in needed
 
 
 def test_added_words_dirty_no_page_of_their_own(variant):

@@ -62,13 +62,13 @@ PT_NOTE, PT_GNU_STACK, PT_GNU_PROPERTY = 4, 0x6474E551, 0x6474E553
 SHT_RELA, SHT_NOTE = 4, 7
 STB_GLOBAL, STT_OBJECT, STT_TLS = 1, 1, 6
 VER_NDX_GLOBAL = 1
-DT_NULL, DT_PLTRELSZ, DT_PLTGOT, DT_HASH, DT_STRTAB, DT_SYMTAB = 0, 2, 3, 4, 5, 6
+DT_NULL, DT_NEEDED, DT_PLTRELSZ, DT_PLTGOT, DT_HASH, DT_STRTAB, DT_SYMTAB = 0, 1, 2, 3, 4, 5, 6
 DT_RELA, DT_RELASZ, DT_RELAENT, DT_STRSZ, DT_INIT, DT_FINI = 7, 8, 9, 10, 12, 13
 DT_RPATH, DT_REL, DT_PLTREL, DT_DEBUG, DT_JMPREL = 15, 17, 20, 21, 23
 DT_INIT_ARRAY, DT_FINI_ARRAY, DT_RUNPATH, DT_PREINIT_ARRAY = 25, 26, 29, 32
 DT_RELRSZ, DT_RELR, DT_RELRENT = 35, 36, 37
 DT_GNU_HASH, DT_VERSYM, DT_RELACOUNT = 0x6FFFFEF5, 0x6FFFFFF0, 0x6FFFFFF9
-DT_VERDEF, DT_VERNEED = 0x6FFFFFFC, 0x6FFFFFFE
+DT_VERDEF, DT_VERNEED, DT_VERNEEDNUM = 0x6FFFFFFC, 0x6FFFFFFE, 0x6FFFFFFF
 DT_ADDRRNGLO, DT_ADDRRNGHI = 0x6FFFFE00, 0x6FFFFEFF
 DT_CONFIG, DT_DEPAUDIT, DT_AUDIT = 0x6FFFFEFA, 0x6FFFFEFB, 0x6FFFFEFC
 R_X86_64_64, R_X86_64_GLOB_DAT, R_X86_64_JUMP_SLOT = 1, 6, 7
@@ -386,6 +386,7 @@ class _Rewrite:
         self._name_checks()
         self.rpath_offset = None if self.obj.rpath is None else self.symbols.add_string(
             self.obj.rpath.encode("utf-8", "surrogateescape"))
+        self.needed_paths = self._needed_paths()
         words, own, deps = self._settle(relocs)
         self.preload = bool(self.obj.is_program and self.obj.prebound_names)
         self.needs_fixup = bool(own or self.checks or self.preload)
@@ -522,6 +523,49 @@ class _Rewrite:
                 raise UnsupportedElfError("no .dynamic section header", obj.source)
             self.symbols.append_definition(obj.check_symbol.encode("utf-8", "surrogateescape"),
                                            dyn_index, self.mv(self.dynamic_phdr.vaddr))
+
+    def _needed_paths(self):
+        """{.dynstr offset of a DT_NEEDED name: offset of its path}: each
+        library of the closure is needed by its full path in the run path's
+        directory, so ld.so opens it at once instead of searching: a run
+        path directory is first tried with every glibc-hwcaps and legacy
+        hwcap subdirectory (glibc 2.36: 11 failed ``openat`` and
+        ``newfstatat`` for the first library).  The version needs
+        (``vn_file``) name the same strings: ld.so matches them against the
+        names objects were loaded by.  ld.so itself stays needed by name
+        (its link map answers to its soname); so does any name that is not
+        an output of the plan, and every name when the run path is not one
+        absolute directory."""
+        rpath = self.obj.rpath
+        if rpath is None or not rpath.startswith("/") or ":" in rpath or "$" in rpath:
+            return {}
+        outputs = {_basename(o.output).encode("utf-8", "surrogateescape")
+                   for o in self.plan.objects if not o.is_program and not o.is_interp}
+        directory = rpath.rstrip("/").encode("utf-8", "surrogateescape") + b"/"
+        paths = {}
+        for tag, value in self.image.dynamic:
+            if tag == DT_NEEDED and value not in paths:
+                name = bytes(self.symbols.strtab[value:self.symbols.strtab.index(b"\0", value)])
+                if name in outputs:
+                    paths[value] = self.symbols.add_string(directory + name)
+        return paths
+
+    def verneed_table(self):
+        """.gnu.version_r with each ``vn_file`` that names a needed library
+        by path (:meth:`_needed_paths`), or None when nothing changes."""
+        _, shdr = self.image.section(".gnu.version_r")
+        if shdr is None or not self.needed_paths or not self.image.dyn(DT_VERNEED):
+            return None
+        raw = bytearray(self.image.bytes_at(shdr.offset, shdr.size))
+        at = 0
+        for _ in range(self.image.dyn(DT_VERNEEDNUM) or 0):
+            _, _, vn_file, _, vn_next = struct.unpack_from("<HHIII", raw, at)
+            if vn_file in self.needed_paths:
+                struct.pack_into("<I", raw, at + 4, self.needed_paths[vn_file])
+            if not vn_next:
+                break
+            at += vn_next
+        return bytes(raw)
 
     # -- step 1: the move ---------------------------------------------------------------
     def _move(self, out):
@@ -787,6 +831,8 @@ class _Rewrite:
         for entry in self.dynamic:
             if entry[0] in values and not (entry[0] == DT_RPATH and self.obj.rpath is None):
                 entry[1] = values[entry[0]]
+            elif entry[0] == DT_NEEDED:
+                entry[1] = self.needed_paths.get(entry[1], entry[1])
         raw = b"".join(DYN.pack(t, v) for t, v in self.dynamic)
         raw += bytes(self.image.dynamic_capacity * DYN.size - len(raw))
         out.put(self.mv(self.dynamic_phdr.vaddr), raw)
@@ -934,6 +980,9 @@ class _Placement:
         if obj.is_program and obj.interp is not None:
             self.contents[".interp"] = obj.interp.encode("utf-8", "surrogateescape") + b"\0"
         self.rela_size = rw.rela_count * RELA.size
+        verneed = rw.verneed_table()
+        if verneed is not None:
+            self.contents[".gnu.version_r"] = verneed
 
     def _spaces(self, image):
         rw, d = self.rw, self.rw.delta
