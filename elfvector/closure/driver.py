@@ -147,8 +147,6 @@ def _retro(programs, options, outdir, start):
     _note(options, 0, 1, "planning")
     plan = plan_closure(closure, {elf.path: bases.get(elf.path) for elf in libraries},
                         checks, options.closure_options())
-    for elf, obj in zip(closure.objects, plan.objects):
-        obj.is_interp = obj.is_interp or closure.is_ldso(elf)
     outputs, reports = _rewrite_all(closure, plan, options)
     _check_room(plan, outputs, reports, limits)
     rows = _rows(closure, plan, outputs, reports, bases)

@@ -210,6 +210,7 @@ class _Planner:
                           is_program=program, is_pie=program and not elf.is_executable,
                           old_base=elf.base, new_base=elf.base)
         if self.closure.is_ldso(elf):
+            plan.is_interp = True
             plan.decisions = {(table, n): Keep("ld.so") for table, relocs in _tables(elf)
                               for n in range(len(relocs))}
             return plan
