@@ -44,9 +44,11 @@ import json
 import os
 import re
 import resource
+import shlex
 import statistics
 import subprocess
 import sys
+import textwrap
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -809,7 +811,7 @@ def _kernel_lines(c, table):
                     f"{v['private_dirty_kb'][mode]['shared']:g}"]
         rows.append(row)
     columns = ["mmap+mprotect", "minor faults", "peak RSS KiB", "Private_Dirty kB"]
-    waits = "; ".join(f"{p} {' '.join(v['waiting'])}" for p, v in c["programs"].items())
+    waits = "; ".join(f"{p} {shlex.join(v['waiting'])}" for p, v in c["programs"].items())
     def rss_range(v, side):
         return "-".join(f"{n:g}" for n in v["launcher"]["shipped"][side]["rss_kib_range"])
     spread = "; ".join(f"{p} {rss_range(v, 'stock')} / {rss_range(v, 'shared')}"
@@ -823,10 +825,14 @@ def _kernel_lines(c, table):
                f"{RSS_RUNS} runs from a static launcher (a child of",
                "  Python would report Python's ~10 MiB); Private_Dirty: /proc/PID/smaps_rollup of "
                f"the process waiting, median of {DIRTY_RUNS}:",
-               f"  {waits[:150]}", f"  {waits[150:]}".rstrip(),
+               *_wrapped(waits),
                "peak RSS over the runs (ASLR moves stock's mappings; the rewritten libraries sit "
                "at their bases), min-max KiB, as shipped, stock / shared:",
-               f"  {spread[:150]}", f"  {spread[150:]}".rstrip()])
+               *_wrapped(spread)])
+
+
+def _wrapped(text):
+    return textwrap.wrap(text, 118, initial_indent="  ", subsequent_indent="  ")
 
 
 def _floor_lines(c, cpu_less):
