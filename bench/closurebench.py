@@ -317,12 +317,13 @@ def check_behaviour(setup):
 
 
 def load_bias(setup, program, variant):
-    """How far from its link address ld.so put libc (LD_DEBUG=files's "base")."""
+    """How far from its link address ld.so put libc (LD_DEBUG=files's "base"; the
+    file named by its soname, or by its path when it is needed by path)."""
     env = setup.env("shipped", variant, LD_DEBUG="files")
     err = subprocess.run([setup.executable(program, variant), "--version"], env=env,
                          capture_output=True, text=True, errors="replace").stderr
-    found = re.search(rf"file={re.escape(BLOCKED)} \[0\];  generating link map\n.*base: "
-                      r"0x([0-9a-f]+)", err)
+    found = re.search(rf"file=(?:\S*/)?{re.escape(BLOCKED)} \[0\];  generating link map\n"
+                      r".*base: 0x([0-9a-f]+)", err)
     if found is None:
         raise BenchError(f"{variant} {program}: LD_DEBUG=files names no {BLOCKED}")
     return int(found.group(1), 16)
