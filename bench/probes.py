@@ -7,10 +7,8 @@ never reported for a run that computed the wrong thing.
 
 import re
 
-import lief
-
 from builds import BenchError, run_program
-from elfvector.measure import linkage_bytes
+from elfvector.measure import linkage_bytes, read_image
 
 CALLGRIND = ("valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null")
 SLOTS_SECTION = ".elfvector.slots"
@@ -90,14 +88,14 @@ def slot_accounting(vectored, stock):
     binder and its trampoline are the growth of ``.text`` over the stock
     build of the same objects (``linkage_bytes`` does not count ``.text``).
     """
-    binary = lief.ELF.parse(str(vectored.program))
-    section = binary.get_section(SLOTS_SECTION)
-    start, end = section.virtual_address, section.virtual_address + section.size
-    slots = [s for s in binary.symtab_symbols if s.size and start <= s.value < end]
+    image = read_image(vectored.program)
+    _, section = image.section(SLOTS_SECTION)
+    start, end = section.addr, section.addr + section.size
+    slots = [s for _, s in image.static_symbols() if s.size and start <= s.value < end]
     used = sum(s.size for s in slots)
-    stock_text = lief.ELF.parse(str(stock.program)).get_section(".text").size
+    stock_text = read_image(stock.program).section(".text")[1].size
     return {"slots": len(slots), "slot_bytes": used, "page_padding": section.size - used,
-            "binder_text_bytes": binary.get_section(".text").size - stock_text}
+            "binder_text_bytes": image.section(".text")[1].size - stock_text}
 
 
 def ns_per_call(loops, calls, reps, rounds, expected_checksum):
@@ -121,9 +119,9 @@ def ns_per_call(loops, calls, reps, rounds, expected_checksum):
 
 def _function_address(library, name):
     """``name``'s address in ``library``, relative to its load base (.dynsym)."""
-    binary = lief.ELF.parse(str(library))     # keep it alive while iterating its symbols
-    for sym in binary.dynamic_symbols:
-        if sym.name == name and sym.shndx:
+    image = read_image(library)
+    for sym_name, sym in zip(image.symbol_names(), image.dynsyms()):
+        if sym_name == name and sym.defined:
             return sym.value
     raise BenchError(f"{library} does not define {name}")
 

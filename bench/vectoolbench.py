@@ -52,11 +52,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-import lief
-
 from builds import BenchError, CFLAGS, check_call_lands_in, clean_env, run, tool
 from elfvector import addrfile
-from elfvector.elfimage import ElfImage
+from elfvector.elfimage import PT_LOAD, ElfImage
+from elfvector.measure import read_image
 from elfvector.relvec import TABLE_SECTION, relr_decode
 from probes import _decode_slot
 
@@ -320,8 +319,7 @@ def _load_bases(build, wrapper=(), env=None):
 
 
 def _first_load(path):
-    binary = lief.ELF.parse(str(path))
-    return min(s.virtual_address for s in binary.segments if s.type == lief.ELF.Segment.TYPE.LOAD)
+    return min(p.vaddr for p in read_image(path).phdrs if p.type == PT_LOAD)
 
 
 def check_bases(build):
@@ -534,10 +532,10 @@ def private_dirty(build, work, peek_offset=None):
 
 
 def _symbol_value(path, name):
-    binary = lief.ELF.parse(str(path))
-    for symbols in (binary.symtab_symbols, binary.dynamic_symbols):
-        for sym in symbols:
-            if sym.name == name and sym.shndx:
+    image = read_image(path)
+    for symbols in (image.static_symbols(), zip(image.symbol_names(), image.dynsyms())):
+        for sym_name, sym in symbols:
+            if sym_name == name and sym.defined:
                 return sym.value
     raise BenchError(f"{path}: no symbol {name}")
 
