@@ -1,0 +1,158 @@
+"""Which file a DT_NEEDED name loads (``elf/dl-load.c``): DT_RPATH of the
+loader chain, LD_LIBRARY_PATH, DT_RUNPATH, ``/etc/ld.so.cache``, the
+system directories; every directory with its hwcaps subdirectories; the
+dynamic string tokens ($ORIGIN, $PLATFORM, $LIB)."""
+
+import errno
+import os
+import re
+import struct
+
+from ..elfimage import EM_X86_64
+from .symbols import LoadError
+
+
+class LibrarySearch:
+    """ld.so's search for one process: ``main`` is the program (its
+    DT_RPATH serves every object), ``library_path`` LD_LIBRARY_PATH (None:
+    unset).  Files come from ``files``, a :class:`FileCache`."""
+
+    def __init__(self, config, cache, files, main, library_path):
+        self.config = config
+        self.cache = cache
+        self.files = files
+        self.main = main
+        self.env_dirs = self.path_list(library_path or "", ":;", main)
+
+    def find(self, loader, name):
+        """The search for a name without a slash, in ld.so's order."""
+        if loader.elf.runpath is None:
+            chain, seen_main = loader, False
+            while chain is not None:
+                found = self._open_path(name, self._rpath_dirs(chain), loader)
+                if found:
+                    return found
+                seen_main |= chain.is_main
+                chain = chain.loader
+            if not seen_main:
+                found = self._open_path(name, self._rpath_dirs(self.main), loader)
+                if found:
+                    return found
+        found = self._open_path(name, self.env_dirs, loader)
+        if not found and loader.elf.runpath is not None:
+            found = self._open_path(name, self.path_list(loader.elf.runpath, ":", loader),
+                                    loader)
+        if not found:
+            found = self._from_cache(name, loader)
+        if not found and not loader.elf.nodeflib:
+            found = self._open_path(name, self.config.system_dirs, loader)
+        return found
+
+    def _rpath_dirs(self, obj):
+        """DT_RPATH of ``obj``, unless it has DT_RUNPATH (which hides it)."""
+        if obj.elf.rpath is None or obj.elf.runpath is not None:
+            return []
+        return self.path_list(obj.elf.rpath, ":", obj)
+
+    def _from_cache(self, name, loader):
+        path = self.cache.lookup(name, self.config)
+        if path is None:
+            return None
+        if loader.elf.nodeflib and any(path.startswith(d) for d in self.config.system_dirs):
+            return None
+        return self.open_verify(path, loader)
+
+    def path_list(self, text, separators, obj):
+        """``fillin_rpath``: each element DST-expanded (dropped if that
+        empties it), trailing slashes reduced to one, duplicates dropped;
+        an empty element is the current directory."""
+        dirs = []
+        for element in re.split(f"[{separators}]", text) if text else []:
+            if element:
+                element = self.substitute(obj, element) if dst_count(element) else element
+                if not element:
+                    continue
+                element = element.rstrip("/") or "/"
+                element = element if element.endswith("/") else element + "/"
+            if element not in dirs:
+                dirs.append(element)
+        return dirs
+
+    def substitute(self, obj, text):
+        """``_dl_dst_substitute``: $ORIGIN, $PLATFORM, $LIB (or ${...})."""
+        values = {"ORIGIN": obj.origin, "PLATFORM": self.config.platform,
+                  "LIB": self.config.dst_lib}
+        out, i = [], 0
+        while i < len(text):
+            if text[i] == "$":
+                token, length = dst_at(text, i + 1)
+                if token is not None:
+                    if values[token] is None:
+                        return ""
+                    out.append(values[token])
+                    i += 1 + length
+                    continue
+            out.append(text[i])
+            i += 1
+        return "".join(out)
+
+    def _open_path(self, name, dirs, loader):
+        """``open_path``: every directory with every hwcaps subdirectory."""
+        for directory in dirs:
+            for sub in self.config.subdirectories:
+                found = self.open_verify(directory + sub + name, loader)
+                if found is False:
+                    break               # an error other than "not there": next list
+                if found:
+                    return found
+            else:
+                continue
+            return None
+        return None
+
+    def open_verify(self, path, loader):
+        """``open_verify``: (path, ElfObject) if ld.so would load the file;
+        None if it would try the next candidate (missing, unreadable,
+        another ELF class or machine); False to give up this path list."""
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+            try:
+                header = os.read(fd, 64)
+            finally:
+                os.close(fd)
+        except OSError as e:
+            if e.errno in (errno.ENOENT, errno.EACCES, errno.ENOTDIR, errno.ENAMETOOLONG):
+                return None
+            if e.errno == errno.EISDIR:
+                raise LoadError(f"{path}: cannot read file data: Is a directory",
+                                loader.name) from None
+            return False
+        if len(header) < 64 or header[:4] != b"\x7fELF":
+            raise LoadError(f"{path}: invalid ELF header", loader.name)
+        if header[4] != 2 or struct.unpack_from("<H", header, 18)[0] != EM_X86_64:
+            return None
+        return path, self.files.get(path)
+
+
+def dst_at(text, i):
+    """The DST starting at ``text[i]`` (after a ``$``) and its length
+    (``is_dst``), or (None, 0)."""
+    for token in ("ORIGIN", "PLATFORM", "LIB"):
+        curly = text.startswith("{" + token + "}", i)
+        if curly:
+            return token, len(token) + 2
+        if text.startswith(token, i):
+            after = text[i + len(token):i + len(token) + 1]
+            if not (after and (after.isascii() and (after.isalnum() or after == "_"))):
+                return token, len(token)
+    return None, 0
+
+
+def dst_count(text):
+    """``_dl_dst_count``: how many known DSTs ``text`` holds."""
+    count, i = 0, text.find("$")
+    while i >= 0:
+        token, length = dst_at(text, i + 1)
+        count += token is not None
+        i = text.find("$", i + 1 + length)
+    return count

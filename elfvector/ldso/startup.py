@@ -1,0 +1,102 @@
+"""ld.so's start-up binding replayed (``elf/dl-reloc.c``, ``rtld.c``):
+every relocation of every object, in relocation order, with the lookup
+it makes and what it binds to."""
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+from .lookup import lookup
+from .objects import MappedObject
+from .symbols import (R_X86_64_NONE, R_X86_64_RELATIVE, STB_LOCAL, STV_HIDDEN, STV_INTERNAL,
+                      STV_PROTECTED, Symbol, Version, type_class)
+
+RTLD_MALLOC = ("calloc", "free", "malloc", "realloc")     #: __rtld_malloc_init_real
+
+
+class Binding(NamedTuple):
+    """What one relocation (or one explicit lookup by ld.so) resolved to.
+
+    ``definer``/``symbol`` are None for a weak reference found nowhere.
+    ``looked_up`` is False when ld.so needed no lookup (a local or hidden
+    reference binds to its own object), ``from_cache`` when ld.so reused
+    the previous lookup of that object (``l_lookup_cache``);
+    ``protected`` is what LD_DEBUG prints as "protected symbol".
+    """
+
+    requester: MappedObject
+    table: str                  #: "rela.dyn", "rela.plt", or "rtld" (ld.so's own lookups)
+    index: int
+    rtype: int
+    sym_index: int
+    name: str
+    version: Version
+    definer: MappedObject
+    symbol: Symbol
+    looked_up: bool
+    from_cache: bool
+    protected: bool
+
+
+@dataclass
+class Startup:
+    """Every binding ld.so makes at start-up under LD_BIND_NOW, in its order."""
+
+    bindings: list
+    #: (requester, table, index) -> Binding, for every relocation with a symbol
+    by_relocation: dict
+    lookups: int                #: LD_DEBUG=statistics "number of relocations" (no vDSO)
+    cache_hits: int             #: "number of relocations from cache"
+    by_requester: Counter = field(default_factory=Counter)     #: object -> its lookups
+
+    def lookups_of(self, obj):
+        """The lookups made for ``obj`` (the malloc ones count for the program)."""
+        return self.by_requester[obj]
+
+
+
+def replay(linkmap):
+    """Replay ld.so's start-up binding of ``linkmap`` under LD_BIND_NOW:
+    every object's relocations in relocation order (.rela.dyn, then
+    .rela.plt), with the per-object lookup cache, and ld.so's own lookups
+    of the malloc functions before it relocates itself."""
+    linkmap.unique.clear()
+    main = linkmap.main
+    bindings, by_relocation = [], {}
+    for obj in linkmap.relocation_order():
+        if obj.is_rtld:
+            malloc = Version.named("GLIBC_2.2.5")
+            for name in RTLD_MALLOC:
+                found = lookup(linkmap, name, main, malloc)
+                bindings.append(Binding(main, "rtld", 0, 0, 0, name, malloc,
+                                        *(found or (None, None)), True, False, False))
+        for b in _relocate(linkmap, obj):
+            bindings.append(b)
+            by_relocation[(obj, b.table, b.index)] = b
+    made = Counter(b.requester for b in bindings if b.looked_up and not b.from_cache)
+    hits = sum(1 for b in bindings if b.from_cache)
+    return Startup(bindings, by_relocation, sum(made.values()), hits, made)
+
+
+def _relocate(linkmap, obj):
+    """``_dl_relocate_object`` with ``resolve_map``, for the bindings."""
+    elf = obj.elf
+    cache_key, cache_value = None, None
+    for table, relocs in (("rela.dyn", elf.rela_dyn), ("rela.plt", elf.rela_plt)):
+        for index, (_, rtype, sym_index, _) in enumerate(relocs):
+            if rtype in (R_X86_64_RELATIVE, R_X86_64_NONE):
+                continue
+            ref = elf.symbols[sym_index]
+            version = elf.reference_version(sym_index)
+            if ref.bind == STB_LOCAL or ref.visibility in (STV_HIDDEN, STV_INTERNAL):
+                yield Binding(obj, table, index, rtype, sym_index, ref.name, version, obj,
+                              ref, False, False, False)
+                continue
+            tclass = type_class(rtype)
+            hit = cache_key == (sym_index, tclass)
+            if not hit:
+                cache_key = (sym_index, tclass)
+                cache_value = lookup(linkmap, ref.name, obj, version, tclass, ref)
+            definer, symbol = cache_value or (None, None)
+            yield Binding(obj, table, index, rtype, sym_index, ref.name, version, definer,
+                          symbol, True, hit, ref.visibility == STV_PROTECTED)
