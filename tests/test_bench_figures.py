@@ -5,6 +5,9 @@ saves.  Those figures do not depend on timing: each test here measures one
 with readelf and ``LD_DEBUG=statistics`` and requires the same number in
 the docs and in the benchmark's record (bench/results/latest.json).  A
 change of the formats, of the docs or of the record alone fails here.
+The closure's figures (issue 8) are timings and counts of whole Debian
+programs, which a test cannot measure: the docs must quote them as the
+record holds them.
 """
 
 import json
@@ -150,3 +153,120 @@ def test_startup_lookups_as_documented_and_recorded(tmp_path):
     assert (recorded["vectored"]["symbol_lookups"]["startup"],
             recorded["now"]["symbol_lookups"]["startup"]) == (vectored, now)
     assert LATEST["functions"] == STARTUP_FUNCTIONS
+
+
+# -- the closure's figures (issue 8) ---------------------------------------------------------
+#
+# Timing cannot be measured in a test; what the docs quote of the closure
+# benchmark must be the record's, so each table is rendered here from
+# bench/results/latest.json and must appear in the docs line for line.
+
+README = (ROOT / "README.md").read_text()
+CLOSURE = LATEST["closure"]
+
+
+def closure_table_readme():
+    """README's rows: lookups, CPU ms and the median CPU ratio per program."""
+    rows = []
+    for program, figures in CLOSURE["programs"].items():
+        lookups, cpu = figures["lookups"]["bind_now"], figures["cpu"]["shipped"]
+        rows.append(f"| {program} | {lookups['stock']['startup']:,} -> "
+                    f"{lookups['shared']['startup']:,} | {_ms(cpu, 'stock')} -> "
+                    f"{_ms(cpu, 'new')} | {_ratio(cpu['cpu_ratio'])} |")
+    return rows
+
+
+def closure_table_design():
+    """docs/design.md's rows: every figure of the shared DIR per program."""
+    floor = CLOSURE["floor"]["static"]["cpu"]
+    rows = ["| program | objects | lookups | RELATIVE | instructions | CPU ms "
+            "| CPU ratio [quartiles] | above the floor | libc off its base | minor faults "
+            "| Private_Dirty kB |",
+            "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for program, f in CLOSURE["programs"].items():
+        lookups, cpu = f["lookups"]["bind_now"], f["cpu"]["shipped"]
+        instructions = f["instructions"]["shipped"]
+        stock, new = cpu["stock"]["cpu"], cpu["new"]["cpu"]
+        dirty = f["private_dirty_kb"]["shipped"]
+        rows.append(
+            f"| {program} | {CLOSURE['retro']['alone'][program]['objects']} "
+            f"| {lookups['stock']['startup']:,} -> {lookups['shared']['startup']:,} "
+            f"| {lookups['stock']['relative']:,} -> {lookups['shared']['relative']:,} "
+            f"| {_change(instructions['stock']['total'], instructions['shared']['total'])} "
+            f"| {_ms(cpu, 'stock')} -> {_ms(cpu, 'new')} | {_ratio(cpu['cpu_ratio'])} "
+            f"| {1 - (new - floor) / (stock - floor):.0%} "
+            f"| {f['cpu']['moved']['cpu_ratio']['median']:.3f} "
+            f"| {cpu['stock']['minflt']:,.0f} -> {cpu['new']['minflt']:,.0f} "
+            f"| {dirty['stock']:,} -> {dirty['shared']:,} |")
+    return rows
+
+
+def _ms(cpu, side):
+    return f"{cpu[side]['cpu'] * 1e3:.2f}"
+
+
+def _ratio(r):
+    return f"{r['median']:.3f} [{r['q1']:.3f}-{r['q3']:.3f}]"
+
+
+def _change(before, after):
+    return f"{(after - before) / before:+.1%}"
+
+
+def closure_figures():
+    """{placeholder: text} of the figures the docs quote in their prose."""
+    retro, floor = CLOSURE["retro"], CLOSURE["floor"]
+    plugins = CLOSURE["programs"]["curl"]["instructions"]["without_plugins"]
+    return {
+        "WORKLOADS": f"{CLOSURE['behaviour']['workloads']}",
+        "RUNS_COMPARED": f"{CLOSURE['behaviour']['runs_compared']}",
+        "FLOOR_STATIC": f"{floor['static']['cpu'] * 1e3:.2f}",
+        "FLOOR_TRUE": f"{floor['true']['cpu'] * 1e3:.2f}",
+        "PARENT_RSS": f"{floor['parent_rss_kib']:,}",
+        "SHARED_S": f"{retro['shared']['wall_s']:g}",
+        "SHARED_OBJECTS": f"{retro['shared']['objects']}",
+        "CURL_S": f"{retro['alone']['curl']['wall_s']:g}",
+        "GDB_S": f"{retro['alone']['gdb']['wall_s']:g}",
+        "SASL_CHANGE": _change(plugins["stock"]["total"], plugins["shared"]["total"]),
+    }
+
+
+def assert_rows_in(doc, name, rows):
+    lines = doc.splitlines()
+    missing = [row for row in rows if row not in lines]
+    assert not missing, (f"{name} no longer quotes bench/results/latest.json; its table "
+                         "should read:\n" + "\n".join(rows))
+
+
+def test_readme_closure_table_is_the_record():
+    assert_rows_in(README, "README.md", closure_table_readme())
+
+
+def test_design_closure_table_is_the_record():
+    assert_rows_in(DESIGN, "docs/design.md", closure_table_design())
+
+
+@pytest.mark.parametrize("doc, name, patterns", [
+    (README, "README.md", {
+        "FLOOR_STATIC": r"`int main\(\)\{return 0;\}` measures ([\d.]+) ms of CPU",
+        "FLOOR_TRUE": r"`/usr/bin/true` ([\d.]+) ms",
+        "WORKLOADS": r"Every workload \((\d+) of them"}),
+    (DESIGN, "docs/design.md", {
+        "FLOOR_STATIC": r"`int main\(\)\{return 0;\}` measures ([\d.]+) ms of CPU",
+        "FLOOR_TRUE": r"`/usr/bin/true` ([\d.]+) ms",
+        "PARENT_RSS": r"small Python process \(of ([\d,]+) KiB\)",
+        "WORKLOADS": r"Every workload \((\d+) of them",
+        "RUNS_COMPARED": r"exit status in (\d+) runs",
+        "SHARED_S": r"into one DIR took ([\d.]+) s",
+        "SHARED_OBJECTS": r"took [\d.]+ s \((\d+) objects\)",
+        "CURL_S": r"curl's closure alone ([\d.]+) s",
+        "GDB_S": r"gdb's ([\d.]+) s",
+        "SASL_CHANGE": r"its change is ([+-][\d.]+%)"}),
+])
+def test_closure_prose_figures_are_the_record(doc, name, patterns):
+    text = " ".join(doc.split())
+    expected = closure_figures()
+    for key, pattern in patterns.items():
+        match = re.search(pattern, text)
+        assert match, f"{name} no longer quotes {key} ({pattern!r})"
+        assert match.group(1) == expected[key], (name, key, match.group(1), expected[key])

@@ -1,5 +1,6 @@
-"""The README's examples, run as written: the seed's example and the curl
-recipe (each block is the first indented block after its heading)."""
+"""The README's examples, run as written: the seed's example, the curl
+recipe and the closure mode's worked example (each block is the first
+indented block after its heading)."""
 
 import re
 
@@ -67,3 +68,24 @@ def test_curl_recipe_is_quiet_and_ends_with_the_lookups_before_and_after(shell, 
 
 def relocations(path, kind):
     return len(re.findall(kind, run(["readelf", "-rW", path], ".").stdout))
+
+
+def test_retro_worked_example(shell):
+    """"Faster start-up for installed programs": jq rewritten with its closure,
+    run, reported, verified and checked, as the README shows it."""
+    require_programs("jq", "gdb")
+    result = shell(block_after("### Trying it"))
+    assert result.returncode == 0 and not result.stderr, result.stderr
+    lines = result.stdout.splitlines()
+    stock, after = map(int, re.fullmatch(
+        r"/usr/bin/jq: lookups at start-up (\d+) -> (\d+) \(.*\bcheck \d+.*\)", lines[0]).groups())
+    assert after * 5 < stock, lines[0]
+    written = re.fullmatch(r"(\d+) outputs \((\d+) written\) in \S+/fast in [\d.]+ s", lines[1])
+    assert written and written[1] == written[2], lines[1]
+    jq_version = run(["/usr/bin/jq", "--version"], ".").stdout.strip()
+    assert lines[2:4] == [jq_version, "[10,20,30]"]
+    assert lines[4].split() == ["output", "base", "lookups", "RELATIVE", "PT_LOAD", "bytes"]
+    assert f"{written[1]} outputs (0 written)" in result.stdout
+    assert re.search(r"^verified: \d+ words \(\d+ settled in the files\) hold ld\.so's values "
+                     r"in 1 program$", result.stdout, re.M)
+    assert lines[-1] == "up to date"
