@@ -30,6 +30,9 @@ The modules, from the bottom:
 * :mod:`.linkmap` - :class:`LinkMap`, one process start: the program, the
   preloads and the breadth-first DT_NEEDED closure, the global scope, the
   relocation order; :meth:`LinkMap.lookup` and :meth:`LinkMap.startup`.
+  Its ``trace`` mode loads as ``ld.so --list`` (ldd) does, and
+  :class:`Ldd` makes such link maps for the commands that ask, of many
+  files, which library serves each import.
 
 The model describes an ordinary (not setuid) process in the base namespace,
 without audit modules; dlopen is out of its scope.
@@ -38,7 +41,7 @@ without audit modules; dlopen is out of its scope.
 from ..elfimage import SHN_ABS
 from .cache import LdCache, cache_libcmp
 from .config import LdsoConfig
-from .linkmap import LinkMap
+from .linkmap import Ldd, LinkMap
 from .objects import ElfObject, FileCache, MappedObject
 from .search import LibrarySearch
 from .startup import Binding, Startup
@@ -54,7 +57,8 @@ from .symbols import (CLASS_COPY, CLASS_NORMAL, CLASS_PLT, DF_1_NODEFLIB, DF_1_P
                       elf_hash, type_class)
 
 __all__ = [
-    "Binding", "ElfObject", "FileCache", "LdCache", "LdsoConfig", "LibrarySearch", "LinkMap",
+    "Binding", "ElfObject", "FileCache", "Ldd", "LdCache", "LdsoConfig", "LibrarySearch",
+    "LinkMap",
     "LoadError", "MappedObject", "Startup", "Symbol", "Version", "cache_libcmp", "elf_hash",
     "type_class",
     "CLASS_COPY", "CLASS_NORMAL", "CLASS_PLT", "DF_1_NODEFLIB", "DF_1_PIE", "DF_SYMBOLIC",

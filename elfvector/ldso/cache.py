@@ -32,6 +32,7 @@ class LdCache:
         self.data = data
         self.base = self._new_format_offset(data)
         self.entries, self.hwcaps = [], []
+        self._answers, self._answers_config = {}, None
         if self.base is None:
             return
         _, nlibs, _, flags, ext_offset = _CACHE_HEADER.unpack_from(data, self.base)
@@ -97,7 +98,16 @@ class LdCache:
 
     def lookup(self, name, config):
         """The path the cache gives for ``name``, or None (``search_cache``:
-        a binary search, then the best of the entries of that name)."""
+        a binary search, then the best of the entries of that name).  Each
+        answer is kept: vecstat asks for the same few names thousands of
+        times."""
+        if config is not self._answers_config:
+            self._answers, self._answers_config = {}, config
+        if name not in self._answers:
+            self._answers[name] = self._search(name, config)
+        return self._answers[name]
+
+    def _search(self, name, config):
         limit = len(self.data) - (self.base or 0)
         left, right = 0, len(self.entries) - 1
         while left <= right:

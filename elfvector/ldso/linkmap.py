@@ -6,11 +6,11 @@ runs anything (``dl-version.c``)."""
 import os
 import re
 
-from ..errors import UnsupportedElfError
+from ..errors import ElfvectorError, UnsupportedElfError
 from . import startup
 from .cache import LdCache
 from .config import LdsoConfig
-from .lookup import lookup
+from .lookup import definitions, lookup
 from .objects import FileCache, MappedObject
 from .search import LibrarySearch, dst_count
 from .symbols import CLASS_NORMAL, LoadError, decode
@@ -23,24 +23,32 @@ class LinkMap:
     ``preload`` the LD_PRELOAD list; ``library_path`` LD_LIBRARY_PATH (None:
     unset; nothing is read from this process's environment);
     ``system_preload`` whether /etc/ld.so.preload is read, as ld.so does.
+
+    ``trace`` loads as ``ld.so --list`` (ldd) does: ``program`` may be a
+    shared library, and a library that cannot be loaded is left out (ldd's
+    "not found", listed in :attr:`not_found`) instead of stopping the
+    start.  ``link_files`` and ``link_dirs`` are a link command's
+    libraries and ``-L`` directories, searched first
+    (:class:`~.search.LibrarySearch`).
     """
 
     RTLD_MALLOC = startup.RTLD_MALLOC
 
     def __init__(self, program, preload=(), library_path=None, config=None, cache=None,
-                 files=None, system_preload=True):
+                 files=None, system_preload=True, trace=False, link_files=(), link_dirs=()):
         self.config = config or LdsoConfig.probe()
         self.cache = cache if cache is not None else LdCache.read(self.config.cache_path)
         self.files = files or FileCache()
+        self.trace = trace
+        self.not_found = []             #: trace: (loader, name, reason) of each one left out
         self.loaded = []                # the namespace's list, in mapping order
         self.main = self._map_main(program)
         self.rtld = self._map_rtld()
         self.search = LibrarySearch(self.config, self.cache, self.files, self.main,
-                                    library_path)
+                                    library_path, link_files, link_dirs)
         preloads = self._preloads(preload, system_preload)
         self.search_list = self._map_dependencies([self.main] + preloads)
         self._set_scopes()
-        self.definers = self._definers_index()     #: name -> objects of the global scope
         self.unique = {}                           #: the STB_GNU_UNIQUE table (lookup.py)
 
     @property
@@ -52,7 +60,7 @@ class LinkMap:
     # -- loading (rtld.c dl_main, dl-deps.c, dl-load.c) --------------------------------
     def _map_main(self, program):
         elf = self.files.get(program)
-        if elf.interp is None:
+        if elf.interp is None and not (self.trace and not elf.is_executable):
             raise UnsupportedElfError("not a dynamically linked program (no PT_INTERP)",
                                       program)
         main = MappedObject(elf, program, {""}, is_main=True,
@@ -61,11 +69,14 @@ class LinkMap:
         return main
 
     def _map_rtld(self):
-        """ld.so itself, known by its PT_INTERP name and its soname."""
+        """ld.so itself, known by the program's PT_INTERP name and its
+        soname.  The file is PT_INTERP's, which the kernel loads; when
+        tracing, it is the running ld.so (``ld.so --list FILE``)."""
         interp = self.main.elf.interp
-        elf = self.files.get(interp)
-        names = {interp} | ({elf.soname} if elf.soname else set())
-        rtld = MappedObject(elf, interp, names, is_rtld=True, origin=self.main.origin)
+        path = self.config.interp if self.trace or interp is None else interp
+        elf = self.files.get(path)
+        names = {path} | ({interp} if interp else set()) | ({elf.soname} if elf.soname else set())
+        rtld = MappedObject(elf, path, names, is_rtld=True, origin=self.main.origin)
         self.loaded.append(rtld)
         return rtld
 
@@ -99,13 +110,30 @@ class LinkMap:
         while i < len(search):
             obj = search[i]
             for needed in obj.elf.needed:
-                dep = self._map_object(obj, self._expand_needed(obj, needed))
+                dep = self._map_needed(obj, needed)
+                if dep is None:
+                    continue
                 if dep not in listed:
                     listed.add(dep)
                     search.append(dep)
                 obj.deps.append(dep)
             i += 1
         return search
+
+    def _map_needed(self, obj, needed):
+        """The object a DT_NEEDED entry of ``obj`` loads.  When tracing, a
+        library that cannot be loaded is None, and so is every later
+        request of that name (ld.so enters a stand-in without symbols
+        under the name: ``_dl_map_object`` in trace mode)."""
+        if any(name == needed for _, name, _ in self.not_found):
+            return None
+        try:
+            return self._map_object(obj, self._expand_needed(obj, needed))
+        except ElfvectorError as e:
+            if not self.trace:
+                raise
+            self.not_found.append((obj, needed, e.reason))
+            return None
 
     def _expand_needed(self, obj, name):
         expanded = self.search.substitute(obj, name) if dst_count(name) else name
@@ -127,7 +155,7 @@ class LinkMap:
             found = self.search.open_verify(realname, loader) if realname else None
         else:
             found = self.search.find(loader, name)
-        if found is None:
+        if not found:
             raise LoadError(f"cannot find {name}, which it needs: ld.so would not start "
                             "the program", loader.name)
         realname, elf = found
@@ -152,15 +180,6 @@ class LinkMap:
             obj.scope = [self.search_list]
             if obj.elf.symbolic and not obj.is_main:
                 obj.scope = [[obj], self.search_list]
-
-    def _definers_index(self):
-        """Name -> the objects of the global scope whose hash table holds
-        a candidate for it, in scope order: a lookup visits only those."""
-        index = {}
-        for obj in self.search_list:
-            for name in obj.elf.index:
-                index.setdefault(name, []).append(obj)
-        return index
 
     # -- order of relocation (dl-deps.c, dl-sort-maps.c, rtld.c) -----------------
     def initfini(self):
@@ -199,6 +218,11 @@ class LinkMap:
         :func:`.lookup.lookup`."""
         return lookup(self, name, requester, version, type_class, ref, newest)
 
+    def definitions(self, name, requester, version=None, type_class=CLASS_NORMAL):
+        """Every definition the lookup of ``name`` would accept, in the
+        order it tries them; see :func:`.lookup.definitions`."""
+        return definitions(self, name, requester, version, type_class)
+
     def startup(self):
         """Every binding of the start-up under LD_BIND_NOW, in ld.so's order
         (a :class:`.startup.Startup`)."""
@@ -223,3 +247,33 @@ class LinkMap:
                     missing.append((obj, version.filename, version.name))
         return missing
 
+
+
+class Ldd:
+    """What ``ld.so --list`` (ldd) loads, for many files in one run: the
+    commands that must know which library serves a file's imports (vecstat,
+    impvec, retroimp, vectool) ask it.  ld.so's settings and cache are read
+    once, each file is parsed once; /etc/ld.so.preload is not read (it is
+    this machine's, not the file's).  ``library_path``, ``link_files`` and
+    ``link_dirs`` are :class:`LinkMap`'s."""
+
+    def __init__(self, library_path=None, link_files=(), link_dirs=()):
+        self.config = LdsoConfig.probe()
+        self.cache = LdCache.read(self.config.cache_path)
+        self.files = FileCache()
+        self.library_path = library_path
+        self.link_files = tuple(link_files)
+        self.link_dirs = tuple(link_dirs)
+
+    def linkmap(self, path, image=None):
+        """The traced LinkMap of the file at ``path`` (``image``: the file,
+        if already read)."""
+        if image is not None:
+            self.files.get(path, image)
+        return LinkMap(path, library_path=self.library_path, config=self.config,
+                       cache=self.cache, files=self.files, system_preload=False, trace=True,
+                       link_files=self.link_files, link_dirs=self.link_dirs)
+
+    def forget(self, path):
+        """Read the file at ``path`` again when next asked (:meth:`FileCache.forget`)."""
+        self.files.forget(path)

@@ -31,29 +31,51 @@ def lookup(linkmap, name, requester, version=None, type_class=CLASS_NORMAL, ref=
     return found
 
 
+def definitions(linkmap, name, requester, version=None, type_class=CLASS_NORMAL):
+    """Every (MappedObject, Symbol) that the lookup of ``name`` from
+    ``requester`` would accept, in the order the lookup tries them: the
+    first is the one it binds to (unless a unique or protected symbol
+    decides otherwise), the others are the definitions it hides."""
+    if isinstance(version, str):
+        version = Version.named(version)
+    found = []
+    for scope in (linkmap.main.scope if requester.is_rtld else requester.scope):
+        for obj in scope:
+            candidates = obj.elf.index.get(name)
+            if not candidates or (type_class & CLASS_COPY and obj.is_main):
+                continue
+            sym = _match(obj.elf, candidates, version, type_class, False)
+            if sym is not None and all(obj is not o for o, _ in found):
+                found.append((obj, sym))
+    return found
+
+
 def _search_scopes(linkmap, name, requester, version, type_class, ref, newest):
     for scope in (linkmap.main.scope if requester.is_rtld else requester.scope):
-        if scope is linkmap.search_list:
-            candidates = linkmap.definers.get(name, ())
-        else:
-            candidates = [o for o in scope if name in o.elf.index]
-        for obj in candidates:
-            found = lookup_in(obj, name, version, type_class, newest)
+        for obj in scope:
+            candidates = obj.elf.index.get(name)
+            if not candidates or (type_class & CLASS_COPY and obj.is_main):
+                continue            # a copy relocation never binds to the program
+            found = _match(obj.elf, candidates, version, type_class, newest)
             if found is not None:
                 return _unique_entry(linkmap.unique, obj, found, type_class, ref, requester)
     return None
 
 
-def lookup_in(obj, name, version, type_class, newest=False):
-    """``do_lookup_x`` for one MappedObject: the first symbol of the hash
+def lookup_in(elf, name, version, type_class, newest=False):
+    """``do_lookup_x`` for one ElfObject: the first symbol of the hash
     chain that ``check_match`` accepts (or the only non-default versioned
-    one, for an unversioned reference), if it is visible."""
-    if type_class & CLASS_COPY and obj.is_main:
-        return None
-    elf = obj.elf
+    one, for an unversioned reference), if it is visible; ``version`` is a
+    :class:`Version` or None."""
+    candidates = elf.index.get(name)
+    return _match(elf, candidates, version, type_class, newest) if candidates else None
+
+
+def _match(elf, candidates, version, type_class, newest):
+    """``do_lookup_x``'s walk over the ``candidates`` of its hash chain."""
     num_versions, versioned = 0, None
-    for i in elf.index[name]:
-        sym = elf.symbols[i]
+    for i in candidates:
+        sym = elf.symbol(i)
         if type_class & CLASS_PLT and sym.shndx == SHN_UNDEF:
             continue
         if sym.versym is not None:

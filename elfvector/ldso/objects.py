@@ -1,28 +1,34 @@
 """One ELF file as ld.so sees it, parsed once per run (:class:`FileCache`)."""
 
+import functools
 import os
 import struct
 from dataclasses import dataclass, field
+from itertools import repeat
 
-from ..elfimage import (DT_GNU_HASH, DT_HASH, DT_JMPREL, DT_NEEDED, DT_PLTRELSZ, DT_RELA,
-                        DT_RELASZ, DT_RPATH, DT_RUNPATH, DT_SONAME, DT_SYMTAB, DT_VERDEF,
-                        DT_VERDEFNUM, DT_VERNEED, DT_VERNEEDNUM, DT_VERSYM, ET_DYN, ET_EXEC,
-                        PT_INTERP, SHN_ABS, SYM, ElfImage, read_elf_file)
+from ..elfimage import (DT_JMPREL, DT_NEEDED, DT_PLTRELSZ, DT_RELA, DT_RELASZ, DT_RPATH,
+                        DT_RUNPATH, DT_SONAME, DT_VERDEF, DT_VERDEFNUM, DT_VERNEED,
+                        DT_VERNEEDNUM, DT_VERSYM, ET_DYN, ET_EXEC, PT_INTERP, ElfImage,
+                        read_elf_file)
+from ..elffile import ElfFile
 from ..errors import UnsupportedElfError
-from .symbols import (ALLOWED_TYPES, DF_1_NODEFLIB, DF_1_PIE, DF_SYMBOLIC, DT_AUXILIARY,
-                      DT_FILTER, DT_FLAGS, DT_FLAGS_1, DT_PLTREL, DT_REL, DT_RELR, DT_RELRSZ,
-                      DT_SYMBOLIC, STT_TLS, VER_FLG_BASE, VER_FLG_WEAK, Symbol,
-                      Version, decode)
+from .hashtable import HashIndex
+from .symbols import (DF_1_NODEFLIB, DF_1_PIE, DF_SYMBOLIC, DT_AUXILIARY, DT_FILTER, DT_FLAGS,
+                      DT_FLAGS_1, DT_PLTREL, DT_REL, DT_RELR, DT_RELRSZ, DT_SYMBOLIC, SHN_UNDEF,
+                      STT_FUNC, STT_GNU_IFUNC, VER_FLG_BASE, VER_FLG_WEAK, Symbol, Version,
+                      decode)
 
 
 class ElfObject:
     """One ELF file as ld.so sees it: what ``_dl_map_object_from_fd``,
     ``get-dynamic-info.h``, ``_dl_setup_hash`` and ``_dl_check_map_versions``
-    read from it.  Parsed once (see :class:`FileCache`)."""
+    read from it.  Parsed once (see :class:`FileCache`); ``image``, the
+    file's :class:`ElfImage` if a command has already read it, saves
+    parsing ``data`` again."""
 
-    def __init__(self, data, path):
+    def __init__(self, data, path, image=None):
         self.path = path
-        self.image = ElfImage(data, path)
+        self.image = image or ElfImage(data, path)
         if self.image.dynamic is None:
             raise UnsupportedElfError("not dynamically linked (no PT_DYNAMIC)", path)
         self._dynstr = self.image.dynstr()
@@ -47,11 +53,11 @@ class ElfObject:
         self.is_pie = self.image.type == ET_DYN and bool(flags_1 & DF_1_PIE)
         self.interp = self._interp()
         self.base = min((p.vaddr for p in self.image.phdrs if p.type == 1), default=0)
-        self.symbols = self._symbols()
+        self._raw = self.image.dynsyms()                # elfstruct.Sym records
+        self._versym = self.image.versyms() if DT_VERSYM in last else None
+        self._one = {}                                  # index -> Symbol, as asked
         self.versions, self.defined_versions = self._versions()
-        self.index = self._hash_index()
-        self.rela_dyn, self.rela_plt = self._relocation_tables()
-        self.relr = self._relr_addresses()
+        self.index = HashIndex(self._raw, self._dynstr, last, self.image.read)
 
     def string(self, offset):
         if offset >= len(self._dynstr):
@@ -69,17 +75,27 @@ class ElfObject:
                 return decode(raw.split(b"\0", 1)[0])
         return None
 
-    def _symbols(self):
-        count = self.image.dynsym_count()
-        raw = self.image.read(self.tags[DT_SYMTAB], count * SYM.size)
-        versym = self.image.versyms() if DT_VERSYM in self.tags else None
-        strtab = self._dynstr
-        out = []
-        for i, (name, info, other, shndx, value, size) in enumerate(SYM.iter_unpack(raw)):
-            end = strtab.find(b"\0", name)
-            out.append(Symbol(i, decode(strtab[name:end if end >= 0 else None]), info, other,
-                              shndx, value, size, versym[i] if versym else None))
-        return out
+    @functools.cached_property
+    def symbols(self):
+        """Every .dynsym entry, a :class:`Symbol` each (built when first
+        asked: a big library has tens of thousands, of which a lookup reads
+        a few, through :meth:`symbol`)."""
+        names, versym = self.image.symbol_names(), self._versym or repeat(None)
+        make = tuple.__new__
+        symbols = [make(Symbol, (i, names[i], s.info, s.other, s.shndx, s.value, s.size, v))
+                   for i, s, v in zip(range(len(self._raw)), self._raw, versym)]
+        self.symbol = symbols.__getitem__      # the lookups' way in, now a plain index
+        return symbols
+
+    def symbol(self, i):
+        """The :class:`Symbol` at index ``i`` of .dynsym."""
+        sym = self._one.get(i)
+        if sym is None:
+            s = self._raw[i]
+            sym = self._one[i] = Symbol(i, self.string(s.name), s.info, s.other, s.shndx,
+                                        s.value, s.size,
+                                        None if self._versym is None else self._versym[i])
+        return sym
 
     def _versions(self):
         """``l_versions``: index -> Version, from DT_VERDEF (not the base
@@ -114,56 +130,22 @@ class ElfObject:
             addr += nxt
         return versions, defined
 
-    def _hash_index(self):
-        """Name -> the indices ld.so's hash walk meets, in chain order
-        (``_dl_setup_hash``: DT_GNU_HASH if present, else DT_HASH).  Only
-        what can ever match is kept (``check_match``'s first tests)."""
-        chains = self._gnu_chains() if DT_GNU_HASH in self.tags else self._sysv_chains()
-        index = {}
-        symbols = self.symbols
-        for i in chains:
-            s = symbols[i]
-            if (s.value == 0 and s.shndx != SHN_ABS and s.info & 0xF != STT_TLS) \
-                    or s.info & 0xF not in ALLOWED_TYPES:
-                continue
-            index.setdefault(s.name, []).append(i)
-        return {name: tuple(ids) for name, ids in index.items()}
+    @functools.cached_property
+    def rela_dyn(self):
+        """(r_offset, type, symbol index, r_addend) of each DT_RELA entry
+        ld.so applies before DT_JMPREL's (read when first asked: only the
+        start-up replay needs relocations)."""
+        return self._relocation_tables()[0]
 
-    def _gnu_chains(self):
-        addr = self.tags[DT_GNU_HASH]
-        nbucket, symoffset, bloom_size, _ = struct.unpack("<IIII", self.image.read(addr, 16))
-        buckets_at = addr + 16 + 8 * bloom_size
-        buckets = struct.unpack(f"<{nbucket}I", self.image.read(buckets_at, 4 * nbucket))
-        nsyms = len(self.symbols)
-        if nsyms <= symoffset:
-            return []
-        chain = struct.unpack(f"<{nsyms - symoffset}I",
-                              self.image.read(buckets_at + 4 * nbucket, 4 * (nsyms - symoffset)))
-        order = []
-        for start in buckets:
-            i = start
-            while start and symoffset <= i < nsyms:
-                order.append(i)
-                if chain[i - symoffset] & 1:
-                    break
-                i += 1
-        return order
+    @functools.cached_property
+    def rela_plt(self):
+        """The same of each DT_JMPREL entry."""
+        return self._relocation_tables()[1]
 
-    def _sysv_chains(self):
-        if DT_HASH not in self.tags:
-            return []                   # l_nbuckets == 0: never searched
-        addr = self.tags[DT_HASH]
-        nbucket, nchain = struct.unpack("<II", self.image.read(addr, 8))
-        table = struct.unpack(f"<{nbucket + nchain}I",
-                              self.image.read(addr + 8, 4 * (nbucket + nchain)))
-        buckets, chain = table[:nbucket], table[nbucket:]
-        order = []
-        for start in buckets:
-            i, steps = start, 0
-            while i and i < min(nchain, len(self.symbols)) and steps <= nchain:
-                order.append(i)
-                i, steps = chain[i], steps + 1
-        return order
+    @functools.cached_property
+    def relr(self):
+        """The words DT_RELR relocates by the load bias."""
+        return self._relr_addresses()
 
     def _relocation_tables(self):
         """The DT_RELA and DT_JMPREL tables as ``_ELF_DYNAMIC_DO_RELOC`` splits
@@ -202,13 +184,38 @@ class ElfObject:
         return [(off, info & 0xFFFFFFFF, info >> 32, addend)
                 for off, info, addend in struct.iter_unpack("<QQq", raw)]
 
+    @functools.cached_property
+    def file(self):
+        """The same file through :class:`~elfvector.elffile.ElfFile`'s
+        questions (what it exports and imports, by name), without a second
+        read."""
+        return ElfFile.from_image(self.image)
+
+    def imported_functions(self):
+        """(name, Version or None) of each undefined function (FUNC or
+        IFUNC) this file asks ld.so for, with the version its references
+        ask for: what ``nm -u -D`` lists."""
+        strtab = self._dynstr + b"\0"
+        find = strtab.find
+        wanted = [(i, s.name) for i, s in enumerate(self._raw)
+                  if i and s.shndx == SHN_UNDEF and s.info & 0xF in (STT_FUNC, STT_GNU_IFUNC)
+                  and strtab[s.name] != 0]
+        return [(strtab[start:find(b"\0", start)].decode("utf-8", "surrogateescape"),
+                 self.reference_version(i)) for i, start in wanted]
+
+    def version_of(self, sym):
+        """(version name or None, whether it is the default version) of
+        the definition ``sym``: ``name@@VER`` is the default, ``name@VER``
+        (VERSYM_HIDDEN) is not, an unversioned one is."""
+        version = self.versions.get(sym.versym & 0x7FFF) if sym.versym is not None else None
+        return (None, True) if version is None else (version.name, not sym.versym & 0x8000)
+
     def reference_version(self, sym_index):
         """The version a relocation against symbol ``sym_index`` asks for
         (``version`` in ``resolve_map``: none unless its hash is nonzero)."""
-        versym = self.symbols[sym_index].versym
-        if versym is None:
+        if self._versym is None:
             return None
-        version = self.versions.get(versym & 0x7FFF)
+        version = self.versions.get(self._versym[sym_index] & 0x7FFF)
         return version if version is not None and version.hash else None
 
 
@@ -218,19 +225,28 @@ class FileCache:
 
     def __init__(self):
         self._by_path = {}
-        self._by_id = {}
+        self._real = {}                 # path -> real path: files do not move during a run
 
-    def get(self, path):
-        """The ElfObject of the file at ``path`` (symbolic links followed)."""
-        real = os.path.realpath(path)
+    def get(self, path, image=None):
+        """The ElfObject of the file at ``path`` (symbolic links followed);
+        ``image`` is the file already read, if a command has read it."""
+        real = self._real.get(path)
+        if real is None:
+            real = self._real[path] = os.path.realpath(path)
         obj = self._by_path.get(real)
         if obj is None:
-            obj = ElfObject(read_elf_file(real), real)
+            obj = ElfObject(image.data if image else read_elf_file(real), real, image)
             st = os.stat(real)
             obj.file_id = (st.st_dev, st.st_ino)
             self._by_path[real] = obj
         return obj
 
+    def forget(self, path):
+        """Parse the file at ``path`` again when next asked: it was
+        rewritten (impvec's trial link), or will not be asked again (a
+        program among many, which need not stay in memory)."""
+        self._by_path.pop(os.path.realpath(path), None)
+        self._real.pop(path, None)
 
 
 @dataclass(eq=False)

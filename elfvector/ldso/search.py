@@ -8,23 +8,38 @@ import os
 import re
 import struct
 
-from ..elfimage import EM_X86_64
+from ..elfimage import EM_X86_64, ET_DYN
+from ..errors import ElfvectorError
 from .symbols import LoadError
 
 
 class LibrarySearch:
     """ld.so's search for one process: ``main`` is the program (its
     DT_RPATH serves every object), ``library_path`` LD_LIBRARY_PATH (None:
-    unset).  Files come from ``files``, a :class:`FileCache`."""
+    unset).  Files come from ``files``, a :class:`FileCache`.
 
-    def __init__(self, config, cache, files, main, library_path):
+    At link time (impvec), the libraries named on the link command line
+    (``link_files``) and its ``-L`` directories (``link_dirs``) come first,
+    for every name: they are the files the link editor used, which a
+    program about to be installed may not find at run time yet.
+    """
+
+    def __init__(self, config, cache, files, main, library_path, link_files=(), link_dirs=()):
         self.config = config
         self.cache = cache
         self.files = files
         self.main = main
         self.env_dirs = self.path_list(library_path or "", ":;", main)
+        self.link_files = self._by_soname(link_files)
+        self.link_dirs = [d.rstrip("/") + "/" if d.rstrip("/") else "/" for d in link_dirs]
 
     def find(self, loader, name):
+        """The file that a name without a slash loads: (path, ElfObject) or
+        None."""
+        found = self._link_time(loader, name) if self.link_files or self.link_dirs else None
+        return found or self._ldso_search(loader, name)
+
+    def _ldso_search(self, loader, name):
         """The search for a name without a slash, in ld.so's order."""
         if loader.elf.runpath is None:
             chain, seen_main = loader, False
@@ -46,6 +61,35 @@ class LibrarySearch:
             found = self._from_cache(name, loader)
         if not found and not loader.elf.nodeflib:
             found = self._open_path(name, self.config.system_dirs, loader)
+        return found
+
+    def _link_time(self, loader, name):
+        """A library of the link command line whose soname is ``name``, else
+        ``name`` in the first ``-L`` directory holding a usable file (the
+        link editor skips an incompatible one, and so does this)."""
+        if name in self.link_files:
+            return self.open_verify(self.link_files[name], loader)
+        for directory in self.link_dirs:
+            try:
+                found = self.open_verify(directory + name, loader)
+            except ElfvectorError:
+                continue
+            if found:
+                return found
+        return None
+
+    def _by_soname(self, paths):
+        """soname (else file name) -> path, of the shared libraries among
+        ``paths`` (a link command's objects, archives and libraries)."""
+        found = {}
+        for path in paths:
+            if _elf_type(path) == ET_DYN:
+                try:
+                    elf = self.files.get(path)
+                except ElfvectorError:
+                    continue
+                if not elf.is_pie:
+                    found.setdefault(elf.soname or os.path.basename(path), path)
         return found
 
     def _rpath_dirs(self, obj):
@@ -132,6 +176,22 @@ class LibrarySearch:
         if header[4] != 2 or struct.unpack_from("<H", header, 18)[0] != EM_X86_64:
             return None
         return path, self.files.get(path)
+
+
+def _elf_type(path):
+    """``e_type`` of an x86-64 ELF file of class 64 at ``path``, else None."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        try:
+            header = os.read(fd, 64)
+        finally:
+            os.close(fd)
+    except OSError:
+        return None
+    if len(header) < 64 or header[:4] != b"\x7fELF" or header[4] != 2 \
+            or struct.unpack_from("<H", header, 18)[0] != EM_X86_64:
+        return None
+    return struct.unpack_from("<H", header, 16)[0]
 
 
 def dst_at(text, i):
