@@ -354,16 +354,20 @@ def test_outputs_pass_elflint(variant):
 
 def test_where_the_additions_went(variant):
     """The fix-up and its data in the executable segment's last page, the
-    tables in the first PT_LOAD, the check word past .bss; no allocated
-    section the original lacks (gdb warns about each when it finds the
-    separate debug file); the IFUNC stub in the slot's dead lazy tail
-    (classic PLT) or the dead IBT .plt."""
+    tables in the first PT_LOAD; the check word in the GOT's dead header,
+    or past .bss in a page written anyway when the GOT header is live (the
+    program's calls into libc stay lazy); no allocated section the
+    original lacks (gdb warns about each when it finds the separate debug
+    file); the IFUNC stub in the slot's dead lazy tail (classic PLT) or the
+    dead IBT .plt."""
     d, reports, _ = variant
     prog, lib = reports["full"]
     for report in (prog, lib):
         assert report.code.startswith("executable segment's last page")
         assert report.tables == "executable segment's last page, first PT_LOAD"
-    assert prog.check_words == lib.check_words == "1 in the GOT's dead header"
+    assert lib.check_words == "1 in the GOT's dead header"
+    assert re.fullmatch(r"1 at 0x\w+, past \.bss in its last page, written anyway",
+                        prog.check_words)
     for name in ("prog", SONAME):
         before, after = (ElfImage(p.read_bytes(), name) for p in (d / name, d / "full" / name))
         assert {n for n, s in zip(after.section_names, after.shdrs) if s.flags & 2} == \
@@ -373,6 +377,33 @@ def test_where_the_additions_went(variant):
     code = image.read(plt.addr, plt.size)
     stubs = [at for at in range(0, plt.size - 9) if code[at:at + 6] == x86_64.ENDBR64 + b"\xff\x25"]
     assert len(stubs) == 1                                   # cl_square's
+
+
+def start_up_lookups(proc):
+    """ld.so's lookups at start-up and by exit (LD_DEBUG=statistics)."""
+    found = dict(re.findall(r"(final )?number of relocations: (\d+)", proc.stderr))
+    return int(found[""]), int(found["final "])
+
+
+def test_kept_slots_stay_lazy(variant):
+    """The JUMP_SLOTs kept by name (here the program's calls into libc,
+    outside the closure) keep a DT_JMPREL of their own, renumbered, with
+    their lazy PLT code and PLT0: ld.so binds each when it is first called,
+    as the stock file does, and every one at start-up under LD_BIND_NOW."""
+    d, reports, name = variant
+    image = ElfImage((d / "full" / "prog").read_bytes(), "prog")
+    lazy = image.relas(DT_JMPREL, None)
+    names = image.symbol_names()
+    assert lazy and {r.type for r in lazy} == {R_JUMP_SLOT}
+    assert not any(names[r.sym].startswith("cl_") for r in lazy)      # settled, or eager
+    assert "printf" in {names[r.sym] for r in lazy}
+    shipped = start_up_lookups(rewritten(d, "full", {"LD_DEBUG": "statistics"}))
+    now = start_up_lookups(rewritten(d, "full", {"LD_DEBUG": "statistics",
+                                                 "LD_BIND_NOW": "1"}))
+    assert now[0] == now[1] and shipped[1] <= now[1]
+    if name.endswith("-lazy"):                       # -z now binds every slot at once
+        assert shipped[0] < shipped[1]               # bound when first called
+        assert shipped[0] <= now[0] - len(lazy)
 
 
 def pages_written_anyway(image, added):
@@ -547,20 +578,32 @@ def test_fixup_without_room_in_the_executable_page(tmp_path, helpers, source, ib
     assert proc.stdout.strip() == "No errors"
 
 
-def test_the_prebound_table_is_not_loaded(variant, helpers, tmp_path):
-    """Thousands of pre-bound names cost no loaded byte: the table lies in a
-    section of the file, mapped only when an unexpected object is loaded,
-    and the binary search still finds the preloaded function among them,
-    also when ld.so is run by hand (the program's l_name, not /proc/self/exe)."""
-    d, _, _ = variant
-    plan = make_plan(d, tmp_path / "out", "full")
-    plan.objects[0].prebound_names |= {f"name_{k}".encode() for k in range(5000)}
+def with_prebound(d, out, count):
+    """The full rewrite, its program given ``count`` more pre-bound names."""
+    plan = make_plan(d, out, "full")
+    plan.objects[0].prebound_names |= {f"name_{k}".encode() for k in range(count)}
     prog, _ = write_closure(plan)
+    return prog
+
+
+@pytest.mark.parametrize("count, where", [
+    (0, r"loaded, executable segment's last page"),
+    (2000, r"in the file, a 16384-bit filter in read-only segment's last page"),
+    (5000, r"in the file, no room for a filter")], ids=["loaded", "filter", "file"])
+def test_where_the_prebound_names_go(variant, helpers, tmp_path, count, where):
+    """The pre-bound names cost no added segment: their sorted table is
+    loaded where it fits; else it lies in a section of the file that is not
+    loaded, mapped only when an unexpected object is loaded, with a Bloom
+    filter in the room left; the binary search still finds the preloaded
+    function among thousands of names."""
+    d, _, _ = variant
+    prog = with_prebound(d, tmp_path / "out", count)
+    assert prog.prebound == where
     assert prog.loads_after == prog.loads_before and prog.added_load is None
     path = tmp_path / "out" / "prog"
     image = ElfImage(path.read_bytes(), str(path))
     _, table = image.section(".elfvector.prebound")
-    assert table.flags == 0 and table.size > 2500 * 4       # hash | 1: name_0 is name_1
+    assert (table is not None and table.flags == 0) == (count > 0)
     proc = sh(["eu-elflint", "--gnu-ld", path], tmp_path, check=False)
     assert proc.stdout.strip() == "No errors"
     assert outcome(rewritten(tmp_path, "out")) == outcome(stock(d))
@@ -570,14 +613,44 @@ def test_the_prebound_table_is_not_loaded(variant, helpers, tmp_path):
     assert outcome(rewritten(tmp_path, "out", malloc)) == outcome(stock(d))
 
 
-def test_ld_so_run_by_hand_cannot_check_a_preload(variant, helpers):
+@pytest.mark.parametrize("count, reads", [(0, False), (2000, False), (5000, True)],
+                         ids=["loaded", "filter", "file"])
+def test_a_preload_that_interposes_nothing_costs_no_system_call(variant, helpers, tmp_path,
+                                                               count, reads):
+    """A preload that interposes no pre-bound name (a malloc wrapper, a
+    library in the way of a base) is told apart in memory, from the loaded
+    table or the filter: no open of the program's file (through
+    /proc/self/exe, about 26 us here), no mmap or munmap of its table.
+    Only without room for a filter is the table read."""
+    d, _, _ = variant
+    with_prebound(d, tmp_path / "out", count)
+    env = {"LD_PRELOAD": f"{helpers['malloc']}:{helpers['blocker']}"}
+    trace = sh(["strace", "-f", "-e", "trace=open,openat,munmap", tmp_path / "out" / "prog"],
+               tmp_path, env, check=False)
+    assert ('open("/proc/self/exe"' in trace.stderr) == reads
+    plain = sh(["strace", "-f", "-e", "trace=munmap", tmp_path / "out" / "prog"], tmp_path,
+               check=False)
+    assert (trace.stderr.count("munmap(") > plain.stderr.count("munmap(")) == reads
+    assert outcome(rewritten(tmp_path, "out", env)) == outcome(stock(d, env))
+
+
+def test_ld_so_run_by_hand_checks_a_preload_in_memory(variant, helpers, tmp_path):
     """``ld.so PROGRAM``: the program's link_map has no name and
-    /proc/self/exe is ld.so, so its pre-bound names cannot be read: any
-    preload outside the closure is refused, saying so."""
+    /proc/self/exe is ld.so.  A loaded table still tells a preload that
+    interposes nothing (runs) from one that does (refused); a table left
+    in the file, without a filter, cannot be read: any preload outside the
+    closure is refused, saying so."""
     d, _, _ = variant
     argv = ["/lib64/ld-linux-x86-64.so.2", d / "full" / "prog"]
     assert outcome(sh(argv, d, check=False)) == outcome(stock(d))
-    proc = sh(argv, d, {"LD_PRELOAD": str(helpers["malloc"])}, check=False)
+    malloc = {"LD_PRELOAD": str(helpers["malloc"])}
+    assert outcome(sh(argv, d, malloc, check=False)) == outcome(stock(d))
+    proc = sh(argv, d, {"LD_PRELOAD": str(helpers["hit"])}, check=False)
+    assert (proc.stdout, proc.returncode) == ("", 127)
+    assert "would interpose pre-bound symbols" in proc.stderr
+    with_prebound(d, tmp_path / "out", 5000)
+    argv[1] = tmp_path / "out" / "prog"
+    proc = sh(argv, d, malloc, check=False)
     assert (proc.stdout, proc.returncode) == ("", 127)
     assert proc.stderr == (f"elfvector: prog: LD_PRELOAD'ed {helpers['malloc']}: cannot read "
                            f"the program's pre-bound names to check it (set "

@@ -11,12 +11,15 @@ in the order of docs/design.md ("Closure rewrite"):
    is PC-relative and needs nothing);
 2. **settle** every Settle/SettleZero/IrelativeForeign word in the file;
 3. write one new ``.rela.dyn``: kept RELATIVEs (``DT_RELACOUNT``), the
-   other kept relocations (JUMP_SLOTs of ``.rela.plt`` move here and are
-   bound eagerly), the checks' GLOB_DATs, the fix-up's IRELATIVE, then every
-   other IRELATIVE.  ``DT_JMPREL`` goes: no lazy binding, so PLT0 and the
-   lazy PLT tails are dead bytes;
+   other kept relocations, the checks' GLOB_DATs, the fix-up's IRELATIVE,
+   then every other IRELATIVE; and a ``.rela.plt`` of the JUMP_SLOTs kept by
+   name, lazy as in the stock file (their PLT entries push their new
+   indices).  The lazy code of every settled slot is dead, and so is PLT0
+   when no slot stays lazy;
 4. lay the tables out again in the first PT_LOAD (:mod:`.layout`), with
-   the fix-up's lists and, in a program, the preload check's tables;
+   the fix-up's lists and, in a program, the preload check's data: its
+   table of pre-bound names loaded where it fits, else in the file with a
+   Bloom filter of them in loaded bytes;
 5. a library exports its check symbol, appended to ``.dynsym`` without
    renumbering anything;
 6. an importer renames one freed undefined ``.dynsym`` entry per library
@@ -47,7 +50,7 @@ from .model import (RELA_DYN, RELA_PLT, IrelativeForeign, IrelativeLocal, Keep, 
 
 CHECK_PREFIX = "__elfvector_"
 FIXUP_SECTION, DATA_SECTION = ".elfvector.text", ".elfvector.data"
-PREBOUND_SECTION = ".elfvector.prebound"
+PREBOUND_SECTION, FILTER_SECTION = ".elfvector.prebound", ".elfvector.filter"
 PRELOAD_SUFFIX = (" would interpose pre-bound symbols "
                   "(set ELFVECTOR_PRELOAD=ignore to run anyway)\n")
 PRELOAD_UNREADABLE = (": cannot read the program's pre-bound names to check it "
@@ -82,10 +85,13 @@ ADDRESS_TAGS = ({DT_PLTGOT, DT_HASH, DT_STRTAB, DT_SYMTAB, DT_RELA, DT_INIT, DT_
                                                                   DT_AUDIT}
 #: entries that go: lazy binding, and the run path that RPATH replaces
 DROPPED_TAGS = {DT_JMPREL, DT_PLTRELSZ, DT_PLTREL, DT_RUNPATH, DT_RPATH}
+#: lazy binding's entries, kept when JUMP_SLOTs stay lazy
+LAZY_TAGS = {DT_JMPREL, DT_PLTRELSZ, DT_PLTREL}
 #: the tables the rewrite may move, by section name, with their DT_* tag
 TABLE_TAGS = {".dynsym": DT_SYMTAB, ".dynstr": DT_STRTAB, ".gnu.hash": DT_GNU_HASH,
               ".hash": DT_HASH, ".gnu.version": DT_VERSYM, ".gnu.version_d": DT_VERDEF,
-              ".gnu.version_r": DT_VERNEED, ".rela.dyn": DT_RELA, ".relr.dyn": DT_RELR}
+              ".gnu.version_r": DT_VERNEED, ".rela.dyn": DT_RELA, ".relr.dyn": DT_RELR,
+              ".rela.plt": DT_JMPREL}
 #: DT_RELR (gABI): RELATIVE relocations with the addend in the word
 RELR_TAGS = (DT_RELR, DT_RELRSZ, DT_RELRENT)
 SETTLED = (Settle, SettleZero, IrelativeForeign)
@@ -115,6 +121,7 @@ class ObjectReport:
     added_load: str = None           #: why a PT_LOAD was added, if one was
     check_words: str = "none"        #: where the check words went
     check_pages: int = 0             #: pages dirtied for the added words alone
+    prebound: str = "none"           #: where a program's pre-bound names went
 
     def summary(self):
         extra = f"; added PT_LOAD: {self.added_load}" if self.added_load else ""
@@ -388,10 +395,11 @@ class _Rewrite:
             self.obj.rpath.encode("utf-8", "surrogateescape"))
         self.needed_paths = self._needed_paths()
         words, own, deps = self._settle(relocs)
+        self.lazy = self._lazy_slots(relocs)
         self.preload = bool(self.obj.is_program and self.obj.prebound_names)
         self.needs_fixup = bool(own or self.checks or self.preload)
         self.rela_count = (sum(not isinstance(r.decision, (Settle, SettleZero)) for r in relocs)
-                           + len(self.checks) + bool(own) + self.needs_fixup)
+                           - len(self.lazy) + len(self.checks) + bool(own) + self.needs_fixup)
         self.dynamic = self._dynamic_entries()
         # The words the rewrite adds: the checks', one a RELATIVE sets to
         # its own address (the own words' entry), one for the IRELATIVE if
@@ -413,6 +421,7 @@ class _Rewrite:
         self.placement.apply()
         for address, value in words.items():
             out.put(address, struct.pack("<Q", value))
+        self._renumber_lazy(out)
         self._write_dynamic(out)
         self._recompute_small_segments(out)
         self.report.kept = Counter(r.decision.why for r in relocs if isinstance(r.decision, Keep))
@@ -684,13 +693,47 @@ class _Rewrite:
                                               f"writable segment's file bytes", self.obj.source)
         return words
 
+    # -- lazy binding of the kept JUMP_SLOTs ---------------------------------------------
+    def _lazy_slots(self, relocs):
+        """[(_Reloc, address of its PLT push's imm32, its lazy PLT code)] for the
+        JUMP_SLOTs of ``.rela.plt`` kept by name (the default exclusions,
+        ``--exclude``, conflicts, words into the program or ld.so), in table
+        order: they stay lazy as in the stock file, so a name the program
+        never calls costs no lookup (python3 --version calls 5 of its 34
+        ``pthread_*`` and malloc-family slots).  A slot whose PLT entry is
+        not GNU ld's lazy code pushing its index is bound eagerly instead."""
+        lazy = []
+        for r in relocs:
+            if r.table != RELA_PLT or r.rela.type != R_X86_64_JUMP_SLOT or \
+                    not isinstance(r.decision, Keep) or \
+                    not self._in_writable_file_bytes(r.rela.offset):
+                continue
+            target = struct.unpack("<Q", self.image.read(r.rela.offset, WORD))[0]
+            push = x86_64.lazy_push(self.sections, target)
+            if push is not None and push[1] == r.index:
+                lazy.append((r, push[0], target))
+        return lazy
+
+    def _renumber_lazy(self, out):
+        """Each lazy slot's PLT entry pushes its index in the new DT_JMPREL,
+        and its GOT word starts at the lazy code's new address (ld.so adds
+        the load bias to it, ``elf_machine_lazy_rel``)."""
+        for k, (r, push, target) in enumerate(self.lazy):
+            out.put(self.mv(push), struct.pack("<I", k))
+            out.put(self.mv(r.rela.offset), struct.pack("<Q", self.mv(target)))
+
+    def lazy_table(self):
+        """The new ``.rela.plt``: the lazy slots, renumbered in order."""
+        return b"".join(Rela(self.mv(r.rela.offset), r.rela.info, r.rela.addend).pack()
+                        for r, _, _ in self.lazy)
+
     def _dead_got_words(self):
         """GOT[1] and GOT[2] (at DT_PLTGOT): ld.so's link_map and lazy
         resolver, which ``elf_machine_runtime_setup`` stores only for
-        DT_JMPREL, which the output no longer has.  Only when they are zero
-        writable file bytes that no relocation writes."""
+        DT_JMPREL, which the output keeps only for lazy slots.  Only when
+        they are zero writable file bytes that no relocation writes."""
         got = self.image.dyn(DT_PLTGOT)
-        if not got or not self._in_writable_file_bytes(got + WORD) or \
+        if self.lazy or not got or not self._in_writable_file_bytes(got + WORD) or \
                 not self._in_writable_file_bytes(got + 2 * WORD) or \
                 self.image.read(got + WORD, 2 * WORD) != bytes(2 * WORD) or \
                 any(got + WORD <= r.rela.offset < got + 3 * WORD for r in self.relocs):
@@ -759,9 +802,12 @@ class _Rewrite:
         """(bytes, RELATIVE count) of the new .rela.dyn."""
         d = self.delta
         relative, others, irelative = [], [], []
+        lazy = {id(r) for r, _, _ in self.lazy}
         for r in self.relocs:
             decision, rela = r.decision, r.rela
             at = self.mv(rela.offset)
+            if id(r) in lazy:
+                continue
             if isinstance(decision, Keep):
                 if rela.type == R_X86_64_RELATIVE:
                     relative.append(Rela(at, rela.info, rela.addend + d))
@@ -785,7 +831,8 @@ class _Rewrite:
             raise AssertionError("relocation count changed while placing")
         self.report.relative_after = len(relative) - (self.own_word is not None) + (
             0 if self.settles_relr else len(self.relr_words))
-        self.report.lookups_after = sum(e.sym != 0 for e in others) + len(checks)
+        self.report.lookups_after = sum(e.sym != 0 for e in others) + len(checks) + \
+            len(self.lazy)
         return b"".join(e.pack() for e in table), len(relative)
 
     # -- step 9: .dynamic ----------------------------------------------------------------------
@@ -794,6 +841,8 @@ class _Rewrite:
         addresses are filled in once they are placed."""
         image, obj = self.image, self.obj
         dropped = DROPPED_TAGS | (set(RELR_TAGS) if self.settles_relr else set())
+        if self.lazy:
+            dropped -= LAZY_TAGS
         entries = [[t, v + self.delta if t in ADDRESS_TAGS and v else v]
                    for t, v in image.dynamic if t != DT_NULL and t not in dropped]
         tags = {t for t, _ in entries}
@@ -824,7 +873,8 @@ class _Rewrite:
     def _write_dynamic(self, out):
         pl = self.placement
         values = {DT_STRSZ: len(self.symbols.strtab), DT_RELASZ: pl.rela_size,
-                  DT_RELAENT: RELA.size, DT_RELACOUNT: pl.relacount, DT_RPATH: self.rpath_offset}
+                  DT_RELAENT: RELA.size, DT_RELACOUNT: pl.relacount, DT_RPATH: self.rpath_offset,
+                  DT_PLTRELSZ: len(self.lazy) * RELA.size, DT_PLTREL: DT_RELA}
         for name, tag in TABLE_TAGS.items():
             if name in pl.addresses:
                 values[tag] = pl.addresses[name]
@@ -855,15 +905,30 @@ class _Rewrite:
             new.filesz = new.memsz = end - start
 
 
+@dataclass
+class PreboundPlace:
+    """Where a program's pre-bound names went (:meth:`_Placement._place_prebound`)."""
+
+    loaded: int = 0              #: link-time address of the loaded table; 0: in the file
+    file_offset: int = None      #: the file table's offset (header first), when not loaded
+    filter_at: int = 0           #: link-time address of the Bloom filter; 0: none
+    filter_bits: int = 0         #: log2 of the filter's size in bits
+
+
 class _Blob:
     """The fix-up routine's read-only data (see :mod:`.x86_64` for the
     header and entries), the RELR lists, and in a program the preload
-    check's names, strings and the header of its pre-bound table, which
-    lies in a section of the file that is not loaded."""
+    check's names and strings.  Its sorted table of pre-bound names goes
+    apart (:class:`PreboundPlace`): loaded when it fits in bytes already
+    mapped, else in a section of the file that is not loaded, with a Bloom
+    filter of them in loaded bytes when there is room for one."""
+
+    #: words before the strings: DT_DEBUG's address, the file table's
+    #: mapping (3), the loaded table, the filter (address; mask and shift)
+    PRELOAD_WORDS = 7
 
     def __init__(self, rw, own, deps):
         self.rw = rw
-        obj = rw.obj
         entries = []
         if own:
             entries.append((rw.own_word, rw.own_word, _relr_bytes(own)))
@@ -871,34 +936,39 @@ class _Blob:
             entries.append((word, check.expected, _relr_bytes(deps[check.obj])))
         self.entries = entries
         self.lists_at = x86_64.HEADER_SIZE + x86_64.ENTRY_SIZE * len(entries)
-        at = self.lists_at + sum(len(relr) for _, _, relr in entries)
-        self.preload, self.table = None, None
+        self.size = self.lists_at + sum(len(relr) for _, _, relr in entries)
+        self.preload = self.prebound = None
         if rw.preload:
-            names = {_basename(n).encode("utf-8", "surrogateescape")
-                     for n in obj.expected_objects}
-            names |= {x86_64.VDSO_NAME.encode()} | self._interp_names()
-            prebound = _hash_table({n if isinstance(n, bytes) else
-                                    n.encode("utf-8", "surrogateescape")
-                                    for n in obj.prebound_names}, low_bit=True)
-            header = b"ELFVPRE1" + hashlib.sha256(prebound).digest()[:8]
-            self.table = header + prebound
-            program = _basename(obj.output).encode("utf-8", "surrogateescape")
-            self.strings = [_hash_table(names), header,
-                            b"elfvector: " + program + b": LD_PRELOAD'ed ",
-                            PRELOAD_SUFFIX.encode(), PRELOAD_UNREADABLE.encode(),
-                            ENVIRON_PATH, x86_64.PROC_EXE, PRELOAD_IGNORE]
-            fields = at                      # debug word, then the table's mapping (3 words)
-            offsets, cursor = [], fields + 4 * WORD
-            for data in self.strings:
-                offsets.append(cursor)
-                cursor += layout.align_up(len(data), WORD)
-            at = cursor
-            self.preload = x86_64.PreloadLayout(
-                fields, offsets[0], len(self.strings[0]) // 4, fields + WORD, offsets[1],
-                len(prebound) // 4, offsets[2], len(self.strings[2]), offsets[3],
-                len(self.strings[3]), offsets[4], len(self.strings[4]), offsets[5],
-                offsets[6], offsets[7], len(PRELOAD_IGNORE))
-        self.size = at
+            self._preload_data()
+
+    def _preload_data(self):
+        obj = self.rw.obj
+        names = {_basename(n).encode("utf-8", "surrogateescape") for n in obj.expected_objects}
+        names |= {x86_64.VDSO_NAME.encode()} | self._interp_names()
+        self.prebound_names = {n if isinstance(n, bytes) else n.encode("utf-8", "surrogateescape")
+                               for n in obj.prebound_names}
+        self.prebound = _hash_table(self.prebound_names, low_bit=True)
+        self.header = b"ELFVPRE1" + hashlib.sha256(self.prebound).digest()[:8]
+        program = _basename(obj.output).encode("utf-8", "surrogateescape")
+        self.strings = [_hash_table(names), self.header,
+                        b"elfvector: " + program + b": LD_PRELOAD'ed ",
+                        PRELOAD_SUFFIX.encode(), PRELOAD_UNREADABLE.encode(),
+                        ENVIRON_PATH, x86_64.PROC_EXE, PRELOAD_IGNORE]
+        fields = self.size
+        offsets, cursor = [], fields + self.PRELOAD_WORDS * WORD
+        for data in self.strings:
+            offsets.append(cursor)
+            cursor += layout.align_up(len(data), WORD)
+        self.size = cursor
+        self.preload = x86_64.PreloadLayout(
+            debug=fields, names=offsets[0], names_count=len(self.strings[0]) // 4,
+            table=fields + WORD, loaded=fields + 4 * WORD, filter=fields + 5 * WORD,
+            header=offsets[1], prebound_count=len(self.prebound) // 4,
+            prefix=offsets[2], prefix_len=len(self.strings[2]),
+            suffix=offsets[3], suffix_len=len(self.strings[3]),
+            unreadable=offsets[4], unreadable_len=len(self.strings[4]),
+            environ=offsets[5], exe=offsets[6], pattern=offsets[7],
+            pattern_len=len(PRELOAD_IGNORE))
 
     def _interp_names(self):
         """Basenames ld.so's own link_map may carry: the old and the new PT_INTERP."""
@@ -910,9 +980,24 @@ class _Blob:
             names.add(_basename(self.rw.obj.interp).encode("utf-8", "surrogateescape"))
         return names
 
-    def content(self, at, table_offset):
-        """The bytes at link-time address ``at``; the pre-bound table lies at
-        file offset ``table_offset`` (a program's)."""
+    def file_table(self):
+        """The pre-bound table as it lies in the file: the header the routine
+        checks after mapping it (it may have mapped another file), then the
+        sorted hashes."""
+        return self.header + self.prebound
+
+    def bloom(self, bits):
+        """A ``2**bits``-bit Bloom filter of the pre-bound names (two bits
+        each, :func:`.x86_64.bloom_positions`)."""
+        words = [0] * max((1 << bits) // 64, 1)
+        for name in self.prebound_names:
+            for bit in x86_64.bloom_positions(gnu_hash(name), bits):
+                words[bit // 64] |= 1 << (bit % 64)
+        return struct.pack(f"<{len(words)}Q", *words)
+
+    def content(self, at, place=None):
+        """The bytes at link-time address ``at``; ``place`` says where a
+        program's pre-bound names went."""
         rw = self.rw
         out = bytearray(struct.pack("<QQQ", at, rw.result_word, at + self.lists_at))
         lists, cursor = bytearray(), at + self.lists_at
@@ -922,17 +1007,40 @@ class _Blob:
             cursor += len(relr)
         out += lists
         if self.preload is not None:
-            page = table_offset // layout.PAGE * layout.PAGE
-            out += struct.pack("<QQQQ", self.rw.debug_word(), page,
-                               table_offset + len(self.table) - page, table_offset - page)
+            out += self._preload_fields(place)
             for data in self.strings:
                 out += data + bytes(layout.align_up(len(data), WORD) - len(data))
         assert len(out) == self.size
         return bytes(out)
 
+    def _preload_fields(self, place):
+        mapping = (0, 0, 0)
+        if place.file_offset is not None:
+            page = place.file_offset // layout.PAGE * layout.PAGE
+            mapping = (page, place.file_offset + len(self.file_table()) - page,
+                       place.file_offset - page)
+        bits = place.filter_bits
+        filter_fields = (place.filter_at, (1 << bits) - 1 if bits else 0,
+                         32 - bits if bits else 0)
+        return struct.pack("<QQQQQQII", self.rw.debug_word(), *mapping, place.loaded,
+                           *filter_fields)
+
 
 def _page(address):
     return address // layout.PAGE
+
+
+def _without(regions, taken):
+    """``regions`` [(start, end)] less every range of ``taken``."""
+    for cut_start, cut_end in taken:
+        left = []
+        for start, end in regions:
+            if end <= cut_start or cut_end <= start:
+                left.append((start, end))
+                continue
+            left += [r for r in ((start, cut_start), (cut_end, end)) if r[1] > r[0]]
+        regions = left
+    return regions
 
 
 def _relr_bytes(words):
@@ -969,12 +1077,13 @@ class _Placement:
         self._place_code()
         self._place_tables(image)
         self._place_blob()
+        self._place_prebound()
 
     def _contents(self, image):
         rw, obj = self.rw, self.rw.obj
         self.contents = rw.symbols.tables()
         self.contents[".rela.dyn"] = bytes(rw.rela_count * RELA.size)
-        self.contents[".rela.plt"] = b""
+        self.contents[".rela.plt"] = rw.lazy_table()
         if rw.settles_relr:
             self.contents[".relr.dyn"] = b""
         if obj.is_program and obj.interp is not None:
@@ -1044,16 +1153,21 @@ class _Placement:
 
     def _dead_plt_regions(self):
         """Dead PLT bytes, in address order: the whole IBT .plt, else PLT0
-        and every lazy tail (whose word no lazy binding reads any more)."""
+        and every lazy tail, less what the slots kept lazy still run: their
+        lazy code and PLT0."""
         rw, d = self.rw, self.rw.delta
         dead = x86_64.dead_plt(rw.sections)
         if dead is None:
             return []
-        regions = [(dead[0] + d, dead[0] + dead[1] + d)]
+        regions = [(dead[0], dead[0] + dead[1])]
         if ".plt.sec" not in rw.sections:
-            regions += sorted((e.tail[0] + d, e.tail[0] + e.tail[1] + d)
+            regions += sorted((e.tail[0], e.tail[0] + e.tail[1])
                               for e in rw.plt.values() if e.tail is not None)
-        return regions
+        if rw.lazy:
+            live = [x86_64.plt0(rw.sections)] + [x86_64.lazy_bytes(rw.sections, target)
+                                                 for _, _, target in rw.lazy]
+            regions = _without(regions, live)
+        return [(start + d, end + d) for start, end in regions]
 
     def _stub_room(self, tails):
         """10 bytes for an IFUNC stub: from a dead PLT region, else like code."""
@@ -1131,6 +1245,54 @@ class _Placement:
             self.blob_at, self.blob_space = self._take(spaces, self.rw.blob.size, WORD,
                                                        "the fix-up's lists")
 
+    def _place_prebound(self):
+        """A program's pre-bound names, read only when an unexpected object
+        is loaded: the sorted table where it fits in bytes already mapped
+        (right after the fix-up's data when it can); else the table in the
+        file and the largest Bloom filter that fits (at least 4 bits a name,
+        two probed: false positives about 15% at 4 bits, 1.4% at 16), which
+        spares most preloads the system calls that map the table."""
+        self.prebound, self.prebound_piece = PreboundPlace(), None
+        blob = self.rw.blob
+        if blob.prebound is None:
+            return
+        spaces = self._prebound_spaces()
+        placed = self._take_if_room(spaces, len(blob.prebound))
+        if placed is not None:
+            self.prebound.loaded = placed[0]
+            self.prebound_piece = (placed[0], blob.prebound, PREBOUND_SECTION, placed[1])
+            self.rw.report.prebound = f"loaded, {placed[1].name}"
+            return
+        room = max(s.end - layout.align_up(s.cursor, WORD) for s in spaces)
+        bits = min((max(room, 1) * 8).bit_length() - 1, 31)
+        if room < WORD or (1 << bits) < 4 * len(blob.prebound_names):
+            self.rw.report.prebound = "in the file, no room for a filter"
+            return
+        data = blob.bloom(bits)
+        at, space = self._take_if_room(spaces, len(data))
+        self.prebound.filter_at, self.prebound.filter_bits = at, bits
+        self.prebound_piece = (at, data, FILTER_SECTION, space)
+        self.rw.report.prebound = f"in the file, a {1 << bits}-bit filter in {space.name}"
+
+    def _prebound_spaces(self):
+        """Where the pre-bound table or filter may go, the fix-up's data's space first."""
+        spaces = [self.blob_space, self.table_space] + self.data_spaces + self.code_spaces
+        if self.added_space is not None:
+            spaces.append(self.added_space)
+        unique = []
+        for space in spaces:
+            if space is not None and all(space is not seen for seen in unique):
+                unique.append(space)
+        return unique
+
+    @staticmethod
+    def _take_if_room(spaces, size):
+        for space in spaces:
+            at = space.take(size, WORD)
+            if at is not None:
+                return at, space
+        return None
+
     # -- writing ---------------------------------------------------------------------------
     def apply(self):
         rw, out, image = self.rw, self.out, self.rw.image
@@ -1160,10 +1322,10 @@ class _Placement:
 
     def _write_fixup(self):
         rw, out = self.rw, self.out
-        table_offset = None
-        if rw.blob.table is not None:
-            table_offset = out.add_file_section(PREBOUND_SECTION, rw.blob.table, WORD)
-        blob = rw.blob.content(self.blob_at, table_offset)
+        if rw.blob.prebound is not None and not self.prebound.loaded:
+            self.prebound.file_offset = out.add_file_section(PREBOUND_SECTION,
+                                                             rw.blob.file_table(), WORD)
+        blob = rw.blob.content(self.blob_at, self.prebound)
         out.put(self.blob_at, blob)
         pieces = self.routine.encode(self.blob_at)
         for at, code in pieces:
@@ -1172,9 +1334,24 @@ class _Placement:
         for space in executable:
             if space.used:
                 self._cover(space.vaddr, space.cursor, SHF_ALLOC | SHF_EXECINSTR)
-        if self.blob_space not in executable:
-            self._cover(self.blob_at, self.blob_at + len(blob), SHF_ALLOC, DATA_SECTION)
+        data = [(self.blob_at, blob, DATA_SECTION, self.blob_space)]
+        if self.prebound_piece is not None:
+            out.put(*self.prebound_piece[:2])
+            data.append(self.prebound_piece)
+        self._cover_data([d for d in data if d[3] not in executable])
         rw.report.code = f"{self.code_where} at {self.routine.entry:#x}"
+
+    def _cover_data(self, pieces):
+        """Sections for the data ``pieces`` [(address, bytes, section name,
+        space)] outside executable bytes: one for pieces that follow each other."""
+        runs = []
+        for at, data, name, _ in sorted(pieces, key=lambda piece: piece[0]):
+            if runs and runs[-1][1] == at:
+                runs[-1][1] = at + len(data)
+            else:
+                runs.append([at, at + len(data), name])
+        for start, end, name in runs:
+            self._cover(start, end, SHF_ALLOC, name)
 
     def _cover(self, start, end, flags, name=FIXUP_SECTION):
         """A section for [start, end): the one that ends where the bytes start

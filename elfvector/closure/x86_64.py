@@ -12,9 +12,10 @@ Three things need x86-64 knowledge:
       .plt.sec      f3 0f 1e fa  f2? ff 25 <disp32> nop...     16 bytes
       .plt.got      (f3 0f 1e fa)? ff 25 <disp32> nop...       8 or 16 bytes
 
-  Without ``DT_JMPREL`` nothing reaches PLT0 or a lazy tail any more (ld.so
-  applies every JUMP_SLOT eagerly, and a settled GOT word never points
-  back into the PLT), so those bytes are free for code.
+  A settled GOT word never points back into the PLT, so the lazy part of
+  a settled slot's entry is free for code; so is PLT0 when no slot stays
+  lazy (:func:`lazy_push`: the kept JUMP_SLOTs keep a ``DT_JMPREL`` of
+  their own, renumbered).
 
 * **The fix-up routine** (:func:`fixup_lines`), run by ld.so as the first
   ``R_X86_64_IRELATIVE`` of an object, after every other relocation of the
@@ -110,6 +111,44 @@ def dead_plt(sections):
     return address, min(PLT_ENTRY, len(code))
 
 
+def lazy_push(sections, target):
+    """The lazy PLT code at ``target`` (a JUMP_SLOT's initial GOT value):
+    ``(address of its push's imm32, the index pushed)`` when it is GNU ld's
+    ``(endbr64)? push $index; (bnd)? jmp PLT0`` in ``.plt``, else None.  A
+    slot the rewrite keeps lazy gets its index in the new ``DT_JMPREL``
+    there: ld.so's ``_dl_runtime_resolve`` finds the relocation by it."""
+    if ".plt" not in sections:
+        return None
+    address, code, _ = sections[".plt"]
+    at = target - address
+    if not PLT_ENTRY <= at <= len(code) - 10:
+        return None
+    if code[at:at + 4] == ENDBR64:
+        at += 4
+    jump = at + 5
+    if code[at] != _LAZY_PUSH or jump + 5 > len(code):
+        return None
+    if code[jump] == 0xF2:                                # bnd jmp
+        jump += 1
+    if jump + 5 > len(code) or code[jump] != 0xE9 or \
+            jump + 5 + int.from_bytes(code[jump + 1:jump + 5], "little", signed=True) != 0:
+        return None
+    return address + at + 1, int.from_bytes(code[at + 1:at + 5], "little")
+
+
+def lazy_bytes(sections, target):
+    """(start, end) of the PLT bytes a lazy slot still runs: from its GOT
+    word's initial value to the end of that 16-byte ``.plt`` entry."""
+    address = sections[".plt"][0]
+    return target, address + ((target - address) // PLT_ENTRY + 1) * PLT_ENTRY
+
+
+def plt0(sections):
+    """(start, end) of PLT0, which every lazy slot jumps to."""
+    address = sections[".plt"][0]
+    return address, address + PLT_ENTRY
+
+
 def foreign_stub(at, word):
     """``endbr64; jmp *word(%rip)``: the resolver an IRELATIVE calls (indirectly,
     hence ``endbr64``) for a slot bound to another library's IFUNC: it
@@ -142,13 +181,22 @@ PROC_EXE = b"/proc/self/exe\0"
 
 @dataclass
 class PreloadLayout:
-    """Where the preload check's data lies, as offsets from the fix-up data."""
+    """Where the preload check's data lies, as offsets from the fix-up data.
+
+    The sorted table of pre-bound names is either loaded (``loaded``: its
+    link-time address; nothing to read but memory) or in a section of the
+    file that is mapped on demand; then a Bloom filter in loaded bytes, if
+    there was room for one, answers "not pre-bound" for most names without
+    a system call (:func:`bloom_positions`)."""
 
     debug: int               #: u64: link-time address of the program's DT_DEBUG value
     names: int               #: sorted u32 GNU hashes of the expected objects' basenames
     names_count: int
     table: int               #: u64 x3: page-aligned file offset of the pre-bound table's
     #: mapping, the mapping's length, the table's offset in it
+    loaded: int              #: u64: link-time address of the loaded table, 0: in the file
+    filter: int              #: u64 link-time address of the filter (0: none), u32 mask,
+    #: u32 shift (see bloom_positions)
     header: int              #: 16 bytes the table starts with in the file
     prebound_count: int      #: u32 entries after the header: sorted (GNU hash | 1)
     prefix: int              #: "elfvector: PROG: LD_PRELOAD'ed "
@@ -161,6 +209,20 @@ class PreloadLayout:
     exe: int                 #: "/proc/self/exe\0"
     pattern: int             #: "ELFVECTOR_PRELOAD=ignore\0"
     pattern_len: int
+
+
+#: the second probe of the Bloom filter: a multiplicative mix of the hash
+BLOOM_MULTIPLIER = 0x9E3779B1
+
+
+def bloom_positions(gnu_hash, bits):
+    """The two bits of a ``2**bits``-bit Bloom filter that the name of GNU
+    hash ``gnu_hash`` sets, from its upper 31 bits (bit 0 of a hash in a
+    ``.gnu.hash`` chain marks the chain's end): the low ``bits`` of them,
+    and the top ``bits`` of their product with :data:`BLOOM_MULTIPLIER`
+    (mod 2**32).  :func:`_filter_lines` probes the same two."""
+    h = gnu_hash >> 1
+    return h & ((1 << bits) - 1), ((h * BLOOM_MULTIPLIER) & 0xFFFFFFFF) >> (32 - bits)
 
 
 def fixup_lines(preload=None):
@@ -259,24 +321,33 @@ def _preload_lines(p):
     object.  An object whose basename (``l_name``, 8) hashes to no expected
     name is a preload: the GNU hashes in its ``.gnu.hash`` chains (found
     through ``l_ld``, 16, whose DT_GNU_HASH ld.so has already relocated) are
-    looked up in the sorted table of pre-bound names.  That table is not
-    loaded: it is mapped from the program's file (``l_name``, or
-    ``/proc/self/exe`` when ld.so was not run by hand) the first time, and
-    must start with the 16 bytes the data holds; a file that cannot be read
-    (ld.so run by hand: the program's l_name is empty and /proc/self/exe is
-    ld.so) counts as a hit, with its own message.  On a hit, unless ``/proc/self/environ`` holds
-    ``ELFVECTOR_PRELOAD=ignore``, one line goes to fd 2 and the process
-    exits with 127, as ld.so does for a missing symbol.  An object without
-    DT_GNU_HASH cannot be judged: refused too.  Raw system calls only (libc
-    is not ready, and may be what is preloaded); they clobber rcx and r11,
-    and %r10 carries their fourth argument.  %rbp frames two slots: the
-    mapped table (0: not yet, 1: unreadable) and the mapping.
+    looked up in the sorted table of pre-bound names: in memory when the
+    table is loaded, so a preload costs no system call.  A table left in
+    the file is mapped from it (``l_name``, or ``/proc/self/exe`` when
+    ld.so was not run by hand: about 26 us for that open alone) only for a
+    name the Bloom filter, if any, does not rule out, and must start with
+    the 16 bytes the data holds; a file that cannot be read (ld.so run by
+    hand: the program's l_name is empty and /proc/self/exe is ld.so) counts
+    as a hit, with its own message.  On a hit, unless
+    ``/proc/self/environ`` holds ``ELFVECTOR_PRELOAD=ignore``, one line goes
+    to fd 2 and the process exits with 127, as ld.so does for a missing
+    symbol.  An object without DT_GNU_HASH cannot be judged: refused too.
+    Raw system calls only (libc is not ready, and may be what is
+    preloaded); they clobber rcx and r11, and %r10 carries their fourth
+    argument.  %rbp frames two slots: the table (0: not yet mapped, 1:
+    unreadable) and the mapping.
     """
     return [
         "ev_preload:",
         "push rbp", "mov rbp, rsp", "push r10", "push r12", "push r13", "push r14",
         "push r15", "push rbx",
         "xor eax, eax", "push rax", "push rax",             # [rbp-0x38], [rbp-0x40]
+        f"mov rax, qword ptr [r11 + {p.loaded:#x}]",
+        "test rax, rax",
+        "jz ev_walk",
+        "add rax, r10",
+        "mov qword ptr [rbp - 0x38], rax",        # the table is loaded: no mapping
+        "ev_walk:",
         f"mov rax, qword ptr [r11 + {p.debug:#x}]",
         "mov rax, qword ptr [rax + r10]",
         "test rax, rax",
@@ -404,13 +475,16 @@ def _preload_lines(p):
 
 
 def _prebound_lines(p):
-    """ZF clear (jnz) when %eax is in the pre-bound table, which is mapped
-    from the program's file on first use; clobbers rcx rdx rsi rdi r8 r9 r11."""
+    """ZF clear (jnz) when %eax is in the pre-bound table.  A table in the
+    file is mapped on first use, unless the filter rules the name out
+    first; clobbers rcx rdx rsi rdi r8 r9 r11."""
     return [
         "ev_prebound:",
         "mov rsi, qword ptr [rbp - 0x38]",
         "test rsi, rsi",
         "jnz ev_prebound_mapped",
+        "call ev_filtered",
+        "jz ev_filtered_out",                     # ZF set: not pre-bound
         "push rax",
         "call ev_map",
         "pop rax",
@@ -466,6 +540,37 @@ def _prebound_lines(p):
         "mov qword ptr [rbp - 0x38], r9",
         "ev_map_done:",
         "lea r11, [rip + DATA]",
+        "ret",
+    ] + _filter_lines(p)
+
+
+def _filter_lines(p):
+    """ZF set (jz) when the Bloom filter says %eax (a GNU hash | 1) is not
+    pre-bound: one of its two bits (:func:`bloom_positions`) is clear.  No
+    filter: ZF clear.  Clobbers rcx rdx rsi r11."""
+    return [
+        "ev_filtered:",
+        "lea r11, [rip + DATA]",
+        f"mov rsi, qword ptr [r11 + {p.filter:#x}]",
+        "test rsi, rsi",
+        "jz ev_filter_passed",
+        "add rsi, qword ptr [rbp - 8]",           # the load bias
+        "mov ecx, eax",
+        "shr ecx, 1",
+        "mov edx, ecx",
+        f"and edx, dword ptr [r11 + {p.filter + 8:#x}]",
+        "bt qword ptr [rsi], rdx",
+        "jnc ev_filtered_out",
+        f"imul edx, ecx, {BLOOM_MULTIPLIER - (1 << 32):#x}",
+        f"mov ecx, dword ptr [r11 + {p.filter + 12:#x}]",
+        "shr edx, cl",
+        "bt qword ptr [rsi], rdx",
+        "jnc ev_filtered_out",
+        "ev_filter_passed:",
+        "test esp, esp",                          # ZF clear: may be pre-bound
+        "ret",
+        "ev_filtered_out:",
+        "xor edx, edx",                           # ZF set
         "ret",
     ]
 
