@@ -16,19 +16,31 @@ rewrite adds none in the common case.  The room it uses:
 * **dead PLT bytes** (see :mod:`.x86_64`);
 * only when all that is not enough, **one added PT_LOAD** after the others.
 
-:class:`Output` is the one place that turns the staged changes into the
-file's bytes: program headers, moved and new sections, the section name
-table and section headers, written at the end.
+The module, from the bottom up: the room (:class:`Space`, the table
+:class:`Window`); :class:`Output`, the one place that turns the staged
+changes into the file's bytes (program headers, moved and new sections,
+the section name table and section headers, written at the end); the
+words the rewrite adds, on pages ld.so writes anyway
+(:func:`added_words`); and :class:`Placement`, which decides where the
+code, the tables, the fix-up's data and a program's pre-bound names go
+and writes them.  Both take the staged rewrite (``rw``, a
+:class:`.rewrite._Rewrite`) for what the object needs.
 """
 
 from dataclasses import dataclass, field
 
-from ..elfimage import (EHDR, PF_W, PF_X, PHDR, PT_LOAD, PT_PHDR, SHF_ALLOC, SHT_NOBITS,
-                        SHT_PROGBITS, Phdr, Shdr)
+from ..elfimage import (EHDR, PF_R, PF_W, PF_X, PHDR, PT_LOAD, PT_PHDR, RELA, SHF_ALLOC,
+                        SHF_EXECINSTR, SHT_NOBITS, SHT_PROGBITS, Phdr, Shdr)
 from ..errors import UnsupportedElfError
+from . import x86_64
+from .model import IrelativeForeign, Settle, SettleZero
 
 PAGE = 0x1000
-SHT_NOTE = 7
+WORD = 8
+DT_PLTGOT, DT_DEBUG = 3, 21
+SHT_RELA, SHT_NOTE = 4, 7
+FIXUP_SECTION, DATA_SECTION = ".elfvector.text", ".elfvector.data"
+PREBOUND_SECTION, FILTER_SECTION = ".elfvector.prebound", ".elfvector.filter"
 #: sections whose size valgrind asserts equal in the file and in its separate
 #: debug file (coregrind/m_debuginfo/readelf.c, FIND(text, rx) ...)
 SIZE_CHECKED = (".text", ".data", ".sdata", ".rodata", ".bss", ".sbss")
@@ -44,6 +56,10 @@ def align_up(value, align):
 
 def page_end(address):
     return align_up(address, PAGE)
+
+
+def page_of(address):
+    return address // PAGE
 
 
 @dataclass
@@ -309,3 +325,434 @@ class Output:
             if p.type == PT_LOAD and p.vaddr <= sec.addr <= p.vaddr + p.memsz:
                 return sec.addr - p.vaddr + p.offset
         raise ValueError(f"section {sec.name} at {sec.addr:#x} is in no segment")
+
+
+# -- the words the rewrite adds -----------------------------------------------------
+
+def added_words(rw, out, count):
+    """Addresses of ``count`` words for the checks' GLOB_DATs and the
+    fix-up (``rw``: the staged rewrite), on pages ld.so writes anyway when
+    they have room (a page dirtied for them alone costs a copy-on-write
+    fault and a private page): the GOT's two dead header words
+    (:func:`dead_got_words`) and the words past the end of the last
+    writable segment (its ``.bss``) up to that page's end.  Then the other
+    dead header words, then more words past ``.bss``.  No section header
+    covers words past ``.bss`` (the segment's memory size does): ``.bss``
+    keeps its size, as valgrind requires, and gdb finds no section its
+    separate debug file lacks."""
+    last = max((p for p in out.phdrs if p.type == PT_LOAD and p.flags & PF_W),
+               key=lambda p: p.vaddr, default=None)
+    dead = dead_got_words(rw)
+    if last is None and count > len(dead):
+        raise UnsupportedElfError("no writable segment for the check words", rw.obj.source)
+    dirty = pages_written_anyway(rw, out)
+    bss = align_up(last.vaddr + last.memsz, WORD) if last is not None else None
+    bss_dirty = (page_end(bss + 1) - bss) // WORD if bss is not None and \
+        page_of(bss) in dirty else 0
+    words = [w for w in dead if page_of(w) in dirty][:count]
+    past_bss = min(count - len(words), bss_dirty)
+    words += [w for w in dead if page_of(w) not in dirty][:count - len(words) - past_bss]
+    past_bss = count - len(words)
+    in_dead = len(words)
+    if past_bss:
+        last.memsz = bss + WORD * past_bss - last.vaddr
+        words += [bss + WORD * k for k in range(past_bss)]
+    rw.report.check_words = _where_words(in_dead, bss, past_bss, bss_dirty)
+    rw.report.check_pages = len({page_of(w) for w in words} - dirty)
+    return words
+
+
+def _where_words(in_dead, bss, past_bss, bss_dirty):
+    """The report's words on where :func:`added_words` put them."""
+    where = [f"{in_dead} in the GOT's dead header"] if in_dead else []
+    if past_bss:
+        page = ("its last page, written anyway" if past_bss <= bss_dirty else
+                "a new page" if page_of(bss + WORD * past_bss - 1) != page_of(bss - 1)
+                else "its last page")
+        where.append(f"{past_bss} at {bss:#x}, past .bss in {page}")
+    return ", ".join(where) or "none"
+
+
+def dead_got_words(rw):
+    """GOT[1] and GOT[2] (at DT_PLTGOT): ld.so's link_map and lazy
+    resolver, which ``elf_machine_runtime_setup`` stores only for
+    DT_JMPREL, which the output keeps only for lazy slots.  Only when they
+    are zero writable file bytes that no relocation writes."""
+    got = rw.image.dyn(DT_PLTGOT)
+    if rw.lazy or not got or not rw.in_writable_file_bytes(got + WORD) or \
+            not rw.in_writable_file_bytes(got + 2 * WORD) or \
+            rw.image.read(got + WORD, 2 * WORD) != bytes(2 * WORD) or \
+            any(got + WORD <= r.rela.offset < got + 3 * WORD for r in rw.relocs):
+        return []
+    return [rw.mv(got) + WORD, rw.mv(got) + 2 * WORD]
+
+
+def pages_written_anyway(rw, out):
+    """Pages ld.so dirties at start-up whatever words the rewrite adds:
+    those of the words that kept relocations write (the PIE program's
+    RELATIVEs, every IRELATIVE and every lazy slot included), the page after
+    a writable segment's file bytes that ld.so zeroes up to ``.bss``'s end
+    (glibc ``_dl_map_segments``), and a program's DT_DEBUG entry.  An
+    under-estimate is safe: it only costs a page that could be saved."""
+    pages = {page_of(rw.mv(r.rela.offset)) for r in rw.relocs
+             if not isinstance(r.decision, (Settle, SettleZero)) and r.rela.type}
+    if not rw.settles_relr:
+        pages |= {page_of(rw.mv(address)) for address in rw.relr_words}
+    for p in out.phdrs:
+        end = p.vaddr + p.filesz
+        if p.type == PT_LOAD and p.flags & PF_W and p.memsz > p.filesz and end % PAGE:
+            pages.add(page_of(end))
+    if rw.obj.is_program and DT_DEBUG in (t for t, _ in rw.dynamic):
+        pages.add(page_of(rw.debug_word()))
+    return pages
+
+
+# -- placing everything -----------------------------------------------------------
+
+class NoRoom(Exception):
+    """What does not fit without an added PT_LOAD."""
+
+
+@dataclass
+class PreboundPlace:
+    """Where a program's pre-bound names went (:meth:`Placement._place_prebound`)."""
+
+    loaded: int = 0              #: link-time address of the loaded table; 0: in the file
+    file_offset: int = None      #: the file table's offset (header first), when not loaded
+    filter_at: int = 0           #: link-time address of the Bloom filter; 0: none
+    filter_bits: int = 0         #: log2 of the filter's size in bits
+
+
+class Placement:
+    """Where everything goes: in the existing segments, or (``added``) with
+    one added PT_LOAD for what does not fit there.  Raises :class:`NoRoom`
+    when it does not fit."""
+
+    def __init__(self, rw, out, added):
+        self.rw, self.out, self.added = rw, out, added
+        image = rw.image
+        self.window = table_window(image)
+        self.moves = {}                     # section index -> (new address, size)
+        self.new_tables = {}                # name -> new address (no section header yet)
+        self._contents(image)
+        self._spaces(image)
+        self._place_code()
+        self._place_tables(image)
+        self._place_blob()
+        self._place_prebound()
+
+    def _contents(self, image):
+        rw, obj = self.rw, self.rw.obj
+        self.contents = rw.symbols.tables()
+        self.contents[".rela.dyn"] = bytes(rw.rela_count * RELA.size)
+        self.contents[".rela.plt"] = rw.lazy_table()
+        if rw.settles_relr:
+            self.contents[".relr.dyn"] = b""
+        if obj.is_program and obj.interp is not None:
+            self.contents[".interp"] = obj.interp.encode("utf-8", "surrogateescape") + b"\0"
+        self.rela_size = rw.rela_count * RELA.size
+        verneed = rw.verneed_table()
+        if verneed is not None:
+            self.contents[".gnu.version_r"] = verneed
+
+    def _spaces(self, image):
+        rw, d = self.rw, self.rw.delta
+        first = image.phdrs[self.window.segment]
+        grow = PHDR.size if self.added else 0
+        if grow and not self.window.sections:
+            raise NoRoom("no room to grow the program header table")
+        self.table_space = Space("first PT_LOAD", self.window.start + d + grow,
+                                 self.window.end + d, PF_R)
+        self.code_spaces, self.data_spaces = [], []
+        for p in rw.loads:
+            if p is first or p.flags & PF_W:
+                continue
+            start, end = p.vaddr + p.filesz, tail_end(image.phdrs, p)
+            if end <= start or not file_bytes_free(image, p.offset + p.filesz,
+                                                   p.offset + end - p.vaddr):
+                continue
+            executable = bool(p.flags & PF_X)
+            space = Space("executable segment's last page" if executable
+                          else "read-only segment's last page", start + d, end + d, p.flags)
+            (self.code_spaces if executable else self.data_spaces).append(space)
+        self.added_space = None
+        if self.added:
+            vaddr = page_end(max(p.vaddr + p.memsz for p in self.out.phdrs
+                                 if p.type == PT_LOAD))
+            self.added_space = Space("added PT_LOAD", vaddr, 1 << 46, PF_R)
+
+    def _take(self, spaces, size, align, what):
+        for space in spaces:
+            at = space.take(size, align)
+            if at is not None:
+                return at, space
+        if self.added_space is not None:
+            return self.added_space.take(size, align), self.added_space
+        raise NoRoom(f"no room for {what} ({size} bytes)")
+
+    # -- code ------------------------------------------------------------------------
+    def _place_code(self):
+        """The IFUNC stubs in their own lazy tails, then the fix-up routine:
+        in one free region if one holds it, else threaded over the dead PLT
+        bytes, else in the added PT_LOAD."""
+        rw = self.rw
+        self.stubs, tails = {}, self._dead_plt_regions()
+        for r in rw.relocs:
+            if isinstance(r.decision, IrelativeForeign):
+                tail = rw.plt[r.rela.offset].tail
+                if tail is not None and tail[1] >= x86_64.FOREIGN_STUB_SIZE:
+                    self.stubs[r.rela.offset] = tail[0] + rw.delta
+                    tails = [t for t in tails if t[0] != tail[0] + rw.delta]
+        for r in rw.relocs:
+            if isinstance(r.decision, IrelativeForeign) and r.rela.offset not in self.stubs:
+                at, tails = self._stub_room(tails)
+                self.stubs[r.rela.offset] = at
+        self.routine, self.code_where = None, "none"
+        if rw.needs_fixup:
+            self.routine = x86_64.Routine(x86_64.fixup_lines(rw.blob.preload))
+            self._place_routine(tails)
+
+    def _dead_plt_regions(self):
+        """Dead PLT bytes, in address order: the whole IBT .plt, else PLT0
+        and every lazy tail, less what the slots kept lazy still run: their
+        lazy code and PLT0."""
+        rw, d = self.rw, self.rw.delta
+        dead = x86_64.dead_plt(rw.sections)
+        if dead is None:
+            return []
+        regions = [(dead[0], dead[0] + dead[1])]
+        if ".plt.sec" not in rw.sections:
+            regions += sorted((e.tail[0], e.tail[0] + e.tail[1])
+                              for e in rw.plt.values() if e.tail is not None)
+        if rw.lazy:
+            live = [x86_64.plt0(rw.sections)] + [x86_64.lazy_bytes(rw.sections, target)
+                                                 for _, _, target in rw.lazy]
+            regions = _without(regions, live)
+        return [(start + d, end + d) for start, end in regions]
+
+    def _stub_room(self, tails):
+        """10 bytes for an IFUNC stub: from a dead PLT region, else like code."""
+        for k, (start, end) in enumerate(tails):
+            if end - start >= x86_64.FOREIGN_STUB_SIZE:
+                rest = [(start + x86_64.FOREIGN_STUB_SIZE, end)]
+                return start, tails[:k] + [r for r in rest if r[1] > r[0]] + tails[k + 1:]
+        at, _ = self._take(self.code_spaces, x86_64.FOREIGN_STUB_SIZE, 2, "an IFUNC stub")
+        return at, tails
+
+    def _place_routine(self, tails):
+        routine, spaces = self.routine, self.code_spaces
+        ibt = [t for t in tails if ".plt.sec" in self.rw.sections]
+        for space, region in [(s, (s.cursor, s.end)) for s in spaces] + [(None, t) for t in ibt]:
+            try:
+                used = routine.layout([region])
+            except x86_64.NoRoom:
+                continue
+            return self._routine_placed(space, [region], used, space.name if space
+                                        else "dead IBT .plt")
+        regions = [(s.cursor, s.end) for s in spaces] + tails
+        try:
+            used = routine.layout(regions)
+            return self._routine_placed(None, regions, used, "threaded through dead PLT bytes")
+        except x86_64.NoRoom:
+            pass
+        if self.added_space is None:
+            raise NoRoom("no room for the fix-up routine")
+        self.added_space.flags = PF_R | PF_X
+        region = (self.added_space.cursor, self.added_space.end)
+        used = routine.layout([region])
+        self.added_space.cursor = used[0]
+        self.code_where = "added PT_LOAD"
+
+    def _routine_placed(self, space, regions, used, where):
+        for s in self.code_spaces:
+            for (start, _), end in zip(regions, used):
+                if end is not None and start == s.cursor:
+                    s.cursor = end
+        self.code_where = where
+
+    # -- tables and data -------------------------------------------------------------
+    def _place_tables(self, image):
+        """The window's sections in their order, then the changed tables
+        that lie elsewhere (their old bytes stay, unused)."""
+        for i in self.window.sections:
+            name = image.section_names[i]
+            if name not in self.contents:
+                self.contents[name] = image.bytes_at(image.shdrs[i].offset, image.shdrs[i].size)
+            at, _ = self._take([self.table_space], len(self.contents[name]),
+                               max(image.shdrs[i].addralign, 1), name)
+            self.moves[i] = (at, len(self.contents[name]))
+        for name, data in self.contents.items():
+            index, shdr = image.section(name)
+            if index in self.moves:
+                continue
+            if index is not None and image.bytes_at(shdr.offset, shdr.size) == data:
+                continue
+            if index is None and not data:
+                continue
+            at, _ = self._take([self.table_space] + self.data_spaces, len(data), WORD, name)
+            if index is None:
+                self.new_tables[name] = at
+            else:
+                self.moves[index] = (at, len(data))
+        self.addresses = dict(self.new_tables)
+        self.addresses.update({image.section_names[i]: at for i, (at, _) in self.moves.items()})
+
+    def _place_blob(self):
+        """The fix-up's data: right after its code in the executable page when
+        it fits (one section covers both), else with the tables."""
+        self.blob_at = self.blob_space = None
+        if self.rw.needs_fixup:
+            spaces = self.code_spaces + [self.table_space] + self.data_spaces
+            self.blob_at, self.blob_space = self._take(spaces, self.rw.blob.size, WORD,
+                                                       "the fix-up's lists")
+
+    def _place_prebound(self):
+        """A program's pre-bound names, read only when an unexpected object
+        is loaded: the sorted table where it fits in bytes already mapped
+        (right after the fix-up's data when it can); else the table in the
+        file and the largest Bloom filter that fits (at least 4 bits a name,
+        two probed: false positives about 15% at 4 bits, 1.4% at 16), which
+        spares most preloads the system calls that map the table."""
+        self.prebound, self.prebound_piece = PreboundPlace(), None
+        blob = self.rw.blob
+        if blob.prebound is None:
+            return
+        spaces = self._prebound_spaces()
+        placed = self._take_if_room(spaces, len(blob.prebound))
+        if placed is not None:
+            self.prebound.loaded = placed[0]
+            self.prebound_piece = (placed[0], blob.prebound, PREBOUND_SECTION, placed[1])
+            self.rw.report.prebound = f"loaded, {placed[1].name}"
+            return
+        room = max(s.end - align_up(s.cursor, WORD) for s in spaces)
+        bits = min((max(room, 1) * 8).bit_length() - 1, 31)
+        if room < WORD or (1 << bits) < 4 * len(blob.prebound_names):
+            self.rw.report.prebound = "in the file, no room for a filter"
+            return
+        data = blob.bloom(bits)
+        at, space = self._take_if_room(spaces, len(data))
+        self.prebound.filter_at, self.prebound.filter_bits = at, bits
+        self.prebound_piece = (at, data, FILTER_SECTION, space)
+        self.rw.report.prebound = f"in the file, a {1 << bits}-bit filter in {space.name}"
+
+    def _prebound_spaces(self):
+        """Where the pre-bound table or filter may go, the fix-up's data's space first."""
+        spaces = [self.blob_space, self.table_space] + self.data_spaces + self.code_spaces
+        if self.added_space is not None:
+            spaces.append(self.added_space)
+        unique = []
+        for space in spaces:
+            if space is not None and all(space is not seen for seen in unique):
+                unique.append(space)
+        return unique
+
+    @staticmethod
+    def _take_if_room(spaces, size):
+        for space in spaces:
+            at = space.take(size, WORD)
+            if at is not None:
+                return at, space
+        return None
+
+    # -- writing ---------------------------------------------------------------------------
+    def apply(self):
+        rw, out, image = self.rw, self.out, self.rw.image
+        self._grow_segments(out.phdrs[self.window.segment])
+        self._clear_window()
+        fixup_at = self.routine.entry if self.routine is not None else None
+        rela, self.relacount = rw.new_relocations(fixup_at, self.stubs)
+        self.contents[".rela.dyn"] = rela
+        rw.follow_sections(out, {i: at - out.shdrs[i].addr for i, (at, _) in self.moves.items()})
+        self.contents[".dynsym"] = rw.symbols.packed()
+        for i, (at, size) in self.moves.items():
+            out.put(at, self.contents[image.section_names[i]])
+            shdr = out.shdrs[i]
+            shdr.addr, shdr.size, shdr.offset = at, size, out.offset_of(at, 0)
+        for name, at in self.new_tables.items():
+            out.put(at, self.contents[name])
+            if name == ".rela.dyn":
+                dynsym, _ = image.section(".dynsym")
+                out.add_section(NewSection(name, SHT_RELA, SHF_ALLOC, at, len(rela), WORD,
+                                           RELA.size, dynsym or 0))
+        if self.routine is not None:
+            self._write_fixup()
+        for word, at in self.stubs.items():
+            out.put(at, x86_64.foreign_stub(at, rw.mv(word)))
+        spaces = {self.table_space.name} | ({self.blob_space.name} if self.blob_space else set())
+        rw.report.tables = ", ".join(sorted(spaces))
+
+    def _write_fixup(self):
+        rw, out = self.rw, self.out
+        if rw.blob.prebound is not None and not self.prebound.loaded:
+            self.prebound.file_offset = out.add_file_section(PREBOUND_SECTION,
+                                                             rw.blob.file_table(), WORD)
+        blob = rw.blob.content(self.blob_at, self.prebound)
+        out.put(self.blob_at, blob)
+        pieces = self.routine.encode(self.blob_at)
+        for at, code in pieces:
+            out.put(at, code)
+        executable = self.code_spaces + ([self.added_space] if self.added_space else [])
+        for space in executable:
+            if space.used:
+                self._cover(space.vaddr, space.cursor, SHF_ALLOC | SHF_EXECINSTR)
+        data = [(self.blob_at, blob, DATA_SECTION, self.blob_space)]
+        if self.prebound_piece is not None:
+            out.put(*self.prebound_piece[:2])
+            data.append(self.prebound_piece)
+        self._cover_data([d for d in data if d[3] not in executable])
+        rw.report.code = f"{self.code_where} at {self.routine.entry:#x}"
+
+    def _cover_data(self, pieces):
+        """Sections for the data ``pieces`` [(address, bytes, section name,
+        space)] outside executable bytes: one for pieces that follow each other."""
+        runs = []
+        for at, data, name, _ in sorted(pieces, key=lambda piece: piece[0]):
+            if runs and runs[-1][1] == at:
+                runs[-1][1] = at + len(data)
+            else:
+                runs.append([at, at + len(data), name])
+        for start, end, name in runs:
+            self._cover(start, end, SHF_ALLOC, name)
+
+    def _cover(self, start, end, flags, name=FIXUP_SECTION):
+        """A section for [start, end): the one that ends where the bytes start
+        grows over them (``.fini`` at the end of the executable segment),
+        else a new one.  gdb matches every allocated section against the
+        separate debug file by name and warns about each it lacks."""
+        if not self.out.extend_section_ending_at(start, end, SHT_PROGBITS, flags):
+            self.out.add_section(NewSection(name, SHT_PROGBITS, flags, start, end - start,
+                                            16 if flags & SHF_EXECINSTR else WORD))
+
+    def _grow_segments(self, first):
+        out = self.out
+        out.grow(first, self.table_space.cursor)
+        for space in self.code_spaces + self.data_spaces:
+            if space.used:
+                seg = next(p for p in out.phdrs if p.type == PT_LOAD
+                           and p.vaddr <= space.vaddr <= p.vaddr + p.filesz)
+                out.grow(seg, space.cursor)
+        if self.added_space is not None and self.added_space.used:
+            phdr = out.add_segment(self.added_space.flags, self.added_space.used)
+            if phdr.vaddr != self.added_space.vaddr:
+                raise AssertionError("the added PT_LOAD is not where it was planned")
+
+    def _clear_window(self):
+        """Zero the old window: stale tables would only confuse readers."""
+        d = self.rw.delta
+        start = self.window.start + d + (PHDR.size if self.added else 0)
+        end = self.window.original_end + d
+        if end > start:
+            self.out.put(start, bytes(end - start))
+
+
+def _without(regions, taken):
+    """``regions`` [(start, end)] less every range of ``taken``."""
+    for cut_start, cut_end in taken:
+        left = []
+        for start, end in regions:
+            if end <= cut_start or cut_end <= start:
+                left.append((start, end))
+                continue
+            left += [r for r in ((start, cut_start), (cut_end, end)) if r[1] > r[0]]
+        regions = left
+    return regions
