@@ -1,7 +1,8 @@
 """``vectool --mode=retro --verify``: the oracle, against ld.so itself.
 
-For each program, the STOCK program (under ``LD_BIND_NOW=1``) and its
-output are started under gdb and stopped once ld.so has relocated every
+For each program, the STOCK program and its output, both under
+``LD_BIND_NOW=1`` (so that the JUMP_SLOTs the output keeps lazy hold
+ld.so's answer, not their PLT entries' push code), are started under gdb and stopped once ld.so has relocated every
 object, before the first constructor (:file:`gdb_before_init.py`).  Every
 word ld.so relocates in the stock process (each relocation but COPY, each
 DT_RELR word) must hold in the output the value ld.so gave it there,
@@ -88,7 +89,7 @@ def verify_program(closure, plan, linkmap, args, gdb):
     stop_layout = next(lay for lay in layouts if lay.index == stop_obj)
     output = _run(gdb, [program.output, *args],
                   {lay.output_path: lay.output_spec() for lay in layouts},
-                  (stop_layout.output_path, stop_layout.mv(stop_address)), bind_now=False)
+                  (stop_layout.output_path, stop_layout.mv(stop_address)), bind_now=True)
     for lay in layouts:
         lay.stock_bias = stock.bias[lay.stock_path]
         lay.output_bias = output.bias[lay.output_path]
