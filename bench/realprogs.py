@@ -35,8 +35,7 @@ from pathlib import Path
 
 from builds import ROOT, BenchError, clean_env, run, tool
 from tooltimes import RUNS as TOOL_RUNS, best_of
-from elfvector.elffile import ElfFile
-from elfvector.libsearch import LibraryResolver
+from elfvector.ldso import Ldd
 
 # program -> the argument that prints its version
 PROGRAMS = {"sqlite3": "--version", "xz": "--version", "zstd": "-V", "jq": "--version",
@@ -234,8 +233,8 @@ def _vec_slots(vec):
 
 def _closure_size(program):
     """How many libraries ld.so loads for ``program`` (ld-linux included)."""
-    libraries, _ = LibraryResolver().closure(ElfFile(str(program)))
-    return len(libraries)
+    linkmap = Ldd().linkmap(str(program))
+    return len(linkmap.objects) - 1 + (linkmap.rtld not in linkmap.objects)
 
 
 def measure(work):

@@ -2,9 +2,11 @@
 
 The wrapped link runs once with ``--noinhibit-exec`` to learn what the
 output imports and which libraries it loads; every imported function that
-the first library defining it exports through a vector becomes a slot.
-The slots are named like the functions, so the final link binds the
-program's calls to them instead of to PLT entries.
+ld.so would bind to a library exporting a vector becomes a slot.  The
+slots are named like the functions, so the final link binds the program's
+calls to them instead of to PLT entries.  Which library, and which of its
+definitions, is ld.so's answer (:mod:`elfvector.ldso`), the link command's
+libraries and ``-L`` directories searched first.
 """
 
 import os
@@ -17,7 +19,8 @@ from .atomic import move_into_place
 from .elffile import ElfFile
 from .errors import VectorMismatchError
 from .exportvec import blamed_on
-from .libsearch import LibraryResolver
+from .ldso import CLASS_NORMAL, CLASS_PLT, STT_FUNC, STT_GNU_IFUNC, Ldd
+from .ldso.lookup import lookup_in
 from .linkcmd import LinkCommand, run_tool
 from .patterns import DEFAULT_IMPORT_EXCLUDES, PatternList
 from .vecfile import read_vec, vector_name_for_soname
@@ -55,26 +58,28 @@ class ImportPlan:
                                          os.path.basename(self.program))
 
 
-def plan(elf, libraries, vectors, excludes, callable_only=None):
-    """Decide the slot of every imported function of ``elf``.
+def plan(linkmap, vectors, excludes, callable_only=None):
+    """Decide the slot of every imported function of the file ``linkmap``
+    loads (a traced :class:`~elfvector.ldso.LinkMap`).
 
-    ``libraries`` are the ElfFiles it loads, in ld.so's order; ``vectors``
-    maps vector names to Vectors.  A function is vectored only when the
-    first library defining it (the one ld.so would bind) carries a vector
-    holding it at the version the program asks for; a plain name in a
-    ``.vec`` holds the library's default version (:meth:`Vector.resolved`).
-    A function no library exports by name is vectored through the first
-    vector holding it (a vector-only function).
+    ``vectors`` maps vector names to Vectors.  A function is vectored only
+    when the library ld.so binds it to carries a vector holding the
+    definition it binds to; a plain name in a ``.vec`` holds the library's
+    default version (:meth:`Vector.resolved`).  A function no library
+    exports by name is vectored through the first vector holding it (a
+    vector-only function).
 
     impvec (``callable_only`` None) names each slot like its function, so
     only the library's default version can have one.  retroimp passes the
     (name, version) pairs that have a PLT slot; any version can be bound.
     """
+    elf, main = linkmap.main.elf.file, linkmap.main
     result = ImportPlan(elf.path, not elf.is_shared_object, elf.arch)
-    indexes = {}
-    vector_of = _vectors_by_library(libraries, vectors, result, indexes)
+    libraries = [o for o in linkmap.search_list if o is not main]
+    vector_of = _vectors_by_library(libraries, vectors, result)
     address_taken = elf.address_taken_imports()
-    chosen = {}
+    versions = main.elf.reference_versions()
+    chosen, slots = {}, {}
     for sym in sorted(_imports(elf, vector_of), key=lambda s: s.name):
         why = _kept_before_lookup(sym, callable_only, excludes)
         if why:
@@ -84,13 +89,15 @@ def plan(elf, libraries, vectors, excludes, callable_only=None):
                     f"{sym.name} is in a vector only and this file needs its address by "
                     "name: ld.so will not find it")
             continue
-        definers = [lib for lib in libraries if _defines(indexes.get(lib, lib), sym)]
-        lib = definers[0] if definers else _vector_only_owner(vector_of, sym)
+        version = versions.get(sym.version, sym.version)
+        definers = linkmap.definitions(sym.name, main, version, CLASS_PLT)
+        lib = definers[0][0] if definers else _vector_only_owner(vector_of, sym)
         if lib not in vector_of:
             result.kept.append((sym.name, "no vector"))
             continue
         vec = vector_of[lib]
-        index = vec.find(sym.name, sym.version)
+        index = _slot_of(vec, slots.setdefault(vec.name, _slot_numbers(vec)), lib,
+                         definers[0][1] if definers else None, sym)
         if index is None:
             result.kept.append((sym.name, _version_mismatch(vec, sym)))
             continue
@@ -99,12 +106,12 @@ def plan(elf, libraries, vectors, excludes, callable_only=None):
             # default version: it cannot stand for an older one.
             result.kept.append((sym.name, f"asks for the old version {vec.slots[index]}"))
             continue
-        for other in definers[1:]:
+        for other, _ in definers[1:]:
             result.warnings.append(
-                f"{sym.name} is also defined by {other.soname or other.path}; "
-                f"the vector binds {lib.soname}'s definition")
+                f"{sym.name} is also defined by {_soname(other)}; "
+                f"the vector binds {lib.elf.soname}'s definition")
         if callable_only is None and definers and any(
-                sym.name in o.undefined_names() for o in libraries if o is not lib):
+                sym.name in o.elf.undefined_names() for o in libraries if o is not lib):
             # The link editor refuses a hidden definition that a DSO
             # references, and an exported slot would capture that DSO's
             # calls, even those its IFUNC resolvers make before the program
@@ -115,6 +122,29 @@ def plan(elf, libraries, vectors, excludes, callable_only=None):
         chosen.setdefault(vec.name, (vec, []))[1].append(SlotChoice(sym.name, index, exported))
     result.vectors = [chosen[v.name] for v in vector_of.values() if v.name in chosen]
     return result
+
+
+def _slot_of(vec, numbers, lib, definition, sym):
+    """The slot of ``vec`` holding ``definition``, the symbol of ``lib``
+    ld.so binds ``sym`` to (None: a vector-only function, which the slot
+    of its name at the version asked for holds); ``numbers`` are
+    :func:`_slot_numbers` of ``vec``."""
+    if definition is None:
+        return vec.find(sym.name, sym.version)
+    return numbers.get((sym.name, lib.elf.version_of(definition)[0]))
+
+
+def _slot_numbers(vec):
+    """(name, version) -> slot number, of every slot of ``vec``."""
+    numbers = {}
+    for i, slot in enumerate(vec.slots):
+        numbers.setdefault(slot.key, i)
+    return numbers
+
+
+def _soname(obj):
+    """How a warning names a loaded library."""
+    return obj.elf.soname or obj.name
 
 
 def _imports(elf, vector_of):
@@ -140,12 +170,32 @@ def _kept_before_lookup(sym, callable_only, excludes):
 
 
 def _vector_only_owner(vector_of, sym):
-    """The first library whose vector holds ``sym`` although its ``.dynsym``
-    does not define it: the function is in the vector only."""
+    """The first library whose vector holds ``sym`` although its hash table
+    does not hold it: the function is in the vector only."""
     for lib, vec in vector_of.items():
-        if vec.find(sym.name, sym.version) is not None and sym.name not in lib.defined_names():
+        if vec.find(sym.name, sym.version) is not None and not lib.elf.index.get(sym.name):
             return lib
     return None
+
+
+def _by_name(lib, name, type_class=CLASS_PLT):
+    """The definition of ``name`` that ld.so finds in the loaded library
+    ``lib`` by name alone (as dlsym does: the default version), or None."""
+    return lookup_in(lib.elf, name, None, type_class, newest=True)
+
+
+def _default_version(lib):
+    """``name`` -> the version of ``lib``'s default definition of the
+    function ``name`` (None: unversioned, or no such function): what a
+    plain ``.vec`` name means."""
+    if not lib.elf.defined_versions:
+        return lambda name: None        # a library without versions
+    def version(name):
+        sym = lookup_in(lib.elf, name, None, CLASS_PLT, newest=True)
+        if sym is None or sym.info & 0xF not in (STT_FUNC, STT_GNU_IFUNC):
+            return None
+        return lib.elf.version_of(sym)[0]
+    return version
 
 
 def _version_mismatch(vec, sym):
@@ -158,57 +208,32 @@ def _version_mismatch(vec, sym):
         ", ".join(held)
 
 
-def _defines(lib, sym):
-    """Whether ``lib`` (an ElfFile or a :class:`FunctionIndex`) defines the
-    function ``sym`` asks for."""
-    return any(sym.version is None or d.version in (sym.version, None)
-               for d in lib.function_definitions(sym.name))
-
-
-class FunctionIndex:
-    """The defined functions of a vectored library by name, built once from
-    its flattened ``.dynsym``: every slot and every import asks it."""
-
-    def __init__(self, lib):
-        self._functions = {}
-        for s in lib.dynamic_symbols:
-            if s.defined and s.is_function:
-                self._functions.setdefault(s.name, []).append(s)
-
-    def function_definitions(self, name):
-        return self._functions.get(name, [])
-
-    def default_version(self, name):
-        """The version of the default definition of the function ``name``
-        (None: unversioned or not defined), what a plain ``.vec`` name means."""
-        for d in self.function_definitions(name):
-            if d.is_exported_function and d.default:
-                return d.version
-        return None
-
-
-def _vectors_by_library(libraries, vectors, result, indexes):
-    """Pair each loaded library with its vector, its plain names resolved
-    against it; check the library has that vector.  ``indexes`` receives a
-    FunctionIndex per vectored library."""
+def _vectors_by_library(libraries, vectors, result):
+    """Pair each loaded library (a MappedObject) with its vector, its plain
+    names resolved against it; check the library exports that vector's
+    layout symbol (which the binder looks up by name)."""
     pairs = {}
     for lib in libraries:
-        vec = vectors.get(vector_name_for_soname(lib.soname or os.path.basename(lib.path)))
+        vec = vectors.get(_vector_name(lib))
         if vec is None:
             continue
-        indexes[lib] = FunctionIndex(lib)
-        vec = vec.resolved(indexes[lib].default_version)
+        vec = vec.resolved(_default_version(lib))
         layout = vec.layout_symbol()
-        if layout not in lib.defined_names():
+        if _by_name(lib, layout, CLASS_NORMAL) is None:
             raise VectorMismatchError(
                 f"does not export {layout}: it was not built with this vector "
-                "(rebuild it with expvec, or use its current .vec)", lib.path)
+                "(rebuild it with expvec, or use its current .vec)", lib.name)
         pairs[lib] = vec
     found = {v.name for v in pairs.values()}
     for name in vectors:
         if name not in found:
             result.warnings.append(f"no library loaded by the program carries {name}; ignored")
     return pairs
+
+
+def _vector_name(lib):
+    """The name of the vector the loaded library ``lib`` would carry."""
+    return vector_name_for_soname(lib.elf.soname or os.path.basename(lib.name))
 
 
 def read_vectors(vec_paths):
@@ -220,18 +245,22 @@ def read_vectors(vec_paths):
     return vectors
 
 
-def _resolver(cmd):
+def link_time_ldd(cmd):
+    """ld.so's view of a link's output: the link command's libraries and
+    ``-L`` directories first, then ld.so's search with the LD_LIBRARY_PATH
+    given in front of the command and this process's."""
     env_path = [d for d in os.environ.get("LD_LIBRARY_PATH", "").split(":") if d]
-    return LibraryResolver(cmd.input_files, cmd.library_dirs, cmd.search_env() + env_path)
+    return Ldd(":".join(cmd.search_env() + env_path), cmd.input_files, cmd.library_dirs)
 
 
-def plan_for_link(cmd, elf, vectors, excludes, resolver=None):
-    """The ImportPlan of a trial-linked ``elf``, its libraries found as ld.so would."""
-    libraries, missing = (resolver or _resolver(cmd)).closure(elf)
-    result = plan(elf, libraries, vectors, excludes)
+def plan_for_link(cmd, elf, vectors, excludes, ldd=None):
+    """The ImportPlan of a trial-linked ``elf`` (an ElfFile), its libraries
+    found as ld.so would."""
+    linkmap = (ldd or link_time_ldd(cmd)).linkmap(elf.path, elf.image)
+    result = plan(linkmap, vectors, excludes)
     result.program = cmd.output
     result.warnings += [f"cannot find {name}; its functions stay bound by name"
-                        for name in missing if name != SHIM_SONAME]
+                        for _, name, _ in linkmap.not_found if name != SHIM_SONAME]
     return result
 
 
@@ -241,10 +270,10 @@ def build(xclude_arg, vec_paths, loader_words, link=False):
     excludes = PatternList.from_arg(xclude_arg, "xclude", DEFAULT_IMPORT_EXCLUDES)
     cmd = LinkCommand(loader_words)
     output = cmd.output
-    resolver = _resolver(cmd)       # one: each library is read once
+    ldd = link_time_ldd(cmd)        # one: each library is read once
     with tempfile.TemporaryDirectory(prefix="impvec-") as tmp, blamed_on(output, tmp):
-        trial = trial_link(cmd, tmp, vectors, resolver)
-        result = plan_for_link(cmd, trial, vectors, excludes, resolver)
+        trial = trial_link(cmd, tmp, vectors, ldd)
+        result = plan_for_link(cmd, trial, vectors, excludes, ldd)
         asm_text = result.assembly() if result.slot_count else None
         if link:
             extra = [assemble_import(tmp, asm_text)] if asm_text else []
@@ -257,7 +286,7 @@ def build(xclude_arg, vec_paths, loader_words, link=False):
 SHIM_SONAME = "elfvector-vector-only.so"
 
 
-def trial_link(cmd, tmp, vectors, resolver):
+def trial_link(cmd, tmp, vectors, ldd):
     """The trial-linked output, with ``--noinhibit-exec``.
 
     A call to a vector-only function has no definition the link editor can
@@ -270,7 +299,7 @@ def trial_link(cmd, tmp, vectors, resolver):
     trial = cmd.with_output(trial_path).with_extra(cmd.linker_option("--noinhibit-exec"))
     trial.run("trial link", blame=cmd.output)
     elf = ElfFile(trial_path)
-    libraries, _ = resolver.closure(elf)
+    libraries = ldd.linkmap(trial_path, elf.image).search_list[1:]
     only = sorted(_vector_only_names(libraries, vectors))
     if not only:
         return elf
@@ -279,12 +308,14 @@ def trial_link(cmd, tmp, vectors, resolver):
 
 
 def _vector_only_names(libraries, vectors):
-    """Names in the vectors of ``libraries`` that the library does not export."""
+    """Names in the vectors of ``libraries`` that the library's hash table
+    does not hold: ld.so cannot find them by name."""
     names = set()
     for lib in libraries:
-        vec = vectors.get(vector_name_for_soname(lib.soname or os.path.basename(lib.path)))
+        vec = vectors.get(_vector_name(lib))
         if vec is not None:
-            names |= {slot.name for slot in vec.slots} - lib.defined_names()
+            defines = lib.elf.index.get
+            names |= {slot.name for slot in vec.slots if not defines(slot.name)}
     return names
 
 

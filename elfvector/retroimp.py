@@ -23,7 +23,6 @@ import struct
 
 from .arch import x86_64
 from .dyntables import RelaDynGrowth, grow_dynstr, pack_u16s
-from .elffile import ElfFile
 from .elfimage import (DT_GNU_HASH, DT_HASH, DT_JMPREL, DT_PLTRELSZ, DT_RELA, DT_RELASZ,
                        DT_SYMTAB, DT_VERSYM, PF_R, PF_W, PF_X, R_X86_64_GLOB_DAT,
                        R_X86_64_IRELATIVE, R_X86_64_JUMP_SLOT, STB_GLOBAL, STT_OBJECT, SYM,
@@ -31,7 +30,7 @@ from .elfimage import (DT_GNU_HASH, DT_HASH, DT_JMPREL, DT_PLTRELSZ, DT_RELA, DT
 from .elfwrite import Appender, align_up
 from .errors import UnsupportedElfError, VectorMismatchError
 from .importvec import plan
-from .libsearch import LibraryResolver
+from .ldso import Ldd
 from .patterns import DEFAULT_IMPORT_EXCLUDES, PatternList
 from .retrovec import LibrarySymbols, pack_symbols
 from .vecfile import MAGIC
@@ -40,7 +39,10 @@ MARKER_SECTION = ".elfvector.resolvers"
 
 
 def retroimp(xclude_arg, vectors, path, library_path=()):
-    """Return (new file bytes, ImportPlan) for the ELF file at ``path``."""
+    """Return (new file bytes, ImportPlan) for the ELF file at ``path``.
+
+    Its libraries are those ld.so loads for it (:mod:`elfvector.ldso`), with
+    ``library_path`` in front of LD_LIBRARY_PATH."""
     image = ElfImage(read_elf_file(path), path)
     if image.dynamic is None:
         raise UnsupportedElfError("statically linked: nothing to bind", path)
@@ -53,10 +55,9 @@ def retroimp(xclude_arg, vectors, path, library_path=()):
                   if r.type == R_X86_64_JUMP_SLOT}
     callable_only = {(syms.names[i], syms.version_of(i)[0]) for i in jump_slots}
     excludes = PatternList.from_arg(xclude_arg, "xclude", DEFAULT_IMPORT_EXCLUDES)
-    elf = ElfFile.from_image(image)
     env_path = [d for d in os.environ.get("LD_LIBRARY_PATH", "").split(":") if d]
-    libraries, _ = LibraryResolver((), (), list(library_path) + env_path).closure(elf)
-    decided = plan(elf, libraries, {v.name: v for v in vectors}, excludes, callable_only)
+    linkmap = Ldd(":".join(list(library_path) + env_path)).linkmap(path, image)
+    decided = plan(linkmap, {v.name: v for v in vectors}, excludes, callable_only)
     groups = _slot_groups(image, syms, jump_slots, decided)
     if not groups:
         return None, decided

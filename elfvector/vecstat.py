@@ -2,11 +2,11 @@
 
 The seed's frequency script as an operation: ``nm -u --dynamic`` over the
 dynamically linked files among the arguments, ``sort | uniq -c | sort -rn``.
-Here each undefined function is also attributed to the library ld.so would
-bind it to: the first library of the file's DT_NEEDED closure, in load
-order, that exports the function at the version the file asks for.  A count
-is a number of files; a file reached under several names (symbolic or hard
-links) counts once.
+Here each undefined function is also attributed to the library ld.so binds
+it to (:mod:`elfvector.ldso`: the file's closure as ``ld.so --list``
+loads it, and ld.so's lookup of the function at the version the file asks
+for).  A count is a number of files; a file reached under several names
+(symbolic or hard links) counts once.
 
 The counts give a library its first vector: its most used functions first
 (:func:`vector_for`), so that the slots programs need most are the oldest.
@@ -17,12 +17,13 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from .elffile import ElfFile
-from .elfimage import not_regular_reason
+from .elfimage import ElfImage, not_regular_reason, read_elf_file
 from .errors import ElfvectorError, VectorMismatchError
 from .exportvec import slot_for
-from .libsearch import LibraryResolver
+from .ldso import CLASS_PLT, STT_FUNC, STT_GNU_IFUNC, Ldd, Version
+from .ldso.lookup import lookup_in
 from .patterns import DEFAULT_IMPORT_EXCLUDES, PatternList
-from .vecfile import MAGIC, Vector, vector_name_for_soname
+from .vecfile import MAGIC, Slot, Vector, vector_name_for_soname
 
 UNRESOLVED = "unresolved"
 _ELF_MAGIC = b"\x7fELF"
@@ -37,12 +38,15 @@ class NothingUsedError(VectorMismatchError):
 class LibraryUses:
     """The imports attributed to one library (or to none: ``elf`` None).
 
-    ``counts`` maps ``(name, version)`` as the files ask for it (``version``
-    None for an unversioned reference) to the number of files.
+    ``elf`` is the library's :class:`~elfvector.ldso.ElfObject`, ``name``
+    the path ld.so opened it by.  ``counts`` maps ``(name, version)`` as the
+    files ask for it (``version`` None for an unversioned reference) to
+    the number of files.
     """
 
     label: str
-    elf: ElfFile = None
+    elf: object = None
+    name: str = None
     counts: Counter = field(default_factory=Counter)
 
     @property
@@ -64,8 +68,9 @@ class Stats:
     groups: dict = field(default_factory=dict)       # library key -> LibraryUses
     missing: set = field(default_factory=set)        # DT_NEEDED names not found
     unreadable: list = field(default_factory=list)   # (path, reason)
-    resolver: LibraryResolver = None
-    first: ElfFile = None                            # requester for find_library
+    ldd: Ldd = None
+    first: object = None                             # LinkMap of the first file
+    bound: dict = field(default_factory=dict)        # (closure, name, Version) -> group
 
     def libraries(self):
         """Groups by total uses, then label; unresolved last."""
@@ -75,13 +80,13 @@ class Stats:
 
 
 def open_inputs(paths, unreadable, skipped=None):
-    """Yield the usable dynamic ELF files among ``paths``, each file once.
+    """Yield the usable dynamic ELF files among ``paths`` (as ElfImages),
+    each file once.
 
     Like the seed's ``file | sed`` filter, anything else (not ELF, static,
     an object file, a directory, another architecture) is skipped, and its
     reason appended to ``skipped`` as ``(path, reason)``; a path that
     cannot be read at all is appended to ``unreadable`` with the reason.
-    Files are opened one at a time: only libraries stay parsed.
     """
     seen = set()
     skipped = [] if skipped is None else skipped
@@ -101,12 +106,13 @@ def open_inputs(paths, unreadable, skipped=None):
             continue
         seen.add((st.st_dev, st.st_ino))
         try:
-            elf = ElfFile(path, light=True)
+            image = ElfImage(read_elf_file(path), path)
         except ElfvectorError as e:
             skipped.append((path, e.reason))
             continue
+        elf = ElfFile.from_image(image)
         if elf.is_dynamic or elf.is_shared_object:
-            yield elf
+            yield image
         else:
             skipped.append((path, "not a dynamically linked ELF file (statically linked)"))
 
@@ -120,30 +126,20 @@ def _magic(path):
 
 def scan(paths, library_path=()):
     """Count the undefined dynamic functions of the ELF files in ``paths``."""
-    stats = Stats(resolver=LibraryResolver(library_path=library_path))
-    group_of = {}           # id(library) -> its LibraryUses
-    memo = {}
-
-    def defines(lib, name, version):
-        key = (id(lib), name, version)
-        if key not in memo:
-            memo[key] = definition(lib, name, version) is not None
-        return memo[key]
-
-    definer = {}            # (closure, name, version) -> LibraryUses
+    stats = Stats(ldd=Ldd(":".join(library_path)))
     skipped = []
-    for elf in open_inputs(paths, stats.unreadable, skipped):
-        stats.files.append(elf.path)
-        stats.first = stats.first or elf
-        libraries, missing = stats.resolver.closure(elf)
-        stats.missing.update(missing)
-        closure = tuple(id(lib) for lib in libraries)   # many files share one
-        for name, version in elf.imported_function_versions():
-            group = definer.get((closure, name, version))
-            if group is None:
-                lib = next((lib for lib in libraries if defines(lib, name, version)), None)
-                group = definer[(closure, name, version)] = _group(stats, group_of, lib)
-            group.counts[(name, version)] += 1
+    for image in open_inputs(paths, stats.unreadable, skipped):
+        try:
+            linkmap = stats.ldd.linkmap(image.path, image)
+        except ElfvectorError as e:
+            skipped.append((image.path, e.reason))
+            continue
+        stats.files.append(image.path)
+        stats.first = stats.first or linkmap
+        stats.missing.update(name for _, name, _ in linkmap.not_found)
+        _count(stats, linkmap)
+        if not linkmap.main.elf.file.is_shared_object:
+            stats.ldd.forget(image.path)        # a program: no other file loads it
     if not stats.files:
         if len(paths) == 1:
             reason = f"cannot read: {stats.unreadable[0][1]}" if stats.unreadable else \
@@ -153,29 +149,48 @@ def scan(paths, library_path=()):
     return stats
 
 
-def _group(stats, group_of, lib):
-    """The LibraryUses of ``lib`` (None: unresolved); one per file on disk."""
-    if id(lib) not in group_of:
-        key = UNRESOLVED if lib is None else os.path.realpath(lib.path)
-        if key not in stats.groups:
-            label = UNRESOLVED if lib is None else \
-                f"{lib.soname or os.path.basename(lib.path)} ({lib.path})"
-            stats.groups[key] = LibraryUses(label, lib)
-        group_of[id(lib)] = stats.groups[key]
-    return group_of[id(lib)]
+def _count(stats, linkmap):
+    """Count each function the file of ``linkmap`` imports under the
+    library ld.so binds it to (a call: a lookup of PLT class).  Files that
+    load the same libraries share the answers (``stats.bound``), unless
+    the file itself defines the name."""
+    main = linkmap.main
+    closure = tuple(id(o.elf) for o in linkmap.search_list[1:])
+    counted = set()
+    for name, version in main.elf.imported_functions():
+        key = (name, version.name if version else None)
+        if key in counted:
+            continue
+        counted.add(key)
+        shared = None if name in main.elf.index else (closure, name, version)
+        group = stats.bound.get(shared)
+        if group is None:
+            found = linkmap.lookup(name, main, version, CLASS_PLT)
+            group = _group(stats, found[0] if found else None)
+            if shared:
+                stats.bound[shared] = group
+        group.counts[key] += 1
 
 
-def definition(lib, name, version):
-    """The exported function of ``lib`` that a reference to ``name`` at
-    ``version`` binds to (None: ``lib`` does not define it).
+def _group(stats, lib):
+    """The LibraryUses of the MappedObject ``lib`` (None: unresolved); one
+    per file on disk."""
+    key = UNRESOLVED if lib is None else lib.path
+    if key not in stats.groups:
+        label = UNRESOLVED if lib is None else \
+            f"{lib.elf.soname or os.path.basename(lib.name)} ({lib.name})"
+        stats.groups[key] = LibraryUses(label) if lib is None else \
+            LibraryUses(label, lib.elf, lib.name)
+    return stats.groups[key]
 
-    A versioned reference takes that version (or the definition of a library
-    without versions); an unversioned one the default version.
-    """
-    candidates = [d for d in lib.function_definitions(name) if d.is_exported_function]
-    if version is not None:
-        return next((d for d in candidates if d.version in (version, None)), None)
-    return next((d for d in candidates if d.default), candidates[0] if candidates else None)
+
+def definition(elf, name, version):
+    """The function of the ElfObject ``elf`` that a call of ``name`` at
+    ``version`` (a version name or None) binds to, as ld.so decides
+    (:func:`~elfvector.ldso.lookup.lookup_in`); None if the library has
+    none, or if what it defines under that name is not a function."""
+    sym = lookup_in(elf, name, Version.named(version) if version else None, CLASS_PLT)
+    return sym if sym is not None and sym.info & 0xF in (STT_FUNC, STT_GNU_IFUNC) else None
 
 
 def format_report(stats, top=None):
@@ -189,35 +204,39 @@ def format_report(stats, top=None):
 
 
 def find_library(stats, lib_arg):
-    """The library ``lib_arg`` names (a path if it has a ``/``, else a soname)
-    and the groups of ``stats`` that are that library: the same file, else
-    (say, a copy outside the search path) the libraries of the same soname."""
+    """The library ``lib_arg`` names (a path if it has a ``/``, else a soname):
+    ``(ElfObject, groups, soname)``.  The groups of ``stats`` that are that
+    library are the same file, else (say, a copy outside the search path)
+    the libraries of the same soname.  A soname no group has is looked for
+    as ld.so would, for the first file."""
     if "/" in lib_arg:
-        elf = ElfFile(lib_arg, light=True)
-        real = os.path.realpath(lib_arg)
-        groups = [g for k, g in stats.groups.items() if k == real]
+        elf = stats.ldd.files.get(lib_arg, ElfImage(read_elf_file(lib_arg), lib_arg))
+        groups = [g for k, g in stats.groups.items() if k == elf.path]
         soname = elf.soname or os.path.basename(lib_arg)
     else:
         elf, soname = None, lib_arg
         groups = []
     if not groups:
         groups = [g for k, g in stats.groups.items()
-                  if k != UNRESOLVED and (g.elf.soname or os.path.basename(g.elf.path)) == soname]
+                  if k != UNRESOLVED and (g.elf.soname or os.path.basename(g.name)) == soname]
     if elf is None:
-        elf = groups[0].elf if groups else stats.resolver.find(soname, stats.first)
-        if elf is None:
+        found = (None, groups[0].elf) if groups else \
+            stats.first.search.find(stats.first.main, soname)
+        if found is None:
             raise ElfvectorError("cannot find this library (give its path)", lib_arg)
-    return elf, groups
+        elf = found[1]
+    return elf, groups, elf.soname or soname
 
 
 def vector_for(stats, lib_arg, top=None, all_functions=False, default_excludes=True):
     """The export vector of ``lib_arg`` ordered by use: ``(Vector, soname)``.
 
-    Slots are named as expvec names them (with versions if the library has
-    any); data is never a slot, nor (by default) DEFAULT_IMPORT_EXCLUDES.
+    Each use counts for the definition ld.so binds it to.  Slots are named
+    as expvec names them (with versions if the library has any); data is
+    never a slot, nor (by default) DEFAULT_IMPORT_EXCLUDES.
     """
-    elf, groups = find_library(stats, lib_arg)
-    functions = [s for s in elf.exported_functions() if not s.name.startswith(MAGIC)]
+    elf, groups, soname = find_library(stats, lib_arg)
+    functions = [s for s in elf.file.exported_functions() if not s.name.startswith(MAGIC)]
     versioned = any(s.version for s in functions)
     excludes = PatternList(DEFAULT_IMPORT_EXCLUDES if default_excludes else [], "excludes")
     uses = Counter()
@@ -225,7 +244,7 @@ def vector_for(stats, lib_arg, top=None, all_functions=False, default_excludes=T
         for (name, version), n in group.counts.items():
             d = definition(elf, name, version)
             if d is not None:
-                uses[slot_for(d, versioned)] += n
+                uses[_slot(elf, d, versioned)] += n
     by_name = lambda s: (s.name, s.version or "")      # noqa: E731
     slots = sorted((s for s in uses if not excludes.matches(s.name)),
                    key=lambda s: (-uses[s], by_name(s)))
@@ -238,5 +257,10 @@ def vector_for(stats, lib_arg, top=None, all_functions=False, default_excludes=T
         raise NothingUsedError(
             "no exported function of this library is used by these files"
             + ("" if all_functions else " (--all lists every one)"), lib_arg)
-    soname = elf.soname or os.path.basename(elf.path)
     return Vector(vector_name_for_soname(soname), slots), soname
+
+
+def _slot(elf, sym, versioned):
+    """The slot naming the definition ``sym`` of ``elf``."""
+    version, default = elf.version_of(sym)
+    return slot_for(Slot(sym.name, version, default), versioned)

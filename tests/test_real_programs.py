@@ -16,8 +16,7 @@ import sys
 import pytest
 
 from conftest import BIN, require_programs
-from elfvector.elffile import ElfFile
-from elfvector.libsearch import LibraryResolver
+from elfvector.ldso import Ldd
 
 INTERPRETER = "ld-linux-x86-64.so.2"     # PT_INTERP: not replaceable by LD_LIBRARY_PATH
 
@@ -114,8 +113,9 @@ def vectored_libraries(program, directory, plain=False):
     """A .vec per library ``program`` loads (vecstat --emit-vec; with
     ``plain``, the seed's form: names without versions) and the library
     retrovec'd into ``directory``.  Returns ``{vec path: original library}``."""
-    libs, missing = LibraryResolver().closure(ElfFile(program))
-    assert not missing
+    linkmap = Ldd().linkmap(str(program))
+    assert not linkmap.not_found
+    libs = [obj.elf for obj in linkmap.objects if obj is not linkmap.main]
     vecs = {}
     for lib in libs:
         if lib.soname == INTERPRETER:

@@ -18,8 +18,8 @@ import struct
 from ..elfimage import DT_GNU_HASH, DT_HASH, SHN_ABS, gnu_hash, sysv_hash
 from .symbols import ALLOWED_TYPES, STT_TLS
 
-#: the share of a file's symbols asked about, one name at a time, after
-#: which every chain is read at once
+#: the share of the symbols in a file's chains asked about, one name at a
+#: time, after which every chain is read at once
 WHOLE_TABLE_AFTER = 1 / 8
 
 
@@ -37,17 +37,22 @@ class HashIndex:
         self._table = _gnu_table(tags, read, len(raw)) if DT_GNU_HASH in tags else \
             _sysv_table(tags, read, len(raw))
         self._asked = {}
-        self._limit = max(16, int(len(raw) * WHOLE_TABLE_AFTER))
+        self._whole = False
+        self._limit = max(16, int(self._table.size * WHOLE_TABLE_AFTER) if self._table else 0)
 
     def get(self, name):
-        """The indices for ``name`` (empty if the walk meets none)."""
+        """The indices for ``name`` (empty or None if the walk meets none)."""
         found = self._asked.get(name)
         if found is None:
+            if self._whole:
+                return ()
             found = self._asked[name] = self._walk(name)
             if len(self._asked) > self._limit:
+                self._whole = True
+                self._asked = self._every_chain()
                 # From now on the dict answers, without a Python call in
                 # between: the start-up replay asks this millions of times.
-                self.get = self._every_chain().get
+                self.get = self._asked.get
         return found
 
     def __contains__(self, name):
@@ -95,6 +100,11 @@ class _GnuTable:
         self.symoffset, self.bloom, self.shift = symoffset, bloom, shift
         self.buckets, self.chain, self.nsyms = buckets, chain, nsyms
 
+    @property
+    def size(self):
+        """How many symbols the chains hold."""
+        return max(0, self.nsyms - self.symoffset)
+
     def chain_of(self, key):
         """The indices whose hash is ``key``'s, in the chain the bucket of
         ``key`` starts, after the bloom filter lets it through."""
@@ -138,6 +148,10 @@ class _SysvTable:
         while i and i < end and steps <= len(self.chain):
             yield i
             i, steps = self.chain[i], steps + 1
+
+    @property
+    def size(self):
+        return min(len(self.chain), self.nsyms)
 
     def chain_of(self, key):
         if not self.buckets:

@@ -267,7 +267,7 @@ class Ldd:
 
     def linkmap(self, path, image=None):
         """The traced LinkMap of the file at ``path`` (``image``: the file,
-        if already read)."""
+        as just read)."""
         if image is not None:
             self.files.get(path, image)
         return LinkMap(path, library_path=self.library_path, config=self.config,
@@ -275,5 +275,5 @@ class Ldd:
                        link_files=self.link_files, link_dirs=self.link_dirs)
 
     def forget(self, path):
-        """Read the file at ``path`` again when next asked (:meth:`FileCache.forget`)."""
+        """Let the file at ``path`` go (:meth:`FileCache.forget`)."""
         self.files.forget(path)

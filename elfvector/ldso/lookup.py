@@ -38,14 +38,15 @@ def definitions(linkmap, name, requester, version=None, type_class=CLASS_NORMAL)
     decides otherwise), the others are the definitions it hides."""
     if isinstance(version, str):
         version = Version.named(version)
-    found = []
+    found, seen = [], set()
     for scope in (linkmap.main.scope if requester.is_rtld else requester.scope):
         for obj in scope:
             candidates = obj.elf.index.get(name)
-            if not candidates or (type_class & CLASS_COPY and obj.is_main):
+            if not candidates or obj in seen or (type_class & CLASS_COPY and obj.is_main):
                 continue
-            sym = _match(obj.elf, candidates, version, type_class, False)
-            if sym is not None and all(obj is not o for o, _ in found):
+            sym = _match(obj.elf, name, candidates, version, type_class, False)
+            if sym is not None:
+                seen.add(obj)
                 found.append((obj, sym))
     return found
 
@@ -56,7 +57,7 @@ def _search_scopes(linkmap, name, requester, version, type_class, ref, newest):
             candidates = obj.elf.index.get(name)
             if not candidates or (type_class & CLASS_COPY and obj.is_main):
                 continue            # a copy relocation never binds to the program
-            found = _match(obj.elf, candidates, version, type_class, newest)
+            found = _match(obj.elf, name, candidates, version, type_class, newest)
             if found is not None:
                 return _unique_entry(linkmap.unique, obj, found, type_class, ref, requester)
     return None
@@ -68,14 +69,14 @@ def lookup_in(elf, name, version, type_class, newest=False):
     one, for an unversioned reference), if it is visible; ``version`` is a
     :class:`Version` or None."""
     candidates = elf.index.get(name)
-    return _match(elf, candidates, version, type_class, newest) if candidates else None
+    return _match(elf, name, candidates, version, type_class, newest) if candidates else None
 
 
-def _match(elf, candidates, version, type_class, newest):
+def _match(elf, name, candidates, version, type_class, newest):
     """``do_lookup_x``'s walk over the ``candidates`` of its hash chain."""
     num_versions, versioned = 0, None
     for i in candidates:
-        sym = elf.symbol(i)
+        sym = elf.symbol(i, name)
         if type_class & CLASS_PLT and sym.shndx == SHN_UNDEF:
             continue
         if sym.versym is not None:
@@ -93,9 +94,9 @@ def _match(elf, candidates, version, type_class, newest):
         break
     else:
         sym = versioned if num_versions == 1 else None
-    if sym is None or sym.visibility in (STV_HIDDEN, STV_INTERNAL):
+    if sym is None or sym.other & 3 in (STV_HIDDEN, STV_INTERNAL):
         return None
-    return sym if sym.bind in (STB_GLOBAL, STB_WEAK, STB_GNU_UNIQUE) else None
+    return sym if sym.info >> 4 in (STB_GLOBAL, STB_WEAK, STB_GNU_UNIQUE) else None
 
 
 def _unique_entry(unique, obj, sym, type_class, ref, requester):

@@ -30,7 +30,7 @@ class ElfObject:
         self.path = path
         self.image = image or ElfImage(data, path)
         if self.image.dynamic is None:
-            raise UnsupportedElfError("not dynamically linked (no PT_DYNAMIC)", path)
+            raise UnsupportedElfError("not dynamically linked (no PT_DYNAMIC)", self.image.path)
         self._dynstr = self.image.dynstr()
         last = {}
         for tag, value in self.image.dynamic:
@@ -39,9 +39,9 @@ class ElfObject:
         for tag in (DT_REL, DT_AUXILIARY, DT_FILTER):
             if tag in last:
                 raise UnsupportedElfError(f"dynamic tag {tag:#x} (REL relocations or a "
-                                          "filter) is not modelled", path)
+                                          "filter) is not modelled", self.image.path)
         if DT_PLTREL in last and last[DT_PLTREL] != DT_RELA:
-            raise UnsupportedElfError("DT_PLTREL is not DT_RELA", path)
+            raise UnsupportedElfError("DT_PLTREL is not DT_RELA", self.image.path)
         self.needed = [self.string(v) for v in self.image.dyn_all(DT_NEEDED)]
         self.soname = self._tag_string(DT_SONAME)
         self.rpath = self._tag_string(DT_RPATH)
@@ -56,12 +56,13 @@ class ElfObject:
         self._raw = self.image.dynsyms()                # elfstruct.Sym records
         self._versym = self.image.versyms() if DT_VERSYM in last else None
         self._one = {}                                  # index -> Symbol, as asked
+        self._undefined = None
         self.versions, self.defined_versions = self._versions()
         self.index = HashIndex(self._raw, self._dynstr, last, self.image.read)
 
     def string(self, offset):
         if offset >= len(self._dynstr):
-            raise UnsupportedElfError(f"bad .dynstr offset {offset}", self.path)
+            raise UnsupportedElfError(f"bad .dynstr offset {offset}", self.image.path)
         end = self._dynstr.find(b"\0", offset)
         return decode(self._dynstr[offset:end if end >= 0 else None])
 
@@ -82,19 +83,18 @@ class ElfObject:
         a few, through :meth:`symbol`)."""
         names, versym = self.image.symbol_names(), self._versym or repeat(None)
         make = tuple.__new__
-        symbols = [make(Symbol, (i, names[i], s.info, s.other, s.shndx, s.value, s.size, v))
-                   for i, s, v in zip(range(len(self._raw)), self._raw, versym)]
-        self.symbol = symbols.__getitem__      # the lookups' way in, now a plain index
-        return symbols
+        return [make(Symbol, (i, names[i], s.info, s.other, s.shndx, s.value, s.size, v))
+                for i, s, v in zip(range(len(self._raw)), self._raw, versym)]
 
-    def symbol(self, i):
-        """The :class:`Symbol` at index ``i`` of .dynsym."""
+    def symbol(self, i, name=None):
+        """The :class:`Symbol` at index ``i`` of .dynsym; ``name`` is its
+        name when the caller knows it (a lookup, which found it by name)."""
         sym = self._one.get(i)
         if sym is None:
             s = self._raw[i]
-            sym = self._one[i] = Symbol(i, self.string(s.name), s.info, s.other, s.shndx,
-                                        s.value, s.size,
-                                        None if self._versym is None else self._versym[i])
+            sym = self._one[i] = tuple.__new__(Symbol, (
+                i, self.string(s.name) if name is None else name, s.info, s.other, s.shndx,
+                s.value, s.size, None if self._versym is None else self._versym[i]))
         return sym
 
     def _versions(self):
@@ -191,6 +191,21 @@ class ElfObject:
         read."""
         return ElfFile.from_image(self.image)
 
+    def undefined_names(self):
+        """The names of the symbols this file leaves undefined."""
+        if self._undefined is None:
+            strtab = self._dynstr + b"\0"
+            find = strtab.find
+            self._undefined = frozenset(
+                strtab[s.name:find(b"\0", s.name)].decode("utf-8", "surrogateescape")
+                for s in self._raw[1:] if s.shndx == SHN_UNDEF)
+        return self._undefined
+
+    def reference_versions(self):
+        """Version name -> the :class:`Version` a reference of this file
+        asks for under that name (from DT_VERNEED)."""
+        return {v.name: v for v in self.versions.values() if v.filename is not None and v.hash}
+
     def imported_functions(self):
         """(name, Version or None) of each undefined function (FUNC or
         IFUNC) this file asks ld.so for, with the version its references
@@ -229,12 +244,13 @@ class FileCache:
 
     def get(self, path, image=None):
         """The ElfObject of the file at ``path`` (symbolic links followed);
-        ``image`` is the file already read, if a command has read it."""
+        ``image`` is the file as a command has just read it (a file read
+        anew, impvec's relinked trial, replaces what was known of it)."""
         real = self._real.get(path)
         if real is None:
             real = self._real[path] = os.path.realpath(path)
         obj = self._by_path.get(real)
-        if obj is None:
+        if obj is None or (image is not None and obj.image is not image):
             obj = ElfObject(image.data if image else read_elf_file(real), real, image)
             st = os.stat(real)
             obj.file_id = (st.st_dev, st.st_ino)
@@ -242,9 +258,8 @@ class FileCache:
         return obj
 
     def forget(self, path):
-        """Parse the file at ``path`` again when next asked: it was
-        rewritten (impvec's trial link), or will not be asked again (a
-        program among many, which need not stay in memory)."""
+        """Parse the file at ``path`` again if asked again: a program among
+        many (vecstat) need not stay in memory."""
         self._by_path.pop(os.path.realpath(path), None)
         self._real.pop(path, None)
 
