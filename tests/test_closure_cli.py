@@ -280,6 +280,36 @@ def test_excluded_names_stay_interposable(built, tmp_path):
     assert libdemo["remaining"].get("interposable", 0) > 0
 
 
+def test_a_rerun_keeps_the_recorded_exclusions(built, tmp_path):
+    """A rerun without --exclude and --keep-interposable redoes DIR as it
+    was made (-v says so; nothing is written, the preload still
+    interposes demo_twice); values given replace the recorded ones, and
+    the same preload is then refused."""
+    out, addrs = tmp_path / "out", tmp_path / "addrs"
+    first = retro_cli(built, out, addrs, "--exclude", "^demo_twice$", "--keep-interposable",
+                      built / "demo")
+    assert first.returncode == 0, first.stderr
+    recorded = manifest(out)["settings"]
+    rerun = retro_cli(built, out, addrs, "-v")
+    assert rerun.returncode == 0, rerun.stderr
+    path = out / "elfvector-retro.json"
+    assert rerun.stdout.startswith(f"vectool: --exclude='^demo_twice$' (as {path} records)\n"
+                                   f"vectool: --keep-interposable (as {path} records)\n")
+    assert "(0 written)" in rerun.stdout
+    assert manifest(out)["settings"] == recorded
+    env = {"LD_PRELOAD": str(built / "interpose.so")}
+    stock, output = stock_and_output(built, out, "demo", ["1"], env)
+    assert output == stock and "twice(21) = -21" in stock[0]
+    replaced = retro_cli(built, out, addrs, "-v", "--exclude=", "--no-keep-interposable")
+    assert replaced.returncode == 0, replaced.stderr
+    assert replaced.stdout.startswith(
+        "vectool: --exclude='' replaces the recorded --exclude='^demo_twice$'\n"
+        "vectool: --no-keep-interposable replaces the recorded --keep-interposable\n")
+    assert manifest(out)["settings"]["exclude"] == []
+    assert manifest(out)["settings"]["keep_interposable"] is False
+    assert stock_and_output(built, out, "demo", ["1"], env)[1][2] == 127
+
+
 # -- another build of a library, sources that change ---------------------------------------------
 
 @pytest.fixture

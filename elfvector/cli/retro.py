@@ -37,10 +37,11 @@ _OPTIONS = [
     click.option("--exclude", default="", metavar="PATTERNS",
                  help="retro mode: POSIX extended regular expressions (separated by spaces, "
                       "or @FILE) of symbols to keep as lookups, so that a preload can still "
-                      "interpose them; malloc, free, ..., pthread_* always are."),
-    click.option("--keep-interposable", is_flag=True,
+                      "interpose them; malloc, free, ..., pthread_* always are.  Not given: "
+                      "those DIR's manifest records."),
+    click.option("--keep-interposable/--no-keep-interposable", default=False,
                  help="retro mode: keep libraries' references to their own exported "
-                      "symbols as lookups."),
+                      "symbols as lookups.  Not given: as DIR's manifest records."),
     click.option("--no-fixed-bases", is_flag=True,
                  help="retro mode: keep full ASLR: libraries are not moved (no --addrfile) "
                       "and every start corrects the settled words."),
@@ -104,8 +105,10 @@ def main(mode, addrfile, verbose, programs, outdir, libdir, exclude, keep_interp
     check_outputs(json_path)
     words = read_words(exclude)
     PatternList(words, "--exclude", exclude[1:] if exclude.startswith("@") else None)
-    options = RetroOptions(outdir=outdir, addrfile=addrfile, libdir=libdir, exclude=words,
-                           keep_interposable=keep_interposable,
+    options = RetroOptions(outdir=outdir, addrfile=addrfile, libdir=libdir,
+                           exclude=words if given("exclude") else None,
+                           keep_interposable=(keep_interposable if given("keep_interposable")
+                                              else None),
                            fixed_bases=not no_fixed_bases, seed=seed,
                            progress=_progress if sys.stderr.isatty() else None)
     result = retro(programs, options)
@@ -155,8 +158,11 @@ def _progress(done, total, what):
 # -- the report -------------------------------------------------------------------------------
 
 def _report(result, verbose):
-    """Per object before and after (with -v), then one line per program."""
+    """The options taken from the manifest and the objects before and after
+    (with -v), then one line per program."""
     if verbose:
+        for line in result.settings:
+            click.echo(f"vectool: {line}")
         click.echo(format_table(result.rows))
     for program, (stock, after, why) in result.lookups.items():
         reasons = ", ".join(f"{name} {count}" for name, count in why.most_common())

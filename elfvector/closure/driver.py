@@ -26,11 +26,12 @@ import hashlib
 import json
 import os
 import random
+import shlex
 import stat
 import struct
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from .. import __version__
 from .. import addrfile as addresses
@@ -56,23 +57,25 @@ class RetroError(ElfvectorError):
 class RetroOptions:
     """The command line of ``vectool --mode=retro`` (see the CLI's help).
 
-    ``fixed_bases`` False is --no-fixed-bases (no addrfile needed);
-    ``seed`` makes a new addrfile's random top reproducible; ``progress``,
-    if given, is called as ``progress(done, total, what)``."""
+    ``exclude`` and ``keep_interposable`` None mean "not given": a rerun
+    takes what DIR's manifest records (:func:`with_recorded_settings`), a
+    new DIR none; ``fixed_bases`` False is --no-fixed-bases (no addrfile
+    needed); ``seed`` makes a new addrfile's random top reproducible;
+    ``progress``, if given, is called as ``progress(done, total, what)``."""
 
     outdir: str
     addrfile: str = None
     libdir: str = None
-    exclude: tuple = ()
-    keep_interposable: bool = False
+    exclude: tuple = None
+    keep_interposable: bool = None
     fixed_bases: bool = True
     seed: int = None
     progress: object = None
 
     def closure_options(self):
         return ClosureOptions(outdir=os.path.abspath(self.outdir), libdir=self.libdir,
-                              exclude=tuple(self.exclude),
-                              keep_interposable=self.keep_interposable)
+                              exclude=tuple(self.exclude or ()),
+                              keep_interposable=bool(self.keep_interposable))
 
 
 @dataclass
@@ -111,6 +114,8 @@ class RetroResult:
     closure: object = None
     plan: object = None
     removed: list = field(default_factory=list)       #: stale outputs deleted
+    settings: list = field(default_factory=list)      #: options taken from or replacing
+                                                      #: the manifest's, one line each
 
     def as_json(self):
         return {"elfvector": __version__, "seconds": round(self.seconds, 3),
@@ -135,6 +140,7 @@ def retro(programs, options):
 
 def _retro(programs, options, outdir, start):
     old = Manifest.read(outdir)
+    options, settings = with_recorded_settings(options, old)
     programs = _all_programs(old, programs, outdir)
     if not programs:
         raise RetroError("no program given, and no earlier run recorded one", outdir)
@@ -157,7 +163,7 @@ def _retro(programs, options, outdir, start):
     manifest.write()
     lookups = program_lookups(plan, closure)
     return RetroResult(programs, rows, lookups, time.perf_counter() - start, closure, plan,
-                       removed)
+                       removed, settings)
 
 
 @contextmanager
@@ -243,6 +249,44 @@ def _has_capabilities(path):
     except OSError:             # ENODATA: none; ENOTSUP: the file system has none
         return False
     return True
+
+
+# -- the options a rerun inherits -----------------------------------------------------------
+
+#: the options a rerun takes from the manifest when they are not given: (name, default)
+RECORDED_OPTIONS = (("exclude", ()), ("keep_interposable", False))
+
+
+def with_recorded_settings(options, old):
+    """(options, notes): --exclude and --keep-interposable not given take
+    the values DIR's manifest records, so that a rerun (after an update, or
+    to add a program) redoes DIR as it was made, and names kept
+    interposable do not silently become pre-bound; a value given replaces
+    the recorded one.  ``notes`` says, one line each, which were taken or
+    replaced."""
+    recorded = old.recorded_options() if old else {}
+    changes, notes = {}, []
+    for name, default in RECORDED_OPTIONS:
+        given, known = getattr(options, name), recorded.get(name)
+        if given is None:
+            changes[name] = default if known is None else known
+            if known not in (None, default):
+                notes.append(f"{_option_text(name, known)} (as {old.path} records)")
+        elif known is not None and _normalized(name, given) != known:
+            notes.append(f"{_option_text(name, given)} replaces the recorded "
+                         f"{_option_text(name, known)}")
+    return replace(options, **changes), notes
+
+
+def _normalized(name, value):
+    return tuple(value) if name == "exclude" else bool(value)
+
+
+def _option_text(name, value):
+    """The option as a command line gives it."""
+    if name == "exclude":
+        return f"--exclude={shlex.quote(' '.join(value))}"
+    return "--keep-interposable" if value else "--no-keep-interposable"
 
 
 # -- bases ---------------------------------------------------------------------------------
@@ -453,7 +497,28 @@ class Manifest:
         if not all(set(ENTRY_KEYS) <= set(o) for o in objects):
             raise RetroError(f"a malformed manifest: an object lacks one of {ENTRY_KEYS}",
                              path)
-        return cls(outdir, programs, objects, data.get("settings", {}))
+        settings = data.get("settings", {})
+        if not isinstance(settings, dict):
+            raise RetroError("a malformed manifest: settings is not an object", path)
+        return cls(outdir, programs, objects, settings)
+
+    def recorded_options(self):
+        """{name: value} of the :data:`RECORDED_OPTIONS` the manifest holds
+        (a manifest of an older elfvector may hold none)."""
+        out = {}
+        exclude = self.settings.get("exclude")
+        if exclude is not None:
+            if not isinstance(exclude, list) or not all(isinstance(w, str) for w in exclude):
+                raise RetroError("a malformed manifest: settings.exclude is not a list of "
+                                 "strings", self.path)
+            out["exclude"] = tuple(exclude)
+        keep = self.settings.get("keep_interposable")
+        if keep is not None:
+            if not isinstance(keep, bool):
+                raise RetroError("a malformed manifest: settings.keep_interposable is not "
+                                 "true or false", self.path)
+            out["keep_interposable"] = keep
+        return out
 
     @classmethod
     def of(cls, outdir, programs, closure, plan, rows, outputs, options):
