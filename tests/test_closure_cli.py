@@ -378,6 +378,56 @@ def test_later_runs_keep_earlier_programs(built, small, tmp_path):
         assert sh([out / "bin" / program], tmp_path).returncode == 0
 
 
+def unchanged(out):
+    """A snapshot of DIR: every file's bytes."""
+    return {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+
+
+def test_an_output_given_as_program_is_refused(small, tmp_path):
+    """DIR/bin/demo, or a copy of it elsewhere, is refused in one line
+    naming the original when a manifest knows it (DIR's, or the one of the
+    DIR the output lies in); nothing is written."""
+    src, out, addrs = small
+    output, copy = out / "bin" / "demo", tmp_path / "installed" / "demo"
+    copy.parent.mkdir()
+    shutil.copy2(output, copy)
+    before = unchanged(out)
+    refused = "is an output of vectool --mode=retro: give the original program"
+    for program, outdir, original in [(output, out, f", {src / 'demo'}"),
+                                      (copy, out, f", {src / 'demo'}"),
+                                      (output, tmp_path / "out2", f", {src / 'demo'}"),
+                                      (copy, tmp_path / "out2", "")]:
+        proc = retro_cli(tmp_path, outdir, addrs, program)
+        assert outcome(proc) == ("", f"vectool: {program}: {refused}{original}\n", 1)
+    assert unchanged(out) == before
+    assert not (tmp_path / "out2" / "elfvector-retro.json").exists()
+
+
+def test_an_output_copied_over_its_original_is_refused(small, tmp_path):
+    """The installed output replaced the recorded program: a rerun says so
+    rather than rewrite an output."""
+    src, out, addrs = small
+    shutil.copy2(out / "bin" / "demo", src / "demo")
+    proc = retro_cli(tmp_path, out, addrs)
+    assert outcome(proc) == ("", f"vectool: {src / 'demo'}: is an output of vectool "
+                                 "--mode=retro: it was copied over the original program it "
+                                 "was made from: reinstall that (a program "
+                                 f"{out / 'elfvector-retro.json'} records: remove it there to "
+                                 "stop redoing it)\n", 1)
+
+
+def test_a_program_retroimp_rewrote_is_refused(small, tmp_path):
+    """retroimp's outputs carry its code section, .elfvector.resolvers."""
+    src, _, addrs = small
+    marker = tmp_path / "marker"
+    marker.write_bytes(b"\xc3")
+    run(["objcopy", "--add-section", f".elfvector.resolvers={marker}", src / "demo",
+         tmp_path / "demo"], tmp_path)
+    proc = retro_cli(tmp_path, tmp_path / "out2", addrs, tmp_path / "demo")
+    assert outcome(proc) == ("", f"vectool: {tmp_path / 'demo'}: was rewritten by retroimp: "
+                                 "give the original program\n", 1)
+
+
 def test_a_recorded_program_that_is_gone(small, tmp_path):
     src, out, addrs = small
     (src / "demo").unlink()

@@ -115,9 +115,10 @@ class Closure:
         return {lm.rtld.elf for lm in self.linkmaps}
 
 
-def read_closure(programs, options):
-    """Each program's closure as ld.so loads it, every file parsed once."""
-    files = FileCache()
+def read_closure(programs, options, files=None):
+    """Each program's closure as ld.so loads it, every file parsed once
+    (``files``: a :class:`FileCache` that may already hold some)."""
+    files = FileCache() if files is None else files
     config = options.config or LdsoConfig.probe()
     linkmaps, seen = [], set()
     for path in programs:

@@ -49,6 +49,8 @@ from .model import (RELA_DYN, RELA_PLT, IrelativeForeign, IrelativeLocal, Keep, 
                     Settle, SettleZero)
 
 CHECK_PREFIX = "__elfvector_"
+#: a check symbol's name (:func:`check_symbol_name`): the fingerprint is 8 hex digits
+CHECK_NAME = re.compile(CHECK_PREFIX + r"[0-9A-Za-z_]+_[0-9a-f]{8}(?:_[0-9]+)?")
 PRELOAD_SUFFIX = (" would interpose pre-bound symbols "
                   "(set ELFVECTOR_PRELOAD=ignore to run anyway)\n")
 PRELOAD_UNREADABLE = (": cannot read the program's pre-bound names to check it "
