@@ -180,7 +180,8 @@ def test_outputs_behave_like_stock(closure, program, args):
 
 def test_verify_is_clean_and_the_report_complete(closure):
     d, out, proc = closure
-    assert proc.stderr == ""                     # no progress: stderr is not a terminal
+    # no progress (stderr is not a terminal); the one library built with -g is warned about
+    assert proc.stderr == debug_warning(d / "libdemo.so.1", out)
     found = re.search(r"^verified: (\d+) words \((\d+) settled in the files\) hold ld.so's "
                       r"values in 5 programs$", proc.stdout, re.M)
     assert found and int(found.group(1)) > int(found.group(2)) > 5000, proc.stdout
@@ -551,6 +552,33 @@ def test_a_backtrace_names_the_functions(tmp_path):
     assert any("qsort" in name for name in stock), stock
 
 
+def debug_warning(library, out):
+    """The warning for a library moved with DWARF in the file."""
+    base = base_of(out, library.name)
+    return (f"vectool: warning: {library}: its debug information (.debug_*) describes the "
+            f"addresses before the move to {base:#x}, so gdb misplaces its functions and "
+            f"lines in {out / 'lib' / library.name} (a separate debug file, found by "
+            "build-id, would not)\n")
+
+
+def test_debug_information_in_a_moved_file_is_warned_about(tmp_path):
+    """Only a library that moves and holds DWARF: not the program (not
+    moved, built with -g too), not a library whose DWARF went to a separate
+    file, not under --no-fixed-bases; the run succeeds."""
+    src = tmp_path / "src"
+    build_demo(src)
+    out = tmp_path / "out"
+    proc = retro_cli(tmp_path, out, tmp_path / "addrs", src / "demo")
+    assert (proc.returncode, proc.stderr) == (0, debug_warning(src / "libdemo.so.1", out))
+    split_debug_info(src / "libdemo.so.1", tmp_path / "debug")
+    proc = retro_cli(tmp_path, out, tmp_path / "addrs", src / "demo")
+    assert (proc.returncode, proc.stderr) == (0, "")
+    build_lib(src)
+    proc = vectool("--mode=retro", "--no-fixed-bases", f"--outdir={tmp_path / 'out2'}",
+                   src / "demo", cwd=tmp_path)
+    assert (proc.returncode, proc.stderr) == (0, "")
+
+
 # -- what is refused ----------------------------------------------------------------------------
 
 @pytest.mark.parametrize("how", ["setuid", "setgid", "capabilities"])
@@ -641,4 +669,5 @@ def test_progress_shows_on_a_terminal_only(built, small, tmp_path):
             os.close(slave)
     assert proc.returncode == 0
     assert b"\r\x1b[Kvectool: 1/4 libdemo.so.1" in shown
-    assert shown.endswith(b"\r\x1b[K")
+    assert shown.endswith(b"\r\x1b[K" + debug_warning(small[0] / "libdemo.so.1", out)
+                          .replace("\n", "\r\n").encode())

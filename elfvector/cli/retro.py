@@ -16,7 +16,7 @@ import click
 from ..closure.driver import RetroOptions, check, retro
 from ..closure.verify import verify
 from ..patterns import PatternList, read_words
-from . import check_outputs, say, write_text
+from . import check_outputs, say, warn, write_text
 
 #: vectool's options that mean nothing to the retro mode
 OTHER_MODES_ONLY = ("rpathdir", "exclexp", "inclrel", "exclrel", "near", "no_relvec")
@@ -112,6 +112,8 @@ def main(mode, addrfile, verbose, programs, outdir, libdir, exclude, keep_interp
                            fixed_bases=not no_fixed_bases, seed=seed,
                            progress=_progress if sys.stderr.isatty() else None)
     result = retro(programs, options)
+    for message in result.warnings:
+        warn("vectool", message)
     _report(result, verbose)
     if json_path:
         write_text(json_path, json.dumps(result.as_json(), indent=1) + "\n")

@@ -36,6 +36,7 @@ from dataclasses import dataclass, field, replace
 from .. import __version__
 from .. import addrfile as addresses
 from ..atomic import write_bytes
+from ..elfimage import SHF_ALLOC, SHT_NOBITS
 from ..errors import ElfvectorError, OutputError
 from ..ldso import FileCache
 from ..retroimp import MARKER_SECTION as RETROIMP_SECTION
@@ -124,6 +125,7 @@ class RetroResult:
     removed: list = field(default_factory=list)       #: stale outputs deleted
     settings: list = field(default_factory=list)      #: options taken from or replacing
                                                       #: the manifest's, one line each
+    warnings: list = field(default_factory=list)      #: one line each, for stderr
 
     def as_json(self):
         return {"elfvector": __version__, "seconds": round(self.seconds, 3),
@@ -131,7 +133,7 @@ class RetroResult:
                                  "remaining": dict(why)}
                              for p, (stock, after, why) in self.lookups.items()},
                 "objects": [row.as_json() for row in self.rows],
-                "removed": self.removed}
+                "removed": self.removed, "warnings": self.warnings}
 
 
 # -- the run ---------------------------------------------------------------------------
@@ -172,7 +174,7 @@ def _retro(programs, options, outdir, start):
     manifest.write()
     lookups = program_lookups(plan, closure)
     return RetroResult(programs, rows, lookups, time.perf_counter() - start, closure, plan,
-                       removed, settings)
+                       removed, settings, stale_debug_info(closure, plan))
 
 
 @contextmanager
@@ -427,6 +429,34 @@ def check_symbol(elf, base):
     digest.update(b"%s %s" % (str(base).encode(), __version__.encode()))
     soname = elf.soname or os.path.basename(elf.path)
     return check_symbol_name(elf.image.data, soname, digest.hexdigest()[:8], new_base=base)
+
+
+def stale_debug_info(closure, plan):
+    """A warning for each library moved with DWARF in the file.  The move
+    updates its headers, tables and ELF symbols but not its ``.debug_*``
+    sections, so gdb puts its functions, lines and variables at the
+    addresses it had before (breakpoints in it fail, backtraces through it
+    lose frames).  A separate debug file is not affected: gdb finds it by
+    the build-id the output keeps and shifts it by the difference between
+    the output's section addresses and its own."""
+    out = []
+    for elf, obj in zip(closure.objects, plan.objects):
+        if obj.is_program or obj.is_interp or obj.new_base == obj.old_base:
+            continue
+        if _has_dwarf(elf.image):
+            out.append(f"{elf.path}: its debug information (.debug_*) describes the "
+                       f"addresses before the move to {obj.new_base:#x}, so gdb misplaces "
+                       f"its functions and lines in {obj.output} (a separate debug file, "
+                       "found by build-id, would not)")
+    return out
+
+
+def _has_dwarf(image):
+    """Whether the file holds DWARF (not just the ``.gnu_debuglink`` naming
+    a separate file, or an allocated ``.debug_gdb_scripts``)."""
+    return any(name.startswith((".debug_", ".zdebug_")) and not shdr.flags & SHF_ALLOC
+               and shdr.type != SHT_NOBITS
+               for name, shdr in zip(image.section_names, image.shdrs))
 
 
 # -- rewriting -----------------------------------------------------------------------------
