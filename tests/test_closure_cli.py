@@ -636,6 +636,32 @@ def test_usage_and_errors(tmp_path, args, status, message):
     assert not (tmp_path / "A").exists()
 
 
+IMPORTED_BY = """
+import runpy, sys
+sys.argv = ["vectool", *sys.argv[1:]]
+try:
+    runpy.run_path(sys.argv.pop(1), run_name="__main__")
+except SystemExit as e:
+    status = e.code
+print(status, sorted(m for m in sys.modules if m.startswith("elfvector.closure")))
+"""
+
+
+@pytest.mark.parametrize("args, imported", [
+    (["--version"], "[]"),
+    (["--mode=rpathrm", "--rpathdir=/nowhere", "{d}/true"], "[]"),
+    (["--mode=retro", "--check", "--outdir={d}"], "['elfvector.closure', "),
+], ids=["version", "rpathrm", "retro"])
+def test_only_the_retro_mode_imports_the_closure(tmp_path, args, imported):
+    """vectool imports the retro mode's options, not the closure modules
+    behind them: --version and the other modes start without them."""
+    shutil.copy2("/bin/true", tmp_path / "true")
+    proc = sh([sys.executable, "-c", IMPORTED_BY, BIN / "vectool",
+               *[a.format(d=tmp_path) for a in args]], tmp_path)
+    status = 1 if args[0] == "--mode=retro" else 0      # --check: no manifest in DIR
+    assert proc.stdout.splitlines()[-1].startswith(f"{status} {imported}"), proc.stderr
+
+
 def test_options_of_retro_are_refused_elsewhere(tmp_path):
     proc = vectool("--mode=lib", "--addrfile=A", "--rpathdir=R", "--outdir=OUT", "gcc", "-o",
                    "x", cwd=tmp_path)

@@ -3,7 +3,10 @@
 vectool's click command carries these options (:func:`options`) and hands
 them here (:func:`main`); this module parses nothing else and does no work
 itself: :mod:`elfvector.closure.driver` runs the mode and
-:mod:`elfvector.closure.verify` is --verify's oracle.
+:mod:`elfvector.closure.verify` is --verify's oracle.  Both are imported
+only when the retro mode runs: vectool imports this module for its options,
+and its other modes (and ``--version``) should not pay for the closure's
+modules (the x86-64 assembler among them).
 """
 
 import json
@@ -13,8 +16,6 @@ import sys
 
 import click
 
-from ..closure.driver import RetroOptions, check, retro
-from ..closure.verify import verify
 from ..patterns import PatternList, read_words
 from . import check_outputs, say, warn, write_text
 
@@ -103,6 +104,7 @@ def main(mode, addrfile, verbose, programs, outdir, libdir, exclude, keep_interp
         return _check(outdir)
     _check_usage(addrfile, no_fixed_bases, seed, verify, verify_args)
     check_outputs(json_path)
+    from ..closure.driver import RetroOptions, retro
     words = read_words(exclude)
     PatternList(words, "--exclude", exclude[1:] if exclude.startswith("@") else None)
     options = RetroOptions(outdir=outdir, addrfile=addrfile, libdir=libdir,
@@ -144,6 +146,7 @@ def _check_usage(addrfile, no_fixed_bases, seed, verify, verify_args):
 
 
 def _check(outdir):
+    from ..closure.driver import check
     stale = check(outdir)
     for output, why in stale:
         click.echo(f"{output}: {why}")
@@ -201,6 +204,7 @@ def format_table(rows):
 
 
 def _verify(result, args):
+    from ..closure.verify import verify
     found = verify(result.closure, result.plan, args)
     for failure in found.failures:
         say(f"vectool: {failure}")
