@@ -33,6 +33,7 @@ from elfvector.elfimage import ElfImage
 
 SRC = TESTDATA / "retro"
 PROGRAMS = ("demo", "demo_nopie", "threads", "dlopen_main", "shapes")
+DT_JMPREL = 23
 CAPABILITY_V2 = bytes.fromhex("00000002" "00200000" "00000000" "00000000" "00000000")
 
 
@@ -309,6 +310,56 @@ def test_a_rerun_keeps_the_recorded_exclusions(built, tmp_path):
     assert manifest(out)["settings"]["exclude"] == []
     assert manifest(out)["settings"]["keep_interposable"] is False
     assert stock_and_output(built, out, "demo", ["1"], env)[1][2] == 127
+
+
+# -- lazy binding of what stays a lookup ------------------------------------------------------
+
+GONE_LIB = """
+int present(void) { return 1; }
+#ifndef WITHOUT_GONE
+int gone(void) { return 2; }
+#endif
+"""
+GONE_MAIN = """
+#include <stdio.h>
+int present(void);
+int gone(void);
+int main(int argc, char **argv)
+{
+    (void)argv;
+    if (argc > 1)
+        printf("gone() = %d\\n", gone());
+    printf("present() = %d\\n", present());
+    return 0;
+}
+"""
+
+
+def test_a_function_nothing_defines_stays_lazy(tmp_path):
+    """A program linked against a build of libgone that had gone(), run
+    with one that no longer has it: as shipped it runs until it calls
+    gone(), which ld.so then reports.  The closure keeps that JUMP_SLOT a
+    lazy lookup (in the output's own DT_JMPREL), so the output does the
+    same, and, like the stock program, stops at start under LD_BIND_NOW."""
+    (tmp_path / "lib.c").write_text(GONE_LIB)
+    (tmp_path / "main.c").write_text(GONE_MAIN)
+    lib = ["-O2", "-fPIC", "-shared", "-Wl,-soname=libgone.so.1", "-o", "libgone.so.1", "lib.c"]
+    compile_c(tmp_path, *lib)
+    compile_c(tmp_path, "-O2", "-Wl,-z,lazy", "-o", "main", "main.c", "./libgone.so.1",
+              f"-Wl,-rpath,{tmp_path}")
+    compile_c(tmp_path, *lib, "-DWITHOUT_GONE")
+    out = tmp_path / "out"
+    proc = retro_cli(tmp_path, out, tmp_path / "addrs", tmp_path / "main")
+    assert proc.returncode == 0, proc.stderr
+    assert "undefined 1" in proc.stdout
+    image = ElfImage((out / "bin" / "main").read_bytes(), "main")
+    names = image.symbol_names()
+    assert [names[r.sym] for r in image.relas(DT_JMPREL, None)] == ["gone"]
+    for args, env in [([], None), (["call"], None), ([], {"LD_BIND_NOW": "1"})]:
+        stock, output = stock_and_output(tmp_path, out, "main", args, env)
+        assert output == stock
+        assert stock[2] == (127 if args or env else 0), stock
+    assert stock[1] == "main: symbol lookup error: main: undefined symbol: gone\n"
 
 
 # -- another build of a library, sources that change ---------------------------------------------
