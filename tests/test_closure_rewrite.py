@@ -29,7 +29,7 @@ import pytest
 
 from conftest import TESTDATA
 from elfvector.closure import layout
-from elfvector.closure import x86_64
+from elfvector.closure.x86_64 import ENDBR64
 from elfvector.closure.model import (RELA_DYN, RELA_PLT, Check, ClosurePlan, IrelativeForeign,
                                      IrelativeLocal, Keep, ObjectPlan, Relative, Settle,
                                      Target)
@@ -375,7 +375,7 @@ def test_where_the_additions_went(variant):
     image = ElfImage((d / "full" / "prog").read_bytes(), "prog")
     _, plt = image.section(".plt")
     code = image.read(plt.addr, plt.size)
-    stubs = [at for at in range(0, plt.size - 9) if code[at:at + 6] == x86_64.ENDBR64 + b"\xff\x25"]
+    stubs = [at for at in range(0, plt.size - 9) if code[at:at + 6] == ENDBR64 + b"\xff\x25"]
     assert len(stubs) == 1                                   # cl_square's
 
 

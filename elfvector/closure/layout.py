@@ -13,7 +13,7 @@ rewrite adds none in the common case.  The room it uses:
 * **segment tails**: the bytes between a read-only or executable segment's
   end and its last page end, mapped anyway (the executable segment's tail
   is where the fix-up routine goes);
-* **dead PLT bytes** (see :mod:`.x86_64`);
+* **dead PLT bytes** (see :mod:`.x86_64.plt`);
 * only when all that is not enough, **one added PT_LOAD** after the others.
 
 The module, from the bottom up: the room (:class:`Space`, the table
@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from ..elfimage import (EHDR, PF_R, PF_W, PF_X, PHDR, PT_LOAD, PT_PHDR, RELA, SHF_ALLOC,
                         SHF_EXECINSTR, SHT_NOBITS, SHT_PROGBITS, Phdr, Shdr)
 from ..errors import UnsupportedElfError
-from . import x86_64
+from .x86_64 import asm, fixup, plt
 from .model import IrelativeForeign, Settle, SettleZero
 
 PAGE = 0x1000
@@ -500,7 +500,7 @@ class Placement:
         for r in rw.relocs:
             if isinstance(r.decision, IrelativeForeign):
                 tail = rw.plt[r.rela.offset].tail
-                if tail is not None and tail[1] >= x86_64.FOREIGN_STUB_SIZE:
+                if tail is not None and tail[1] >= plt.FOREIGN_STUB_SIZE:
                     self.stubs[r.rela.offset] = tail[0] + rw.delta
                     tails = [t for t in tails if t[0] != tail[0] + rw.delta]
         for r in rw.relocs:
@@ -509,7 +509,7 @@ class Placement:
                 self.stubs[r.rela.offset] = at
         self.routine, self.code_where = None, "none"
         if rw.needs_fixup:
-            self.routine = x86_64.Routine(x86_64.fixup_lines(rw.blob.preload))
+            self.routine = asm.Routine(fixup.fixup_lines(rw.blob.preload))
             self._place_routine(tails)
 
     def _dead_plt_regions(self):
@@ -517,7 +517,7 @@ class Placement:
         and every lazy tail, less what the slots kept lazy still run: their
         lazy code and PLT0."""
         rw, d = self.rw, self.rw.delta
-        dead = x86_64.dead_plt(rw.sections)
+        dead = plt.dead_plt(rw.sections)
         if dead is None:
             return []
         regions = [(dead[0], dead[0] + dead[1])]
@@ -525,7 +525,7 @@ class Placement:
             regions += sorted((e.tail[0], e.tail[0] + e.tail[1])
                               for e in rw.plt.values() if e.tail is not None)
         if rw.lazy:
-            live = [x86_64.plt0(rw.sections)] + [x86_64.lazy_bytes(rw.sections, target)
+            live = [plt.plt0(rw.sections)] + [plt.lazy_bytes(rw.sections, target)
                                                  for _, _, target in rw.lazy]
             regions = _without(regions, live)
         return [(start + d, end + d) for start, end in regions]
@@ -533,10 +533,10 @@ class Placement:
     def _stub_room(self, tails):
         """10 bytes for an IFUNC stub: from a dead PLT region, else like code."""
         for k, (start, end) in enumerate(tails):
-            if end - start >= x86_64.FOREIGN_STUB_SIZE:
-                rest = [(start + x86_64.FOREIGN_STUB_SIZE, end)]
+            if end - start >= plt.FOREIGN_STUB_SIZE:
+                rest = [(start + plt.FOREIGN_STUB_SIZE, end)]
                 return start, tails[:k] + [r for r in rest if r[1] > r[0]] + tails[k + 1:]
-        at, _ = self._take(self.code_spaces, x86_64.FOREIGN_STUB_SIZE, 2, "an IFUNC stub")
+        at, _ = self._take(self.code_spaces, plt.FOREIGN_STUB_SIZE, 2, "an IFUNC stub")
         return at, tails
 
     def _place_routine(self, tails):
@@ -545,7 +545,7 @@ class Placement:
         for space, region in [(s, (s.cursor, s.end)) for s in spaces] + [(None, t) for t in ibt]:
             try:
                 used = routine.layout([region])
-            except x86_64.NoRoom:
+            except asm.NoRoom:
                 continue
             return self._routine_placed(space, [region], used, space.name if space
                                         else "dead IBT .plt")
@@ -553,7 +553,7 @@ class Placement:
         try:
             used = routine.layout(regions)
             return self._routine_placed(None, regions, used, "threaded through dead PLT bytes")
-        except x86_64.NoRoom:
+        except asm.NoRoom:
             pass
         if self.added_space is None:
             raise NoRoom("no room for the fix-up routine")
@@ -677,7 +677,7 @@ class Placement:
         if self.routine is not None:
             self._write_fixup()
         for word, at in self.stubs.items():
-            out.put(at, x86_64.foreign_stub(at, rw.mv(word)))
+            out.put(at, plt.foreign_stub(at, rw.mv(word)))
         spaces = {self.table_space.name} | ({self.blob_space.name} if self.blob_space else set())
         rw.report.tables = ", ".join(sorted(spaces))
 

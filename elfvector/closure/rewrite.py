@@ -26,7 +26,7 @@ in the order of docs/design.md ("Closure rewrite"):
    it settled words into to that library's check symbol; the GLOB_DAT's word
    (like the fix-up's own words) goes where ld.so writes anyway: the GOT's
    dead header or past ``.bss`` in its last page;
-7. the fix-up routine (:mod:`.x86_64`) goes into executable bytes already
+7. the fix-up routine (:mod:`.x86_64.fixup`) goes into executable bytes already
    mapped: the executable segment's last page, else the dead IBT ``.plt``;
 8. each IrelativeForeign gets its stub in the dead lazy tail of its PLT entry;
 9. ``DT_RPATH`` and, in a program, ``PT_INTERP``;
@@ -44,7 +44,8 @@ from ..elfimage import (DYN, PF_W, PT_DYNAMIC, PT_INTERP, PT_LOAD, RELA, SHF_ALL
                         gnu_hash, sysv_hash)
 from ..errors import UnsupportedElfError
 from ..relvec import relr_decode, relr_encode
-from . import layout, x86_64
+from . import layout
+from .x86_64 import fixup, plt, preload
 from .model import (RELA_DYN, RELA_PLT, IrelativeForeign, IrelativeLocal, Keep, Relative,
                     Settle, SettleZero)
 
@@ -369,7 +370,7 @@ class _Rewrite:
         self.sections = {n: (s.addr, image.bytes_at(s.offset, s.size), s.entsize)
                          for n, s in zip(image.section_names, image.shdrs)
                          if n in (".plt", ".plt.sec", ".plt.got") and s.type == SHT_PROGBITS}
-        self.plt = x86_64.plt_entries(self.sections)
+        self.plt = plt.plt_entries(self.sections)
 
     def mv(self, address):
         """The output's link-time address of the original ``address``."""
@@ -716,7 +717,7 @@ class _Rewrite:
                     not self.in_writable_file_bytes(r.rela.offset):
                 continue
             target = struct.unpack("<Q", self.image.read(r.rela.offset, WORD))[0]
-            push = x86_64.lazy_push(self.sections, target)
+            push = plt.lazy_push(self.sections, target)
             if push is not None and push[1] == r.index:
                 lazy.append((r, push[0], target))
         return lazy
@@ -843,7 +844,7 @@ class _Rewrite:
 
 
 class _Blob:
-    """The fix-up routine's read-only data (see :mod:`.x86_64` for the
+    """The fix-up routine's read-only data (see :mod:`.x86_64.fixup` for the
     header and entries), the RELR lists, and in a program the preload
     check's names and strings.  Its sorted table of pre-bound names goes
     apart (:class:`PreboundPlace`): loaded when it fits in bytes already
@@ -862,7 +863,7 @@ class _Blob:
         for word, (check, _) in zip(rw.check_words, rw.checks):
             entries.append((word, check.expected, _relr_bytes(deps[check.obj])))
         self.entries = entries
-        self.lists_at = x86_64.HEADER_SIZE + x86_64.ENTRY_SIZE * len(entries)
+        self.lists_at = fixup.HEADER_SIZE + fixup.ENTRY_SIZE * len(entries)
         self.size = self.lists_at + sum(len(relr) for _, _, relr in entries)
         self.preload = self.prebound = None
         if rw.preload:
@@ -871,7 +872,7 @@ class _Blob:
     def _preload_data(self):
         obj = self.rw.obj
         names = {_basename(n).encode("utf-8", "surrogateescape") for n in obj.expected_objects}
-        names |= {x86_64.VDSO_NAME.encode()} | self._interp_names()
+        names |= {preload.VDSO_NAME.encode()} | self._interp_names()
         self.prebound_names = {n if isinstance(n, bytes) else n.encode("utf-8", "surrogateescape")
                                for n in obj.prebound_names}
         self.prebound = _hash_table(self.prebound_names, low_bit=True)
@@ -880,14 +881,14 @@ class _Blob:
         self.strings = [_hash_table(names), self.header,
                         b"elfvector: " + program + b": LD_PRELOAD'ed ",
                         PRELOAD_SUFFIX.encode(), PRELOAD_UNREADABLE.encode(),
-                        ENVIRON_PATH, x86_64.PROC_EXE, PRELOAD_IGNORE]
+                        ENVIRON_PATH, preload.PROC_EXE, PRELOAD_IGNORE]
         fields = self.size
         offsets, cursor = [], fields + self.PRELOAD_WORDS * WORD
         for data in self.strings:
             offsets.append(cursor)
             cursor += layout.align_up(len(data), WORD)
         self.size = cursor
-        self.preload = x86_64.PreloadLayout(
+        self.preload = preload.PreloadLayout(
             debug=fields, names=offsets[0], names_count=len(self.strings[0]) // 4,
             table=fields + WORD, loaded=fields + 4 * WORD, filter=fields + 5 * WORD,
             header=offsets[1], prebound_count=len(self.prebound) // 4,
@@ -915,10 +916,10 @@ class _Blob:
 
     def bloom(self, bits):
         """A ``2**bits``-bit Bloom filter of the pre-bound names (two bits
-        each, :func:`.x86_64.bloom_positions`)."""
+        each, :func:`.preload.bloom_positions`)."""
         words = [0] * max((1 << bits) // 64, 1)
         for name in self.prebound_names:
-            for bit in x86_64.bloom_positions(gnu_hash(name), bits):
+            for bit in preload.bloom_positions(gnu_hash(name), bits):
                 words[bit // 64] |= 1 << (bit % 64)
         return struct.pack(f"<{len(words)}Q", *words)
 
