@@ -33,7 +33,8 @@ from elfvector.closure.x86_64 import ENDBR64
 from elfvector.closure.model import (RELA_DYN, RELA_PLT, Check, ClosurePlan, IrelativeForeign,
                                      IrelativeLocal, Keep, ObjectPlan, Relative, Settle,
                                      Target)
-from elfvector.closure.rewrite import check_symbol_name, rewrite_object
+from elfvector.closure.rewrite import rewrite_object
+from elfvector.closure.symbols import check_symbol_name
 from elfvector.elfimage import ElfImage, gnu_hash
 
 SRC = TESTDATA / "closure"

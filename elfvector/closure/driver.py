@@ -42,7 +42,8 @@ from ..ldso import FileCache
 from ..retroimp import MARKER_SECTION as RETROIMP_SECTION
 from . import layout
 from .resolve import ClosureOptions, plan_closure, program_lookups, read_closure, summarize
-from .rewrite import CHECK_NAME, check_symbol_name, rewrite_object
+from .rewrite import rewrite_object
+from .symbols import CHECK_NAME, check_symbol_name
 
 MANIFEST = "elfvector-retro.json"
 LOCK = ".elfvector-retro.lock"
