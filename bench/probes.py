@@ -130,8 +130,8 @@ def _decode_slot(code, address):
     """The encoding and the jump target of a bound slot's bytes (None: not bound)."""
     if code[0] == 0xE9:
         return "jmp rel32", address + 5 + int.from_bytes(code[1:5], "little", signed=True)
-    if code[:2] == b"\x49\xbb" and code[10:13] == b"\x41\xff\xe3":
-        return "movabs $abs64,%r11; jmp *%r11", int.from_bytes(code[2:10], "little")
+    if code[:6] == bytes.fromhex("ff2502000000"):
+        return "jmp *8(%rip)", int.from_bytes(code[8:16], "little")
     return None, None
 
 

@@ -141,6 +141,7 @@ def build(incl_arg, excl_arg, vscript, loader_words, rebuild=False, vector_only=
         final_cmd.with_output(final_path).with_extra(
             obj, script, *vector_version_script(final_cmd, tmp)).run("final link", blame=output)
         notes += check_final(final_path, vector, output)
+        seal_file(final_path, vector, output)
         move_into_place(final_path, output)
         with open(obj, "rb") as f:
             object_bytes = f.read()
@@ -202,6 +203,37 @@ def check_final(path, vector, output):
     check_slots(image, vector, {s.name: functions.get(s.name, []) for s in local})
     return [f"{len(local)} functions are in the vector only (local in the version "
             f"script): {', '.join(str(s) for s in local[:5])}{' ...' if len(local) > 5 else ''}"]
+
+
+def seal_table(data, vector, path):
+    """``data``, a library linked with ``vector``'s table, with the table's
+    seal written into the 8 bytes the table object keeps before it.
+
+    The seal hashes the table as linked; an importer pre-bound against
+    this library (:func:`elfvector.importvec.prebind`) compares it at
+    start-up, so a rebuild at the same base whose functions moved is seen.
+    """
+    image = ElfImage(data, path)
+    lib = LibrarySymbols(image)
+    table = next((lib.syms[i] for i in lib.named(vector.name) if lib.syms[i].defined), None)
+    if table is None or table.size != 4 * len(vector.slots):
+        raise VectorMismatchError(f"{vector.name} is not the table of {len(vector.slots)} "
+                                  "slots the link was given", path)
+    machine = arches.for_arch(image.arch.name)
+    at = image.offset_of(table.value - machine.SEAL_SIZE, machine.SEAL_SIZE + table.size)
+    if any(data[at:at + machine.SEAL_SIZE]):
+        raise VectorMismatchError(f"{vector.name} has no room for its seal", path)
+    sealed = bytearray(data)
+    sealed[at:at + machine.SEAL_SIZE] = machine.table_seal(image.read(table.value, table.size))
+    return bytes(sealed)
+
+
+def seal_file(path, vector, output):
+    """:func:`seal_table` on the linked file ``path`` (errors name ``output``)."""
+    with open(path, "rb") as f:
+        data = f.read()
+    with open(path, "wb") as f:
+        f.write(seal_table(data, vector, output))
 
 
 def _symtab_functions(image):

@@ -10,6 +10,7 @@ libraries and ``-L`` directories searched first.
 """
 
 import os
+import struct
 import tempfile
 from dataclasses import dataclass, field
 
@@ -17,6 +18,7 @@ from . import arch as arches
 from .arch import x86_64
 from .atomic import move_into_place
 from .elffile import ElfFile
+from .elfimage import ET_EXEC, PT_LOAD, ElfImage
 from .errors import VectorMismatchError
 from .exportvec import blamed_on
 from .ldso import CLASS_NORMAL, CLASS_PLT, STT_FUNC, STT_GNU_IFUNC, Ldd
@@ -43,6 +45,7 @@ class ImportPlan:
     in_executable: bool
     arch: str
     vectors: list = field(default_factory=list)      # (Vector, [SlotChoice])
+    libraries: dict = field(default_factory=dict)     # vector name -> the MappedObject
     kept: list = field(default_factory=list)          # (name, why)
     warnings: list = field(default_factory=list)
 
@@ -121,6 +124,7 @@ def plan(linkmap, vectors, excludes, callable_only=None):
         exported = sym.name in address_taken
         chosen.setdefault(vec.name, (vec, []))[1].append(SlotChoice(sym.name, index, exported))
     result.vectors = [chosen[v.name] for v in vector_of.values() if v.name in chosen]
+    result.libraries = {v.name: lib for lib, v in vector_of.items() if v.name in chosen}
     return result
 
 
@@ -264,8 +268,9 @@ def plan_for_link(cmd, elf, vectors, excludes, ldd=None):
     return result
 
 
-def build(xclude_arg, vec_paths, loader_words, link=False):
-    """Trial-link, plan, and (with ``link``) assemble and do the final link."""
+def build(xclude_arg, vec_paths, loader_words, link=False, prebound=False):
+    """Trial-link, plan, and (with ``link``) assemble and do the final link;
+    ``prebound`` binds the slots in the output where it can (:func:`prebind`)."""
     vectors = read_vectors(vec_paths)
     excludes = PatternList.from_arg(xclude_arg, "xclude", DEFAULT_IMPORT_EXCLUDES)
     cmd = LinkCommand(loader_words)
@@ -279,8 +284,89 @@ def build(xclude_arg, vec_paths, loader_words, link=False):
             extra = [assemble_import(tmp, asm_text)] if asm_text else []
             final_path = os.path.join(tmp, "final")
             cmd.with_output(final_path).with_extra(*extra).run("final link", blame=output)
+            if prebound and asm_text:
+                prebind_file(final_path, result, output)
             move_into_place(final_path, output)
     return result, asm_text
+
+
+def prebind(data, result, path):
+    """``data``, the linked file ``result`` planned, with its slots bound now,
+    and the number of vectors so bound.
+
+    Only a file at a fixed address (a non-PIE program, a library linked at
+    its base) is pre-bound, and only against a library at a fixed base
+    whose table carries its seal (:func:`elfvector.exportvec.seal_table`).
+    The pre-binding record says where the slots and the tables were and
+    what the seals were; at start-up the binder checks it and binds anew
+    what moved (:mod:`elfvector.arch.x86_64`), so a wrong pre-binding costs
+    a rebinding, never a call to the wrong place.
+    """
+    machine = arches.for_arch(result.arch)
+    image = ElfImage(data, path)
+    _, section = image.section(".elfvector.slots")
+    _, index = image.section(".elfvector.index")
+    if section is None or index is None or not _at_fixed_address(image):
+        return data, 0
+    record, size = machine.import_layout(result.slot_count, len(result.vectors))
+    if (section.size, index.size) != (result.slot_count * machine.SLOT_SIZE, size):
+        raise VectorMismatchError(f"the import vector has {section.size} bytes of slots and "
+                                  f"{index.size} of indices, not what {result.slot_count} "
+                                  "slots take", path)
+    out = bytearray(data)
+    first = bound = 0
+    for v, (vec, slots) in enumerate(result.vectors):
+        table = _sealed_table(machine, result.libraries[vec.name], vec)
+        if table is not None:
+            address, offsets, seal = table
+            for k, choice in enumerate(slots, start=first):
+                at = section.offset + k * machine.SLOT_SIZE
+                out[at:at + machine.SLOT_SIZE] = machine.bound_slot(
+                    section.addr + k * machine.SLOT_SIZE, address + offsets[choice.index])
+            at = index.offset + record + 8 + 16 * v
+            out[at:at + 16] = address.to_bytes(8, "little") + seal
+            bound += 1
+        first += len(slots)
+    if bound:
+        at = index.offset + record
+        out[at:at + 8] = section.addr.to_bytes(8, "little")
+    return bytes(out), bound
+
+
+def prebind_file(path, result, output):
+    """:func:`prebind` on the linked file ``path`` (errors name ``output``)."""
+    with open(path, "rb") as f:
+        data = f.read()
+    data, _ = prebind(data, result, output)
+    with open(path, "wb") as f:
+        f.write(data)
+
+
+def _at_fixed_address(image):
+    """True if ``image`` is loaded where it was linked: a non-PIE program,
+    or a library with a fixed base (ld.so asks the kernel for it)."""
+    if image.type == ET_EXEC:
+        return True
+    return not image.is_pie and _lowest_address(image) != 0
+
+
+def _lowest_address(image):
+    return min(p.vaddr for p in image.phdrs if p.type == PT_LOAD)
+
+
+def _sealed_table(machine, lib, vec):
+    """(address, offsets, seal) of the export table of the loaded library
+    ``lib`` if it has a fixed base and its table carries its seal, else None."""
+    image = lib.elf.image
+    table = _by_name(lib, vec.name, CLASS_NORMAL)
+    if _lowest_address(image) == 0 or table is None or table.size < 4 * len(vec.slots) or \
+            not image.in_file(table.value - machine.SEAL_SIZE, machine.SEAL_SIZE + table.size):
+        return None
+    words = image.read(table.value, table.size)
+    seal = image.read(table.value - machine.SEAL_SIZE, machine.SEAL_SIZE)
+    if seal != machine.table_seal(words):
+        return None
+    return table.value, struct.unpack(f"<{len(words) // 4}i", words), seal
 
 
 SHIM_SONAME = "elfvector-vector-only.so"

@@ -9,11 +9,13 @@ lib mode, per library (the seed's methodology):
    libraries, found in ``--rpathdir``;
 4. a base from the addrfile (the old one while the library still fits,
    else a new one below all others with room to grow), under its lock;
-5. the final link at that base (``-Ttext-segment``), then relvec;
+5. the final link at that base (``-Ttext-segment``), the table's seal, its
+   import slots pre-bound (the libraries it needs have their bases), then
+   relvec;
 6. the library and its ``.vec`` linked into ``--rpathdir``.
 
 prog mode links a program with the import vectors of every ``.vec`` in
-``--rpathdir``.
+``--rpathdir``, pre-bound when the program is not PIE.
 """
 
 import os
@@ -24,9 +26,9 @@ from . import addrfile
 from .atomic import write_bytes
 from .elfimage import PT_LOAD, ElfImage
 from .errors import LinkError, VectorMismatchError
-from .exportvec import (blamed_on, check_final, choose_vector, trial_link, vector_version_script,
-                        write_vector_objects)
-from .importvec import assemble_import, plan_for_link, read_vectors
+from .exportvec import (blamed_on, check_final, choose_vector, seal_table, trial_link,
+                        vector_version_script, write_vector_objects)
+from .importvec import assemble_import, plan_for_link, prebind, read_vectors
 from .importvec import build as build_program_with_vectors
 from .linkcmd import LinkCommand
 from .patterns import DEFAULT_IMPORT_EXCLUDES, PatternList
@@ -103,7 +105,10 @@ def build_library(options, loader_words):
                 cmd.linker_option(f"-Ttext-segment={base:#x}")], "final link")
             notes += check_final(placed, vector, output)
             with open(placed, "rb") as f:
-                data = f.read()
+                data = seal_table(f.read(), vector, output)
+            if imports.slot_count:
+                data, prebound = prebind(data, imports, output)
+                notes.append(f"{prebound} of {len(imports.vectors)} import vectors pre-bound")
             if options.relvec:
                 data, report = relvec(data, output, inclrel, exclrel)
                 notes.append(str(report))
@@ -127,7 +132,7 @@ def build_program(options, loader_words):
     vecs = sorted(os.path.join(options.rpathdir, f) for f in os.listdir(options.rpathdir)
                   if f.endswith(".vec"))
     return build_program_with_vectors("", vecs, list(loader_words) + [f"-L{options.rpathdir}"],
-                                      link=True)
+                                      link=True, prebound=True)
 
 
 def _previous_vector(rpathdir, soname, output, vec_path):

@@ -1,0 +1,194 @@
+"""Pre-bound slots (issue 9).
+
+vectool writes a group's non-PIE programs and libraries with their slots
+already bound for the libraries' fixed bases.  At start-up each binder
+checks, per vector, that the importer and the table are where they were
+bound and that the table carries the seal it was bound against: then it
+writes nothing.  When a library is not at its base (a preloaded library
+took its place, two libraries were given one base) or was rebuilt at its
+base with its functions moved, the slots of that vector are bound anew,
+and the program behaves as the stock build of the same sources.
+"""
+
+import re
+
+import pytest
+
+from elfvector.elfimage import ElfImage, read_elf_file
+from elfvector.arch.x86_64 import SEAL_SIZE, SLOT_SIZE, table_seal
+from test_vectool import Group, load_address
+
+MAIN = r"""
+#include <stdio.h>
+#include "foo.h"
+int bar_poly(int x);
+void bar_greet(void);
+
+int main(int argc, char **argv)
+{
+    int (*add)(int, int) = foo_add;             /* pointer equality */
+    bar_greet();
+    foo_hello(argc > 1 ? argv[1] : "world");
+    printf("add %d mul %d twice %d poly %d\n", foo_add(2, 3), foo_mul(4, 5), foo_twice(21),
+           bar_poly(3));
+    printf("sum %ld len %zu name %s hypot2 %.2f\n", foo_sum(3, 1L, 2L, 3L), foo_len("vector"),
+           foo_name(), foo_hypot2(3.0, 4.0));
+    printf("same &foo_add: %s\n", add == foo_self() ? "yes" : "NO");
+    return foo_add(0, 7);
+}
+"""
+
+BAZ = "int baz_triple(int x) { return 3 * x; }\n"
+BAZ_MAIN = r"""
+#include <stdio.h>
+#include "foo.h"
+int baz_triple(int x);
+int main(void)
+{
+    printf("triple %d add %d len %zu\n", baz_triple(14), foo_add(40, 2), foo_len("abc"));
+    return baz_triple(1);
+}
+"""
+
+
+def slot_opcodes(path):
+    """The first byte of every slot in ``path``'s file: e8 unbound, e9 or ff bound."""
+    image = ElfImage(read_elf_file(str(path)), str(path))
+    _, section = image.section(".elfvector.slots")
+    data = image.bytes_at(section.offset, section.size)
+    return {data[i] for i in range(0, len(data), SLOT_SIZE)}
+
+
+def table_and_seal(path, vector):
+    """(address, seal) of ``vector``'s export table in the library at
+    ``path``; the seal must be the table's (:func:`table_seal`)."""
+    image = ElfImage(read_elf_file(str(path)), str(path))
+    (table,) = [s for s, name in zip(image.dynsyms(), image.symbol_names())
+                if name == vector and s.defined]
+    seal = image.read(table.value - SEAL_SIZE, SEAL_SIZE)
+    assert seal == table_seal(image.read(table.value, table.size))
+    return table.value, seal
+
+
+def mremaps(build, program, *args, env):
+    """(the run, how many times it called mremap: once per object that bound slots)."""
+    trace = build.path / "strace.out"
+    result = build.run("strace", "-f", "-qq", "-e", "trace=mremap", "-o", trace, program, *args,
+                       env=env)
+    return result, len(re.findall(r"\bmremap\(", trace.read_text()))
+
+
+def same(got, stock):
+    assert (got.returncode, got.stdout, got.stderr) == \
+        (stock.returncode, stock.stdout, stock.stderr)
+
+
+@pytest.fixture
+def group(build):
+    """foo.so.5 and libbar.so.1 (importing foo) at their bases, a non-PIE
+    program importing both, and the stock build of the same sources."""
+    group = Group(build)
+    group.foo()
+    group.bar()
+    (build.path / "both.c").write_text(MAIN)
+    build.gcc("-O2", "-fno-pie", "-c", "both.c", "-o", "both.o")
+    build.tool("vectool", "--mode=prog", "--rpathdir=rp", "gcc", "-no-pie", "-o", "both",
+               "both.o", "foo.so.5", "libbar.so.1")
+    stock = build.path / "stock"
+    stock.mkdir()
+    build.gcc("-shared", "-Wl,-soname=foo.so.5", "-o", "stock/foo.so.5", "foo.o")
+    build.gcc("-shared", "-Wl,-soname=libbar.so.1", "-o", "stock/libbar.so.1", "bar.o",
+              "stock/foo.so.5")
+    build.gcc("-no-pie", "-o", "both.stock", "both.o", "stock/foo.so.5", "stock/libbar.so.1")
+    return group
+
+
+def run_both(build, env=None):
+    """The vectored program (under strace) and the stock one, in the same environment."""
+    got, remapped = mremaps(build, "./both", "x", env=dict(env or {}, LD_LIBRARY_PATH="rp"))
+    stock = build.run("./both.stock", "x", env=dict(env or {}, LD_LIBRARY_PATH="stock"))
+    return got, stock, remapped
+
+
+def test_files_hold_their_slots_bound(group, build):
+    """The program's slots (far from the default region: jmp *word) and
+    libbar's (near foo.so.5: jmp rel32) are bound in the files; a PIE
+    program's are not, its load address being unknown."""
+    assert slot_opcodes(build.path / "both") == {0xFF}
+    assert slot_opcodes(build.path / "libbar.so.1") == {0xE9}
+    pie = group.prog("testmain.c", "testmain.pie", "foo.so.5", pie=True)
+    assert slot_opcodes(pie) == {0xE8}
+
+
+def test_at_their_bases_nothing_is_written(group, build):
+    got, stock, remapped = run_both(build)
+    same(got, stock)
+    assert "same &foo_add: yes" in got.stdout and got.returncode == 7
+    assert remapped == 0
+    bases = group.bases()
+    for soname in ("foo.so.5", "libbar.so.1"):
+        assert load_address(build, "./both", soname) == 0, soname     # l_addr 0: at its base
+    assert bases["foo.so.5"] != bases["libbar.so.1"]
+
+
+def test_a_preloaded_blocker_moves_a_library(group, build):
+    """A preloaded library linked at foo.so.5's base takes its place: foo
+    lands elsewhere, and the program and libbar bind their slots for it
+    anew (one mremap each); libbar, at its base, keeps the program's slots
+    for it."""
+    (build.path / "blocker.c").write_text("int blocker_fn(void) { return 1; }\n")
+    build.gcc("-shared", "-fPIC", "-o", "blocker.so", "blocker.c",
+              f"-Wl,-Ttext-segment={group.bases()['foo.so.5']:#x}")
+    env = {"LD_PRELOAD": str(build.path / "blocker.so")}
+    got, stock, remapped = run_both(build, env)
+    same(got, stock)
+    assert remapped == 2
+    debug_env = dict(env, LD_DEBUG="files", LD_LIBRARY_PATH="rp")
+    err = build.run("./both", env=debug_env).stderr
+    assert re.search(r"file=foo\.so\.5 \[0\];  generating link map\n.*base: 0x0*[1-9a-f]", err)
+
+
+def test_two_libraries_given_one_base(build):
+    """Two addrfiles give foo.so.5 and libbaz.so.1 one base: one of them
+    loads elsewhere, and the program binds that vector's slots anew."""
+    group = Group(build)
+    group.foo()
+    (build.path / "baz.c").write_text(BAZ)
+    build.gcc("-fPIC", "-O2", "-c", "baz.c", "-o", "baz.o")
+    build.tool("vectool", "--mode=lib", "--addrfile=addrs2", "--rpathdir=rp", "gcc", "-shared",
+               "-Wl,-soname=libbaz.so.1", "-o", "libbaz.so.1", "baz.o")
+    base = group.bases()["foo.so.5"]
+    assert re.match(rf"{base} libbaz\.so\.1", (build.path / "addrs2").read_text())
+    (build.path / "bm.c").write_text(BAZ_MAIN)
+    build.gcc("-O2", "-fno-pie", "-I", build.src(""), "-c", "bm.c", "-o", "bm.o")
+    build.tool("vectool", "--mode=prog", "--rpathdir=rp", "gcc", "-no-pie", "-o", "bm", "bm.o",
+               "foo.so.5", "libbaz.so.1")
+    assert slot_opcodes(build.path / "bm") == {0xFF}
+    stock = build.path / "stock"
+    stock.mkdir()
+    build.gcc("-shared", "-Wl,-soname=foo.so.5", "-o", "stock/foo.so.5", "foo.o")
+    build.gcc("-shared", "-Wl,-soname=libbaz.so.1", "-o", "stock/libbaz.so.1", "baz.o")
+    build.gcc("-no-pie", "-o", "bm.stock", "bm.o", "stock/foo.so.5", "stock/libbaz.so.1")
+    got, remapped = mremaps(build, "./bm", env={"LD_LIBRARY_PATH": "rp"})
+    same(got, build.run("./bm.stock", env={"LD_LIBRARY_PATH": "stock"}))
+    assert got.stdout == "triple 42 add 42 len 3\n" and got.returncode == 3
+    assert remapped == 1
+    moved = [load_address(build, "./bm", s) != 0 for s in ("foo.so.5", "libbaz.so.1")]
+    assert sorted(moved) == [False, True]
+
+
+def test_a_rebuild_at_the_same_base_is_bound_anew(group, build):
+    """foo.so.5 rebuilt with its functions moved but its table at the same
+    address: only the seal tells.  The program and libbar, not relinked,
+    bind their slots for it anew and behave as before."""
+    old = table_and_seal(build.path / "foo.so.5", "__V_foo_so_5")
+    (build.path / "foo_moved.c").write_text(
+        "__attribute__((used)) static int pad(int x) { return x * 7 + 3; }\n"
+        f'#include "{build.src("foo.c")}"\n')
+    build.gcc("-fPIC", "-O2", "-c", "foo_moved.c", "-o", "foo_moved.o")
+    group.foo(obj="foo_moved.o")
+    new = table_and_seal(build.path / "foo.so.5", "__V_foo_so_5")
+    assert new[0] == old[0] and new[1] != old[1]
+    got, stock, remapped = run_both(build)
+    same(got, stock)
+    assert remapped == 2
