@@ -15,7 +15,7 @@ import struct
 
 from ..elfimage import PT_INTERP, gnu_hash
 from ..relvec import relr_encode
-from . import layout
+from .output import PAGE, align_up
 from .x86_64 import fixup, preload
 
 WORD = 8
@@ -70,7 +70,7 @@ class FixupData:
         offsets, cursor = [], fields + self.PRELOAD_WORDS * WORD
         for data in self.strings:
             offsets.append(cursor)
-            cursor += layout.align_up(len(data), WORD)
+            cursor += align_up(len(data), WORD)
         self.size = cursor
         self.preload = preload.PreloadLayout(
             debug=fields, names=offsets[0], names_count=len(self.strings[0]) // 4,
@@ -121,14 +121,14 @@ class FixupData:
         if self.preload is not None:
             out += self._preload_fields(place)
             for data in self.strings:
-                out += data + bytes(layout.align_up(len(data), WORD) - len(data))
+                out += data + bytes(align_up(len(data), WORD) - len(data))
         assert len(out) == self.size
         return bytes(out)
 
     def _preload_fields(self, place):
         mapping = (0, 0, 0)
         if place.file_offset is not None:
-            page = place.file_offset // layout.PAGE * layout.PAGE
+            page = place.file_offset // PAGE * PAGE
             mapping = (page, place.file_offset + len(self.file_table()) - page,
                        place.file_offset - page)
         bits = place.filter_bits

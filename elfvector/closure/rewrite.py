@@ -46,6 +46,7 @@ from . import layout
 from .fixupdata import FixupData
 from .model import (RELA_DYN, RELA_PLT, IrelativeForeign, IrelativeLocal, Keep, Relative,
                     Settle, SettleZero)
+from .output import PAGE, Output, align_up
 from .symbols import DynamicSymbols
 from .x86_64 import plt
 
@@ -174,7 +175,7 @@ class _Rewrite:
             raise ValueError(f"{obj.source}: old_base {obj.old_base:#x} is not the first "
                              f"PT_LOAD's address {self.loads[0].vaddr:#x}")
         self.delta = obj.new_base - obj.old_base
-        if self.delta % layout.PAGE or (self.delta and obj.is_program):
+        if self.delta % PAGE or (self.delta and obj.is_program):
             raise ValueError(f"{obj.source}: cannot move from {obj.old_base:#x} to "
                              f"{obj.new_base:#x}")
         if image.dyn(DT_REL):
@@ -201,7 +202,7 @@ class _Rewrite:
         self.settles_relr = bool(self.relr_words) and not self.obj.is_program
         self._count_before(relocs)
         self.symbols = DynamicSymbols(self.image)
-        self.out = out = layout.Output(self.image)
+        self.out = out = Output(self.image)
         self._move(out)
         self.checks = self._assign_checks(relocs)
         self._name_checks()
@@ -467,12 +468,12 @@ class _Rewrite:
         at, end = notes.offset, notes.offset + notes.size
         while at + 12 <= end:
             namesz, descsz, _ = struct.unpack_from("<III", out.data, at)
-            desc = at + 12 + layout.align_up(namesz, 4)
+            desc = at + 12 + align_up(namesz, 4)
             for k in range(min(3, descsz // WORD)):
                 value = struct.unpack_from("<Q", out.data, desc + WORD * k)[0]
                 if value:
                     struct.pack_into("<Q", out.data, desc + WORD * k, value + self.delta)
-            at = desc + layout.align_up(descsz, 4)
+            at = desc + align_up(descsz, 4)
 
     # -- step 2: the settled words --------------------------------------------------------
     def _settle(self, relocs):
