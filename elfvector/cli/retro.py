@@ -146,7 +146,7 @@ def _check_usage(addrfile, no_fixed_bases, seed, verify, verify_args):
 
 
 def _check(outdir):
-    from ..closure.driver import check
+    from ..closure.manifest import check
     stale = check(outdir)
     for output, why in stale:
         click.echo(f"{output}: {why}")

@@ -55,7 +55,8 @@ class FixupData:
 
     def _preload_data(self):
         obj = self.rw.obj
-        names = {os.path.basename(n).encode("utf-8", "surrogateescape") for n in obj.expected_objects}
+        names = {os.path.basename(n).encode("utf-8", "surrogateescape")
+                 for n in obj.expected_objects}
         names |= {preload.VDSO_NAME.encode()} | self._interp_names()
         self.prebound_names = {n if isinstance(n, bytes) else n.encode("utf-8", "surrogateescape")
                                for n in obj.prebound_names}
