@@ -4,11 +4,11 @@
 in the order of docs/design.md ("Closure rewrite"):
 
 1. **move** a library from ``old_base`` to ``new_base``, the way prelink
-   relocated libraries: program and section headers, ``e_entry``, the
-   address-valued ``DT_*`` entries, defined symbols of ``.dynsym`` and
-   ``.symtab``, relocation offsets and RELATIVE/IRELATIVE addends,
-   ``.got.plt[0]`` and the addresses of systemtap probes (``.eh_frame``
-   is PC-relative and needs nothing);
+   relocated libraries (:mod:`.move`): program and section headers,
+   ``e_entry``, the address-valued ``DT_*`` entries, defined symbols of
+   ``.dynsym`` and ``.symtab``, relocation offsets and RELATIVE/IRELATIVE
+   addends, ``.got.plt[0]`` and the addresses of systemtap probes
+   (``.eh_frame`` is PC-relative and needs nothing);
 2. **settle** every Settle/SettleZero/IrelativeForeign word in the file;
 3. write one new ``.rela.dyn``: kept RELATIVEs (``DT_RELACOUNT``), the
    other kept relocations, the checks' GLOB_DATs, the fix-up's IRELATIVE,
@@ -38,23 +38,23 @@ import struct
 from collections import Counter
 from dataclasses import dataclass, field
 
-from ..elfimage import (DYN, PF_W, PT_DYNAMIC, PT_INTERP, PT_LOAD, RELA, SHF_ALLOC,
-                        SHN_LORESERVE, SHN_UNDEF, SHT_PROGBITS, SYM, ElfImage, Rela, Sym)
+from ..elfimage import (DYN, PF_W, PT_DYNAMIC, PT_INTERP, PT_LOAD, RELA, SHN_UNDEF,
+                        SHT_PROGBITS, ElfImage, Rela)
 from ..errors import UnsupportedElfError
 from ..relvec import relr_decode
 from . import layout
 from .fixupdata import FixupData
 from .model import (RELA_DYN, RELA_PLT, IrelativeForeign, IrelativeLocal, Keep, Relative,
                     Settle, SettleZero)
-from .output import PAGE, Output, align_up
+from .move import Move
+from .output import PAGE, Output
 from .symbols import DynamicSymbols
 from .x86_64 import plt
 
 WORD = 8
 
 # Constants not (yet) in the shared ELF layout module.
-PT_NOTE, PT_GNU_STACK, PT_GNU_PROPERTY = 4, 0x6474E551, 0x6474E553
-STT_TLS = 6
+PT_NOTE, PT_GNU_PROPERTY = 4, 0x6474E553
 DT_NULL, DT_NEEDED, DT_PLTRELSZ, DT_PLTGOT, DT_HASH, DT_STRTAB, DT_SYMTAB = 0, 1, 2, 3, 4, 5, 6
 DT_RELA, DT_RELASZ, DT_RELAENT, DT_STRSZ, DT_INIT, DT_FINI = 7, 8, 9, 10, 12, 13
 DT_RPATH, DT_REL, DT_PLTREL, DT_DEBUG, DT_JMPREL = 15, 17, 20, 21, 23
@@ -405,75 +405,24 @@ class _Rewrite:
     # -- step 1: the move ---------------------------------------------------------------
     def _move(self, out):
         """Program and section headers, entry, symbols, probes, .got.plt[0]."""
-        d = self.delta
-        for p in out.phdrs:
-            if p.type not in (0, PT_GNU_STACK):
-                p.vaddr += d
-                p.paddr += d
-        for s in out.shdrs:
-            if s.flags & SHF_ALLOC:
-                s.addr += d
-        if not d:
+        move = Move(self.image, self.delta)
+        move.headers(out)
+        if not self.delta:
             return
-        entry = struct.unpack_from("<Q", out.data, 24)[0]
-        if entry:
-            struct.pack_into("<Q", out.data, 24, entry + d)
-        self.symbols.syms = [self._moved_symbol(s) for s in self.symbols.syms]
-        self._move_symtab(out)
-        self._move_probes(out)
-        _, got = self.image.section(".got.plt")
-        dynamic = self.dynamic_phdr.vaddr
-        if got is not None and got.size >= WORD and \
-                struct.unpack_from("<Q", out.data, got.offset)[0] == dynamic:
-            struct.pack_into("<Q", out.data, got.offset, dynamic + d)
-
-    def _moved_symbol(self, sym, shifts=None):
-        """``sym`` moved with the object, and with its section when ``shifts``
-        ({section index: how far the window moved it}) names it."""
-        if not self._moves(sym):
-            return sym
-        shift = self.delta if shifts is None else shifts.get(sym.shndx, 0)
-        return Sym(sym.name, sym.info, sym.other, sym.shndx, sym.value + shift, sym.size)
-
-    def _moves(self, sym):
-        shdrs = self.image.shdrs
-        return (0 < sym.shndx < min(SHN_LORESERVE, len(shdrs))
-                and shdrs[sym.shndx].flags & SHF_ALLOC and sym.info & 0xF != STT_TLS)
-
-    def _move_symtab(self, out, shifts=None):
-        _, symtab = self.image.section(".symtab")
-        if symtab is None:
-            return
-        for at in range(symtab.offset, symtab.offset + symtab.size - SYM.size + 1, SYM.size):
-            sym = Sym(*SYM.unpack_from(out.data, at))
-            if self._moves(sym):
-                moved = self._moved_symbol(sym, shifts)
-                SYM.pack_into(out.data, at, moved.name, moved.info, moved.other, moved.shndx,
-                              moved.value, moved.size)
+        move.entry(out)
+        self.symbols.syms = [move.symbol(s) for s in self.symbols.syms]
+        move.symtab(out)
+        move.probes(out)
+        move.got0(out, self.dynamic_phdr.vaddr)
 
     def follow_sections(self, out, shifts):
         """Symbols of the sections the window laid out again (``__abi_tag``
         in .note.ABI-tag) move with them."""
         if not any(shifts.values()):
             return
-        self.symbols.syms = [self._moved_symbol(s, shifts) for s in self.symbols.syms]
-        self._move_symtab(out, shifts)
-
-    def _move_probes(self, out):
-        """systemtap's ``.note.stapsdt``: each note's pc, base and semaphore
-        (glibc's probes, which gdb uses for longjmp and library events)."""
-        _, notes = self.image.section(".note.stapsdt")
-        if notes is None:
-            return
-        at, end = notes.offset, notes.offset + notes.size
-        while at + 12 <= end:
-            namesz, descsz, _ = struct.unpack_from("<III", out.data, at)
-            desc = at + 12 + align_up(namesz, 4)
-            for k in range(min(3, descsz // WORD)):
-                value = struct.unpack_from("<Q", out.data, desc + WORD * k)[0]
-                if value:
-                    struct.pack_into("<Q", out.data, desc + WORD * k, value + self.delta)
-            at = desc + align_up(descsz, 4)
+        move = Move(self.image, self.delta)
+        self.symbols.syms = [move.symbol(s, shifts) for s in self.symbols.syms]
+        move.symtab(out, shifts)
 
     # -- step 2: the settled words --------------------------------------------------------
     def _settle(self, relocs):

@@ -1,0 +1,94 @@
+"""Moving a library to a new base after the fact, as prelink relocated libraries.
+
+Every address the file holds for ld.so, gdb or the kernel shifts by the
+same ``delta`` (:class:`Move`): program headers (not PT_GNU_STACK, which
+has none), ``e_entry``, the addresses of allocated sections, defined
+symbols of ``.dynsym`` and ``.symtab`` (not TLS ones, which are offsets in
+the TLS block), systemtap's probe addresses and ``.got.plt[0]``
+(``_DYNAMIC``).  The address-valued ``DT_*`` entries and the relocations
+move with the tables the rewrite writes anew.  ``.eh_frame`` is
+PC-relative and needs nothing; in-file DWARF is left as it was (the retro
+mode warns about it).
+"""
+
+import struct
+
+from ..elfimage import SHF_ALLOC, SHN_LORESERVE, SYM, Sym
+from .output import align_up
+
+WORD = 8
+PT_GNU_STACK = 0x6474E551
+STT_TLS = 6
+
+
+class Move:
+    """The shift of the object ``image`` by ``delta``, applied to the staged
+    output."""
+
+    def __init__(self, image, delta):
+        self.image = image
+        self.delta = delta
+
+    def headers(self, out):
+        """Program headers and allocated sections' addresses."""
+        for p in out.phdrs:
+            if p.type not in (0, PT_GNU_STACK):
+                p.vaddr += self.delta
+                p.paddr += self.delta
+        for s in out.shdrs:
+            if s.flags & SHF_ALLOC:
+                s.addr += self.delta
+
+    def entry(self, out):
+        entry = struct.unpack_from("<Q", out.data, 24)[0]
+        if entry:
+            struct.pack_into("<Q", out.data, 24, entry + self.delta)
+
+    def symbol(self, sym, shifts=None):
+        """``sym`` moved with the object, and with its section when ``shifts``
+        ({section index: how far the window moved it}) names it."""
+        if not self.moves(sym):
+            return sym
+        shift = self.delta if shifts is None else shifts.get(sym.shndx, 0)
+        return Sym(sym.name, sym.info, sym.other, sym.shndx, sym.value + shift, sym.size)
+
+    def moves(self, sym):
+        """Whether ``sym`` is defined at an address of the object."""
+        shdrs = self.image.shdrs
+        return (0 < sym.shndx < min(SHN_LORESERVE, len(shdrs))
+                and shdrs[sym.shndx].flags & SHF_ALLOC and sym.info & 0xF != STT_TLS)
+
+    def symtab(self, out, shifts=None):
+        """``.symtab``'s symbols, in place (see :meth:`symbol`)."""
+        _, symtab = self.image.section(".symtab")
+        if symtab is None:
+            return
+        for at in range(symtab.offset, symtab.offset + symtab.size - SYM.size + 1, SYM.size):
+            sym = Sym(*SYM.unpack_from(out.data, at))
+            if self.moves(sym):
+                moved = self.symbol(sym, shifts)
+                SYM.pack_into(out.data, at, moved.name, moved.info, moved.other, moved.shndx,
+                              moved.value, moved.size)
+
+    def probes(self, out):
+        """systemtap's ``.note.stapsdt``: each note's pc, base and semaphore
+        (glibc's probes, which gdb uses for longjmp and library events)."""
+        _, notes = self.image.section(".note.stapsdt")
+        if notes is None:
+            return
+        at, end = notes.offset, notes.offset + notes.size
+        while at + 12 <= end:
+            namesz, descsz, _ = struct.unpack_from("<III", out.data, at)
+            desc = at + 12 + align_up(namesz, 4)
+            for k in range(min(3, descsz // WORD)):
+                value = struct.unpack_from("<Q", out.data, desc + WORD * k)[0]
+                if value:
+                    struct.pack_into("<Q", out.data, desc + WORD * k, value + self.delta)
+            at = desc + align_up(descsz, 4)
+
+    def got0(self, out, dynamic):
+        """``.got.plt[0]``, the link-time address of ``_DYNAMIC`` (``dynamic``)."""
+        _, got = self.image.section(".got.plt")
+        if got is not None and got.size >= WORD and \
+                struct.unpack_from("<Q", out.data, got.offset)[0] == dynamic:
+            struct.pack_into("<Q", out.data, got.offset, dynamic + self.delta)
