@@ -294,9 +294,11 @@ def prebind(data, result, path):
     """``data``, the linked file ``result`` planned, with its slots bound now,
     and the number of vectors so bound.
 
-    Only a file at a fixed address (a non-PIE program, a library linked at
-    its base) is pre-bound, and only against a library at a fixed base
-    whose table carries its seal (:func:`elfvector.exportvec.seal_table`).
+    Slots are pre-bound only against a library at a fixed base whose table
+    carries its seal (:func:`elfvector.exportvec.seal_table`).  A file at
+    a fixed address (a non-PIE program, a library linked at its base) gets
+    ``jmp rel32`` where it reaches; a file loaded anywhere (a PIE program)
+    the far form only, which holds wherever it is.
     The pre-binding record says where the slots and the tables were and
     what the seals were; at start-up the binder checks it and binds anew
     what moved (:mod:`elfvector.arch.x86_64`), so a wrong pre-binding costs
@@ -306,8 +308,9 @@ def prebind(data, result, path):
     image = ElfImage(data, path)
     _, section = image.section(".elfvector.slots")
     _, index = image.section(".elfvector.index")
-    if section is None or index is None or not _at_fixed_address(image):
+    if section is None or index is None:
         return data, 0
+    fixed = _at_fixed_address(image)
     record, size = machine.import_layout(result.slot_count, len(result.vectors))
     if (section.size, index.size) != (result.slot_count * machine.SLOT_SIZE, size):
         raise VectorMismatchError(f"the import vector has {section.size} bytes of slots and "
@@ -322,14 +325,16 @@ def prebind(data, result, path):
             for k, choice in enumerate(slots, start=first):
                 at = section.offset + k * machine.SLOT_SIZE
                 out[at:at + machine.SLOT_SIZE] = machine.bound_slot(
-                    section.addr + k * machine.SLOT_SIZE, address + offsets[choice.index])
+                    section.addr + k * machine.SLOT_SIZE if fixed else None,
+                    address + offsets[choice.index])
             at = index.offset + record + 8 + 16 * v
             out[at:at + 16] = address.to_bytes(8, "little") + seal
             bound += 1
         first += len(slots)
     if bound:
         at = index.offset + record
-        out[at:at + 8] = section.addr.to_bytes(8, "little")
+        where = section.addr if fixed else machine.PREBOUND_ANYWHERE
+        out[at:at + 8] = where.to_bytes(8, "little")
     return bytes(out), bound
 
 

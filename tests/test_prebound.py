@@ -112,12 +112,20 @@ def run_both(build, env=None):
 
 def test_files_hold_their_slots_bound(group, build):
     """The program's slots (far from the default region: jmp *word) and
-    libbar's (near foo.so.5: jmp rel32) are bound in the files; a PIE
-    program's are not, its load address being unknown."""
+    libbar's (near foo.so.5: jmp rel32) are bound in the files; so are a
+    PIE program's, with the far form only, which holds wherever it loads.
+    A library without a fixed base leaves its importers' slots unbound."""
     assert slot_opcodes(build.path / "both") == {0xFF}
     assert slot_opcodes(build.path / "libbar.so.1") == {0xE9}
     pie = group.prog("testmain.c", "testmain.pie", "foo.so.5", pie=True)
-    assert slot_opcodes(pie) == {0xE8}
+    assert slot_opcodes(pie) == {0xFF}
+    got, remapped = mremaps(build, pie, "x", env={"LD_LIBRARY_PATH": "rp"})
+    assert remapped == 0 and got.returncode == 7 and "same &foo_add: yes" in got.stdout
+    (build.path / "movable").mkdir()
+    build.expvec("foo.c", "foo.so.5", out="movable/foo.so.5", vec="movable/foo.so.5.vec")
+    build.tool("vectool", "--mode=prog", "--rpathdir=movable", "gcc", "-o", "movable_main",
+               "testmain.pie.o", "movable/foo.so.5")
+    assert slot_opcodes(build.path / "movable_main") == {0xE8}
 
 
 def test_at_their_bases_nothing_is_written(group, build):
@@ -146,6 +154,11 @@ def test_a_preloaded_blocker_moves_a_library(group, build):
     debug_env = dict(env, LD_DEBUG="files", LD_LIBRARY_PATH="rp")
     err = build.run("./both", env=debug_env).stderr
     assert re.search(r"file=foo\.so\.5 \[0\];  generating link map\n.*base: 0x0*[1-9a-f]", err)
+    pie = group.prog("testmain.c", "testmain.pie", "foo.so.5", pie=True)
+    at_base, _ = mremaps(build, pie, env={"LD_LIBRARY_PATH": "rp"})
+    moved, remapped = mremaps(build, pie, env=dict(env, LD_LIBRARY_PATH="rp"))
+    same(moved, at_base)
+    assert remapped == 1 and moved.returncode == 7
 
 
 def test_two_libraries_given_one_base(build):

@@ -13,19 +13,24 @@ Import side: each imported function gets one 16-byte slot in
 ``.elfvector.slots`` (16-byte aligned, sharing pages with other code):
 
     unbound:  e8 <rel32> cc cc cc  00 * 8        call .Llazy
-    near:     e9 <rel32> cc cc cc  00 * 8        jmp target        (within +-2 GiB)
+    near:     e9 <rel32> cc cc cc  00 * 8        jmp target        (pre-bound, within +-2 GiB)
     far:      ff 25 02 00 00 00 cc cc <abs64>    jmp *8(%rip)      (anywhere)
 
 The far form is a PLT entry's ``jmp *GOT(%rip)`` with the word in the slot
-itself, so a bound call costs what a bound PLT call costs in every layout.
+itself, so a bound call costs what a bound PLT call costs in every layout;
+it is position-independent, so a PIE program's slots can be pre-bound too
+(for libraries at fixed bases).  The binder writes the far form only.
 The slot indices and the pre-binding record are in ``.elfvector.index``
-(:func:`import_layout`).  A file linked at a fixed
-address (a non-PIE program, a library of a vectool group) has its slots
-bound when it is written (pre-bound, :func:`bound_slot`); at start-up the
-binder checks, per vector, that the file and the table are where they were
-and that the table's seal is the one recorded, and writes nothing when
-they are.  Otherwise it builds the slot pages anew in a fresh anonymous
-mapping (copying the bytes around the slots and the still valid vectors),
+(:func:`import_layout`).
+
+A file linked at a fixed address (a non-PIE program, a library of a
+vectool group) has its slots bound when it is written (pre-bound,
+:func:`bound_slot`), and so has a PIE program against such libraries,
+with far forms only.  At start-up the binder checks, per vector, that the
+file (for near forms) and the table are where they were and that the
+table carries the recorded seal, and writes nothing when they are.
+Otherwise it builds the slot pages anew in a fresh anonymous mapping
+(copying the bytes around the slots and the vectors that still hold),
 makes it read+exec and moves it over the old pages with one ``mremap``: no
 page is ever writable and executable at once, and a thread running through
 these pages sees either the old ones or the new ones, both valid code.
@@ -38,6 +43,9 @@ SLOT_SIZE = 16
 PAGE_SIZE = 4096
 INDEX_SIZE = 4
 SEAL_SIZE = 8
+#: the pre-binding record's slot address for slots bound with far forms only,
+#: which hold wherever the file is loaded (a PIE program's)
+PREBOUND_ANYWHERE = 1
 #: ``jmp *8(%rip)`` and two bytes of padding: the far slot's code
 FAR_SLOT_CODE = bytes.fromhex("ff2502000000cccc")
 
@@ -104,10 +112,12 @@ def import_layout(nslots, nvectors):
 
 
 def bound_slot(slot, target):
-    """The 16 bytes of the slot at ``slot`` bound to ``target``: the binder's
-    encoding, so a pre-bound slot is what binding at that address writes."""
-    disp = target - (slot + 5)
-    if -(1 << 31) <= disp < (1 << 31):
+    """The 16 bytes of the slot at ``slot`` bound to ``target``: ``jmp rel32``
+    where it reaches, else the far form, which the binder writes.  With
+    ``slot`` None (a file loaded anywhere) always the far form, which
+    holds wherever the slot is."""
+    disp = None if slot is None else target - (slot + 5)
+    if disp is not None and -(1 << 31) <= disp < (1 << 31):
         return b"\xe9" + disp.to_bytes(4, "little", signed=True) + b"\xcc" * 3 + bytes(8)
     return FAR_SLOT_CODE + target.to_bytes(8, "little")
 
@@ -198,10 +208,15 @@ def _binder(vectors, program):
         "\tmov (%rbx),%eax",
         "\tjmp .Lwait",
         ".Lbind_now:",
-        "\tlea .Lslots(%rip),%rax",
+        "\tmov .Lprebind(%rip),%rax",
+        "\tlea .Lslots(%rip),%rcx",
         "\txor %ebp,%ebp",
-        "\tcmp .Lprebind(%rip),%rax",
-        "\tsete %bpl",                  # 1: the slots are where they were pre-bound
+        "\tcmp %rcx,%rax",
+        "\tsete %bpl",                  # 1: the slots are where they were pre-bound,
+        f"\tcmp ${PREBOUND_ANYWHERE},%rax",
+        "\tjne 1f",
+        "\tmov $1,%ebp",                # or pre-bound with far forms only, valid anywhere
+        "1:",
     ]
     # One GOT load per vector: ld.so found the layout symbol at load time
     # (or refused to start the program if the library lacks that layout).
@@ -336,60 +351,29 @@ def _bind_vector():
 def _bind_group():
     """Bind %r15d slots from %r13 (indices from %r8) against the table at %rdx.
 
-    A table more than 1 GiB from the slots (a PIE program at 0x55..., its
-    libraries at 0x7f...) gets the far form without a per-slot range
-    check: 9 instructions a slot.  Near tables (library to library, or
-    everything under valgrind) check each displacement and use
-    ``jmp rel32`` where it fits: 12 instructions a slot.  Either choice is
-    always correct; the split only saves start-up instructions.
-    %r10 tracks ``table - (slot + 5)``, so a slot's displacement is
-    ``table[index] + %r10``; %r9 holds :data:`FAR_SLOT_CODE`.
+    Every slot gets the far form, which reaches anywhere and costs what a
+    PLT call costs: 7 instructions a slot.  One induction variable, %rcx,
+    runs from -4 * count up to 0, so that ``(%r8,%rcx)`` is the slot's
+    index and ``(%r13,%rcx,4)`` the slot in the new pages (%r8 and %r13
+    point past the vector's last index and slot).  %r9 holds
+    :data:`FAR_SLOT_CODE`.
     """
     return [
         "\t.balign 16",
         ".Lbind_group:",
-        "\tlea .Lslots(%rip),%rax",
-        "\tmov %rdx,%rcx",
-        "\tsub %rax,%rcx",
-        "\tlea 0x40000000(%rcx),%rax",
-        "\tshr $31,%rax",                # 0 iff -1 GiB <= table - slots < 1 GiB
-        "\tjnz .Lbind_far",
-        "\tlea 5(%r13),%r10",
-        "\tneg %r10",
-        "\tadd %rdx,%r10",               # table - (slot + 5)
-        ".Lbind_near:",
-        "\tmov (%r8),%ecx",              # slot index
-        "\tmovslq (%rdx,%rcx,4),%rax",
-        "\tadd %r10,%rax",               # rel32 displacement, if it fits
-        "\tmovslq %eax,%rcx",
-        "\tcmp %rcx,%rax",
-        "\tjne .Lbind_near_far",
-        "\tmovb $0xe9,(%r13,%r14)",      # e9 <rel32>: jmp target
-        "\tmov %eax,1(%r13,%r14)",
-        ".Lbind_near_next:",
-        f"\tadd ${INDEX_SIZE},%r8",
-        f"\tadd ${SLOT_SIZE},%r13",
-        f"\tsub ${SLOT_SIZE},%r10",
-        "\tdec %r15d",
-        "\tjnz .Lbind_near",
-        "\tret",
-        ".Lbind_near_far:",
-        "\tmov (%r8),%ecx",
-        "\tmovslq (%rdx,%rcx,4),%rax",
-        "\tadd %rdx,%rax",
-        "\tmov %r9,(%r13,%r14)",         # ff 25 02 00 00 00: jmp *8(%rip)
-        "\tmov %rax,8(%r13,%r14)",       # the word it jumps through
-        "\tjmp .Lbind_near_next",
-        ".Lbind_far:",
-        "\tmov (%r8),%ecx",
-        "\tmovslq (%rdx,%rcx,4),%rax",
-        "\tadd %rdx,%rax",
-        "\tmov %r9,(%r13,%r14)",
-        "\tmov %rax,8(%r13,%r14)",
-        f"\tadd ${INDEX_SIZE},%r8",
-        f"\tadd ${SLOT_SIZE},%r13",
-        "\tdec %r15d",
-        "\tjnz .Lbind_far",
+        f"\tlea 0(,%r15,{INDEX_SIZE}),%rcx",
+        "\tadd %rcx,%r8",
+        f"\tlea (%r13,%rcx,{SLOT_SIZE // INDEX_SIZE}),%r13",
+        "\tadd %r14,%r13",
+        "\tneg %rcx",
+        ".Lbind_slot:",
+        "\tmov (%r8,%rcx),%eax",          # the slot's index
+        "\tmovslq (%rdx,%rax,4),%rax",
+        "\tadd %rdx,%rax",                 # table + table[index]
+        f"\tmov %r9,(%r13,%rcx,{SLOT_SIZE // INDEX_SIZE})",  # ff 25 02 00 00 00: jmp *8(%rip)
+        f"\tmov %rax,8(%r13,%rcx,{SLOT_SIZE // INDEX_SIZE})",  # the word it jumps through
+        f"\tadd ${INDEX_SIZE},%rcx",
+        "\tjnz .Lbind_slot",
         "\tret",
     ]
 
