@@ -99,8 +99,9 @@ def plan(linkmap, vectors, excludes, callable_only=None):
             result.kept.append((sym.name, "no vector"))
             continue
         vec = vector_of[lib]
-        index = _slot_of(vec, slots.setdefault(vec.name, _slot_numbers(vec)), lib,
-                         definers[0][1] if definers else None, sym)
+        if vec.name not in slots:               # once per vector: plan() stays linear
+            slots[vec.name] = _slot_numbers(vec)
+        index = _slot_of(vec, slots[vec.name], lib, definers[0][1] if definers else None, sym)
         if index is None:
             result.kept.append((sym.name, _version_mismatch(vec, sym)))
             continue
