@@ -1,15 +1,16 @@
 """Growing the dynamic tables that the post-link commands extend.
 
-``.dynstr`` and ``.rela.dyn`` cannot grow in place, so the grown copies go
-into the appended read-only segment and DT_STRTAB/DT_STRSZ or
-DT_RELA/DT_RELASZ point at them.  Old string offsets stay valid because
-the copy starts with the old table.
+``.dynstr`` and ``.rela.dyn`` (``.rel.dyn`` on i386) cannot grow in place,
+so the grown copies go into the appended read-only segment and
+DT_STRTAB/DT_STRSZ or DT_RELA/DT_RELASZ (DT_REL/DT_RELSZ) point at them.
+Old string offsets stay valid because the copy starts with the old table.
 """
 
 import struct
 
-from .elfimage import (DT_RELA, DT_RELAENT, DT_RELASZ, DT_STRSZ, DT_STRTAB, RELA, SHF_ALLOC,
-                       SHT_RELA)
+from .elfimage import DT_STRSZ, DT_STRTAB, SHF_ALLOC, SHT_RELA
+
+SHT_REL = 9
 
 
 def grow_dynstr(appender, names):
@@ -31,35 +32,43 @@ def grow_dynstr(appender, names):
 
 
 class RelaDynGrowth:
-    """``.rela.dyn`` grown by ``extra`` entries: reserved now, filled later.
+    """``.rela.dyn`` (``.rel.dyn``) grown by ``extra`` entries: reserved
+    now, filled later.
 
     The new relocations point into segments laid out after this read-only
     one, so their addresses are known only after the reservation.  New
     entries go at the end, so DT_RELACOUNT (the RELATIVE prefix) stays
-    right.  A file without DT_RELA gets one in a spare .dynamic slot.
+    right.  A file without the table gets one in a spare .dynamic slot.
+    New entries are made with ``image.layout.relocation`` (REL on i386).
     """
 
     def __init__(self, appender, extra):
+        image = appender.image
         self.appender = appender
-        self.old = appender.image.relas(DT_RELA, DT_RELASZ)
-        self.at = appender.alloc((len(self.old) + extra) * RELA.size, 8)
+        self.tags = image.dynamic_relocation_tags
+        self.entry = image.layout.entry_size(image.arch.rela)
+        self.old = image.dynamic_relocations()
+        self.at = appender.alloc((len(self.old) + extra) * self.entry, image.layout.word)
 
     def fill(self, new_relas, old=None):
         """Write ``old`` (default: the original entries) followed by ``new_relas``."""
         appender, image = self.appender, self.appender.image
+        addr_tag, size_tag, entry_tag = self.tags
         data = b"".join(r.pack() for r in list(self.old if old is None else old) + new_relas)
         appender.put(self.at, data)
-        if image.dyn(DT_RELA) is None:
-            appender.add_dynamic(DT_RELA, self.at)
-            appender.add_dynamic(DT_RELASZ, len(data))
-            appender.add_dynamic(DT_RELAENT, RELA.size)
+        name = ".rela.dyn" if image.arch.rela else ".rel.dyn"
+        if image.dyn(addr_tag) is None:
+            appender.add_dynamic(addr_tag, self.at)
+            appender.add_dynamic(size_tag, len(data))
+            appender.add_dynamic(entry_tag, self.entry)
             dynsym, _ = image.section(".dynsym")
-            appender.add_section(".rela.dyn", self.at, len(data), SHF_ALLOC, 8, RELA.size,
-                                 sh_type=SHT_RELA, link=dynsym or 0)
+            appender.add_section(name, self.at, len(data), SHF_ALLOC, image.layout.word,
+                                 self.entry, sh_type=SHT_RELA if image.arch.rela else SHT_REL,
+                                 link=dynsym or 0)
             return
-        appender.set_dynamic(DT_RELA, self.at)
-        appender.set_dynamic(DT_RELASZ, len(data))
-        appender.move_section(".rela.dyn", self.at, len(data))
+        appender.set_dynamic(addr_tag, self.at)
+        appender.set_dynamic(size_tag, len(data))
+        appender.move_section(name, self.at, len(data))
 
 
 def pack_u16s(values):

@@ -14,9 +14,9 @@ UTF-8 keeps its bytes (``name.encode("utf-8", "surrogateescape")``).
 import os
 from typing import NamedTuple
 
-from .elfimage import (DT_JMPREL, DT_NEEDED, DT_RELA, DT_RPATH, DT_RUNPATH, DT_SONAME, ET_DYN,
-                       PT_INTERP, PT_LOAD, R_X86_64_IRELATIVE, R_X86_64_JUMP_SLOT, STT_FUNC,
-                       SHN_UNDEF, STT_GNU_IFUNC, VER_HIDDEN, ElfImage, read_elf_file)
+from .elfimage import (DT_JMPREL, DT_NEEDED, DT_RPATH, DT_RUNPATH, DT_SONAME, ET_DYN,
+                       PT_INTERP, PT_LOAD, STT_FUNC, SHN_UNDEF, STT_GNU_IFUNC, VER_HIDDEN,
+                       ElfImage, read_elf_file)
 
 #: what an unknown type, binding or visibility value reads as
 OTHER = "other"
@@ -25,7 +25,6 @@ _KINDS = {0: "notype", 1: "object", 2: "func", 3: "section", 4: "file", 5: "comm
 _BINDINGS = {0: "local", 1: "global", 2: "weak", 10: "gnu_unique"}
 _VISIBILITIES = ("default", "internal", "hidden", "protected")
 _FUNCTION_TYPES = (STT_FUNC, STT_GNU_IFUNC)
-_RELOCATION_TABLES = (DT_RELA, DT_JMPREL)
 
 
 class DynSymbol(NamedTuple):
@@ -57,24 +56,32 @@ class DynSymbol(NamedTuple):
 
 
 class ElfFile:
-    """A read-only view of a dynamically linked x86-64 ELF file.
+    """A read-only view of a dynamically linked ELF file.
 
+    ``arch`` is the architecture's name (``"x86_64"``, ``"i386"``,
+    ``"aarch64"``: an :mod:`elfvector.arch` key); ``operation`` names the
+    command reading the file (see :class:`ElfImage`: None, x86-64 only).
     ``light`` is accepted for compatibility: every part is parsed lazily now.
     """
 
-    def __init__(self, path, light=False):
+    def __init__(self, path, light=False, operation=None):
         self.path = path
-        self.image = ElfImage(read_elf_file(path), path)
-        self.arch = "x86_64"
+        self.image = ElfImage(read_elf_file(path), path, operation)
+        self.arch = self.image.arch.name
         self._empty_caches()
 
     @classmethod
     def from_image(cls, image):
         """The view of an already read :class:`ElfImage` (no second read)."""
         elf = cls.__new__(cls)
-        elf.path, elf.image, elf.arch = image.path, image, "x86_64"
+        elf.path, elf.image, elf.arch = image.path, image, image.arch.name
         elf._empty_caches()
         return elf
+
+    def _relocation_tables(self):
+        """The dynamic tags of the file's relocation tables: the dynamic
+        ones (DT_RELA, or DT_REL on i386) and the PLT's (DT_JMPREL)."""
+        return (self.image.dynamic_relocation_tags[0], DT_JMPREL)
 
     def _empty_caches(self):
         """No symbol decoded yet: each is decoded once, on first use."""
@@ -192,7 +199,7 @@ class ElfFile:
         """Names of imported functions whose address this file takes.
 
         A function is address-taken when a dynamic relocation other than a
-        PLT slot names it (GLOB_DAT, R_X86_64_64, ...), or when a non-PIE
+        PLT slot names it (GLOB_DAT, R_X86_64_64, R_386_32, ...), or when a non-PIE
         executable gave it a canonical PLT address (undefined with a
         non-zero ``st_value``).  Such functions need one canonical address
         shared with every other object.
@@ -202,11 +209,13 @@ class ElfFile:
         if self.image.tables is None:
             return names
         symbol_names = self.image.symbol_names()
-        for tag in _RELOCATION_TABLES:
+        shift, jump_slot = self.image.layout.sym_shift, self.image.arch.jump_slot
+        mask = (1 << shift) - 1
+        for tag in self._relocation_tables():
             _, infos, _ = self.image.tables.relocation_fields(tag)
             for info in infos:
-                if info >> 32 and info & 0xFFFFFFFF != R_X86_64_JUMP_SLOT:
-                    name = symbol_names[info >> 32]
+                if info >> shift and info & mask != jump_slot:
+                    name = symbol_names[info >> shift]
                     if name:
                         names.add(name)
         return names
@@ -280,12 +289,14 @@ class ElfFile:
         return b""
 
     def irelative_relocations(self):
-        """``{address: addend}`` of the ``R_X86_64_IRELATIVE`` relocations:
-        the GOT words ld.so fills by calling the resolver at ``addend``."""
+        """``{address: addend}`` of the IRELATIVE relocations (``R_X86_64_``,
+        ``R_386_``, ``R_AARCH64_IRELATIVE``): the GOT words ld.so fills by
+        calling the resolver at ``addend`` (a REL entry's: the word's)."""
         found = {}
-        for tag in _RELOCATION_TABLES if self.image.tables else ():
+        mask, irelative = (1 << self.image.layout.sym_shift) - 1, self.image.arch.irelative
+        for tag in self._relocation_tables() if self.image.tables else ():
             offsets, infos, addends = self.image.tables.relocation_fields(tag)
             for offset, info, addend in zip(offsets, infos, addends):
-                if info & 0xFFFFFFFF == R_X86_64_IRELATIVE:
+                if info & mask == irelative:
                     found[offset] = addend
         return found

@@ -1,4 +1,4 @@
-"""An ELF64 little-endian file in memory: read, checked, bounds-checked.
+"""A little-endian ELF file in memory: read, checked, bounds-checked.
 
 The post-link commands change a linked file in place and by appending, so
 they need byte-exact control that LIEF's builder does not give (its output
@@ -13,6 +13,13 @@ accept and refuse the same files: a field that does not fit the file is a
 ``struct.error`` later or an allocation sized by a number nobody checked.
 Every access after that is bounds-checked too; a value that does not fit
 is an error, never truncated.
+
+An x86-64 or AArch64 file is ELF64, an i386 file ELF32 with REL
+relocations: ``layout`` holds the record formats of the file's class and
+``arch`` its psABI facts, so every check below holds for each.  Which
+operations handle which architecture is :data:`elfvector.arch.SUPPORTED`;
+a command names itself (``operation``) when it opens a file, and code that
+does not is x86-64's.
 """
 
 import os
@@ -20,11 +27,12 @@ import stat
 import struct
 
 from .elfstruct import *  # noqa: F401,F403  (the layout: callers import it from here)
-from .elfstruct import (DF_1_PIE, DT_FLAGS_1, DT_GNU_HASH, DT_NULL, DT_SONAME, DYN, EHDR,
-                        ELFCLASS64, ELFDATA2LSB, EM_X86_64, ET_CORE, ET_DYN, ET_EXEC, ET_REL,
-                        EV_CURRENT, MACHINES, PHDR, PT_DYNAMIC, PT_INTERP, PT_LOAD, SHDR,
-                        SHF_ALLOC, SHF_TLS, SHT_NOBITS, SHT_STRTAB, SYM, USER_SPACE_END,
-                        VER_NDX_GLOBAL, Phdr, Shdr, Sym)
+from . import arch as arches
+from .elfstruct import (DF_1_PIE, DT_FLAGS_1, DT_GNU_HASH, DT_NULL, DT_SONAME, EHDR,
+                        ELFCLASS64, ELFDATA2LSB, ET_CORE, ET_DYN, ET_EXEC, ET_REL,
+                        EV_CURRENT, KNOWN_MACHINES, LAYOUTS, MACHINES, PT_DYNAMIC, PT_INTERP,
+                        PT_LOAD, SHF_ALLOC, SHF_TLS, SHT_NOBITS, SHT_STRTAB, VER_NDX_GLOBAL,
+                        Shdr)
 from .elftables import DynamicTables, cstring
 from .errors import NotElfError, UnsupportedElfError
 
@@ -72,34 +80,58 @@ def _require_regular(st, path):
         raise NotElfError(reason, path)
 
 
-def describe_unsupported(data):
-    """Why an ELF header (``e_ident`` and ``e_machine``) is not one we handle,
-    or None for x86-64 ELF64 little-endian: "32-bit ELF (i386): not supported yet"."""
+def machine_of(data):
+    """The :class:`~elfvector.elfstruct.Machine` of an ELF header (``e_ident``
+    and ``e_machine``), or None if the core does not read that class,
+    byte order and machine together."""
+    if data[5] != ELFDATA2LSB:
+        return None
+    machine = KNOWN_MACHINES.get(int.from_bytes(data[18:20], "little"))
+    return machine if machine is not None and machine.elfclass == data[4] else None
+
+
+def describe_unsupported(data, operation=None):
+    """Why an ELF header is not one ``operation`` handles (None: code that
+    is x86-64's), or None if it is: "32-bit ELF (i386): not supported yet
+    by vecstat (...)"."""
     bits = 64 if data[4] == ELFCLASS64 else 32
     order = "little" if data[5] == ELFDATA2LSB else "big"
     machine = int.from_bytes(data[18:20], order)
-    if bits == 64 and order == "little" and machine == EM_X86_64:
-        return None
     endian = "" if order == "little" else "big-endian "
-    name = MACHINES.get(machine, f"machine {machine}")
-    return f"{bits}-bit {endian}ELF ({name}): not supported yet"
+    prefix = f"{bits}-bit {endian}ELF ({MACHINES.get(machine, f'machine {machine}')})"
+    known = machine_of(data)
+    if known is None:
+        return f"{prefix}: not supported yet"
+    if arches.handles(operation, known.name):
+        return None
+    return f"{prefix}: not supported yet {arches.refusal(operation, known)}"
 
 
 class ElfImage:
-    """A whole ELF64 little-endian x86-64 executable or shared object in memory."""
+    """A whole little-endian executable or shared object in memory.
 
-    def __init__(self, data, path):
+    ``operation`` names the command reading it (a key of
+    :data:`elfvector.arch.SUPPORTED`); None stands for code that handles
+    x86-64 files only.  ``layout`` is the file's class
+    (:class:`~elfvector.elfstruct.Layout`), ``arch`` its architecture
+    (:class:`~elfvector.elfstruct.Machine`).
+    """
+
+    def __init__(self, data, path, operation=None):
         self.data = data if isinstance(data, bytes) else bytes(data)
         self.path = path
-        self._check_ident()
+        self._check_ident(operation)
+        self.arch = machine_of(self.data)
+        self.layout = LAYOUTS[self.arch.elfclass]
         (self.ident, self.type, self.machine, self.version, self.entry, self.phoff,
          self.shoff, self.flags, self.ehsize, self.phentsize, self.phnum, self.shentsize,
-         self.shnum, self.shstrndx) = EHDR.unpack_from(self.data)
+         self.shnum, self.shstrndx) = self.layout.ehdr.unpack_from(self.data)
         self._check_header()
-        self.phdrs = [Phdr(*f) for f in self._entries("program header", self.phoff,
-                                                       self.phnum, self.phentsize, PHDR)]
-        self.shdrs = [Shdr(*f) for f in self._entries("section header", self.shoff,
-                                                       self.shnum, self.shentsize, SHDR)]
+        layout = self.layout
+        self.phdrs = [layout.unpack_phdr(self.data, offset) for offset in
+                      self._entries("program header", self.phoff, self.phnum, layout.phdr)]
+        self.shdrs = [Shdr(*layout.shdr.unpack_from(self.data, offset)) for offset in
+                      self._entries("section header", self.shoff, self.shnum, layout.shdr)]
         self._check_segments()
         self.section_names = self._read_section_names()
         self._check_sections()
@@ -112,7 +144,7 @@ class ElfImage:
         return NotElfError(reason, self.path)
 
     # -- the headers --------------------------------------------------------
-    def _check_ident(self):
+    def _check_ident(self, operation):
         data = self.data
         if data[:4] != b"\x7fELF":
             raise self._bad("not an ELF file")
@@ -122,10 +154,10 @@ class ElfImage:
             raise self._bad(f"bad ELF class {data[4]} or data encoding {data[5]} (e_ident)")
         if data[6] != EV_CURRENT:
             raise self._bad(f"bad ELF version {data[6]} (e_ident[EI_VERSION])")
-        reason = describe_unsupported(data)
+        reason = describe_unsupported(data, operation)
         if reason:
             raise UnsupportedElfError(reason, self.path)
-        if len(data) < EHDR.size:
+        if len(data) < LAYOUTS[data[4]].ehdr.size:
             raise self._bad("truncated ELF file (the ELF header is incomplete)")
 
     def _check_header(self):
@@ -134,26 +166,29 @@ class ElfImage:
             raise UnsupportedElfError(f"{what}: not an executable or shared object", self.path)
         if self.version != EV_CURRENT:
             raise self._bad(f"bad ELF version {self.version} (e_version)")
+        layout = self.layout
         if self.phnum == 0:
             raise self._bad("no program headers (e_phnum is 0)")
-        if self.phentsize != PHDR.size:
-            raise self._bad(f"e_phentsize is {self.phentsize}, not {PHDR.size}")
-        if self.phoff < EHDR.size or (self.shnum and self.shoff < EHDR.size):
+        if self.phentsize != layout.phdr.size:
+            raise self._bad(f"e_phentsize is {self.phentsize}, not {layout.phdr.size}")
+        if self.phoff < layout.ehdr.size or (self.shnum and self.shoff < layout.ehdr.size):
             raise self._bad(f"e_phoff {self.phoff:#x} or e_shoff {self.shoff:#x} points into "
                             "the ELF header")
-        if self.shnum and self.shentsize != SHDR.size:
-            raise self._bad(f"e_shentsize is {self.shentsize}, not {SHDR.size}")
+        if self.shnum and self.shentsize != layout.shdr.size:
+            raise self._bad(f"e_shentsize is {self.shentsize}, not {layout.shdr.size}")
 
-    def _entries(self, what, offset, count, size, layout):
-        """``count`` records of ``layout`` at ``offset``, all inside the file."""
-        if count and offset + count * size > len(self.data):
+    def _entries(self, what, offset, count, record):
+        """The offsets of ``count`` records of ``record`` at ``offset``, all
+        inside the file."""
+        if count and offset + count * record.size > len(self.data):
             raise self._bad(f"truncated ELF file: the {count} {what}s at {offset:#x} run "
                             f"past its end ({len(self.data)} bytes)")
-        return [layout.unpack_from(self.data, offset + i * size) for i in range(count)]
+        return [offset + i * record.size for i in range(count)]
 
     def _check_segments(self):
-        """File bytes inside the file; PT_LOADs inside the 47-bit user
-        address space with p_memsz >= p_filesz (as ld.so maps them)."""
+        """File bytes inside the file; PT_LOADs inside the user address
+        space (47 bits on x86-64, 48 on AArch64, 32 on i386) with p_memsz
+        >= p_filesz (as ld.so maps them)."""
         for i, p in enumerate(self.phdrs):
             if p.filesz and p.offset + p.filesz > len(self.data):
                 raise self._bad(f"truncated ELF file: segment {i} ({p.filesz} bytes at "
@@ -163,9 +198,10 @@ class ElfImage:
             if p.memsz < p.filesz:
                 raise self._bad(f"segment {i}: p_memsz {p.memsz:#x} is less than p_filesz "
                                 f"{p.filesz:#x}")
-            if p.vaddr + p.memsz > USER_SPACE_END:
+            if p.vaddr + p.memsz > self.arch.address_end:
+                bits = self.arch.address_end.bit_length() - 1
                 raise self._bad(f"segment {i}: {p.memsz:#x} bytes at {p.vaddr:#x} end past "
-                                f"the 47-bit address space")
+                                f"the {bits}-bit address space")
         if not any(p.type == PT_LOAD for p in self.phdrs):
             raise self._bad("no loadable segment (PT_LOAD)")
 
@@ -227,9 +263,10 @@ class ElfImage:
             return []
         strtab = self.shdrs[symtab.link]
         strings = self.bytes_at(strtab.offset, strtab.size)
-        raw = self.bytes_at(symtab.offset, symtab.size - symtab.size % SYM.size)
-        return [(cstring(strings, fields[0]) if fields[0] < len(strings) else "", Sym(*fields))
-                for fields in SYM.iter_unpack(raw)]
+        size = self.layout.sym.size
+        raw = self.bytes_at(symtab.offset, symtab.size - symtab.size % size)
+        return [(cstring(strings, s.name) if s.name < len(strings) else "", s)
+                for s in self.layout.iter_syms(raw)]
 
     # -- raw access -----------------------------------------------------------
     def bytes_at(self, offset, size):
@@ -271,21 +308,21 @@ class ElfImage:
             return None
         if len(dyn) > 1:
             raise self._bad(f"{len(dyn)} PT_DYNAMIC segments")
-        p = dyn[0]
-        if p.filesz < DYN.size or not self.in_file(p.vaddr, p.filesz) or \
+        p, record = dyn[0], self.layout.dyn
+        if p.filesz < record.size or not self.in_file(p.vaddr, p.filesz) or \
                 self.offset_of(p.vaddr, p.filesz) != p.offset:
             raise self._bad(f"PT_DYNAMIC ({p.filesz} bytes at {p.offset:#x}, address "
                             f"{p.vaddr:#x}) is not the file bytes of a loadable segment")
         entries = []
-        for tag, value in DYN.iter_unpack(self.data[p.offset:p.offset + p.filesz
-                                                    - p.filesz % DYN.size]):
+        for tag, value in record.iter_unpack(self.data[p.offset:p.offset + p.filesz
+                                                       - p.filesz % record.size]):
             entries.append([tag, value])
             if tag == DT_NULL:
                 break
         else:
             raise self._bad("the dynamic section has no DT_NULL entry at its end")
         self.dynamic_offset = p.offset
-        self.dynamic_capacity = p.filesz // DYN.size
+        self.dynamic_capacity = p.filesz // record.size
         return entries
 
     def dyn(self, tag):
@@ -364,10 +401,22 @@ class ElfImage:
         return self._version_names
 
     def relas(self, addr_tag, size_tag):
-        """The relocations of the table at ``addr_tag`` (DT_RELA or DT_JMPREL)."""
+        """The relocations of the table at ``addr_tag`` (DT_RELA, DT_REL or
+        DT_JMPREL): :class:`Rela` entries, :class:`Rela32` in ELF32."""
         if self.tables is None:
             return []
         return self.tables.relocations(addr_tag)
+
+    @property
+    def dynamic_relocation_tags(self):
+        """(address, size, entry size) tags of the file's dynamic relocation
+        table: DT_RELA on x86-64 and AArch64, DT_REL on i386."""
+        return self.arch.relocation_table()
+
+    def dynamic_relocations(self):
+        """The entries of ``.rela.dyn`` (``.rel.dyn`` on i386)."""
+        addr_tag, size_tag, _ = self.dynamic_relocation_tags
+        return self.relas(addr_tag, size_tag)
 
 
 # -- hash tables ----------------------------------------------------------
@@ -409,14 +458,15 @@ def gnu_hash_symbol_count(image):
     return image.tables.gnu_hash_count()
 
 
-def build_gnu_hash(names, symoffset, nbucket, bloom_size, bloom_shift):
+def build_gnu_hash(names, symoffset, nbucket, bloom_size, bloom_shift, word_bits=64):
     """A .gnu.hash for symbols ``symoffset..`` whose ``names`` are already
-    sorted by bucket (see :func:`gnu_bucket_order`)."""
+    sorted by bucket (see :func:`gnu_bucket_order`); the Bloom filter's
+    words are ``word_bits`` wide, the ELF class's (32 in an i386 file)."""
     hashes = [gnu_hash(n) for n in names]
     bloom = [0] * bloom_size
     for h in hashes:
-        word = (h // 64) % bloom_size
-        bloom[word] |= (1 << (h % 64)) | (1 << ((h >> bloom_shift) % 64))
+        word = (h // word_bits) % bloom_size
+        bloom[word] |= (1 << (h % word_bits)) | (1 << ((h >> bloom_shift) % word_bits))
     buckets = [0] * nbucket
     chains = []
     for i, h in enumerate(hashes):
@@ -426,7 +476,7 @@ def build_gnu_hash(names, symoffset, nbucket, bloom_size, bloom_shift):
         last_in_bucket = i + 1 == len(hashes) or hashes[i + 1] % nbucket != b
         chains.append((h & ~1) | (1 if last_in_bucket else 0))
     return (struct.pack("<IIII", nbucket, symoffset, bloom_size, bloom_shift)
-            + struct.pack(f"<{bloom_size}Q", *bloom)
+            + struct.pack(f"<{bloom_size}{'Q' if word_bits == 64 else 'I'}", *bloom)
             + struct.pack(f"<{nbucket}I", *buckets)
             + struct.pack(f"<{len(chains)}I", *chains))
 

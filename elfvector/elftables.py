@@ -4,29 +4,33 @@ ld.so trusts what ``.dynamic`` points at; elfvector cannot: a malformed
 file must end in one clear error, and every command must accept or refuse
 the same files.  So every table the commands use is checked here, when the
 file is opened, before anything is allocated or walked by a size the file
-states: ``.dynstr``, ``.dynsym`` and its count, the RELA relocations, the
-SysV and GNU hash tables, and the version tables (gABI "Dynamic Section",
+states: ``.dynstr``, ``.dynsym`` and its count, the RELA or REL relocations,
+the SysV and GNU hash tables, and the version tables (gABI "Dynamic Section",
 "Symbol Versioning"; glibc ``elf/dl-lookup.c`` and ``elf/dl-version.c`` for
 what ld.so itself relies on).  A table that does not fit the file, a count
 that the file cannot hold, an index past a table, an entry size that is
-not the ELF64 one: each is a :class:`~elfvector.errors.NotElfError` that
-says which, naming the file.
+not the one of the file's class: each is a
+:class:`~elfvector.errors.NotElfError` that says which, naming the file.
+
+The class's record formats come from the image (``image.layout``), and its
+architecture's psABI facts (REL or RELA, the end of the address space)
+from ``image.arch``: the checks are the same for every architecture.
 """
 
 import sys
 from array import array
 
 from .elfstruct import (DT_GNU_HASH, DT_HASH, DT_JMPREL, DT_PLTREL, DT_PLTRELSZ, DT_REL,
-                        DT_RELA, DT_RELAENT, DT_RELASZ, DT_RELSZ, DT_STRSZ, DT_STRTAB,
-                        DT_SYMENT, DT_SYMTAB, DT_VERDEF, DT_VERDEFNUM, DT_VERNEED,
-                        DT_VERNEEDNUM, DT_VERSYM, PT_LOAD, PT_TLS, RELA, SHN_LORESERVE,
-                        STRING_TAGS, STT_TLS, SYM, USER_SPACE_END, VERDAUX, VERDEF,
-                        VERNAUX, VERNEED,
-                        VER_HIDDEN, VER_NDX_GLOBAL, Rela, Sym)
+                        DT_RELA, DT_RELAENT, DT_RELASZ, DT_RELENT, DT_RELSZ, DT_STRSZ,
+                        DT_STRTAB, DT_SYMENT, DT_SYMTAB, DT_VERDEF, DT_VERDEFNUM, DT_VERNEED,
+                        DT_VERNEEDNUM, DT_VERSYM, PT_LOAD, PT_TLS, SHN_LORESERVE,
+                        STRING_TAGS, STT_TLS, VERDAUX, VERDEF, VERNAUX, VERNEED,
+                        VER_HIDDEN, VER_NDX_GLOBAL, Rela)
 from .errors import NotElfError, UnsupportedElfError
 
 #: (address tag, size tag) of the relocation tables, with their names
 RELOCATION_TABLES = {DT_RELA: (DT_RELASZ, "DT_RELA", "DT_RELASZ"),
+                     DT_REL: (DT_RELSZ, "DT_REL", "DT_RELSZ"),
                      DT_JMPREL: (DT_PLTRELSZ, "DT_JMPREL", "DT_PLTRELSZ")}
 
 _TAG_NAMES = {1: "DT_NEEDED", 14: "DT_SONAME", 15: "DT_RPATH", 29: "DT_RUNPATH",
@@ -54,6 +58,7 @@ class DynamicTables:
     def __init__(self, image):
         self.image = image
         self.path = image.path
+        self.layout = image.layout
         for tag, name in ((DT_STRTAB, "DT_STRTAB"), (DT_STRSZ, "DT_STRSZ"),
                           (DT_SYMTAB, "DT_SYMTAB")):
             if image.dyn(tag) is None:
@@ -97,16 +102,21 @@ class DynamicTables:
                                 f"{len(self.strtab)}-byte string table")
 
     def _check_entry_sizes(self):
-        image = self.image
-        for tag, name, size in ((DT_SYMENT, "DT_SYMENT", SYM.size),
-                                (DT_RELAENT, "DT_RELAENT", RELA.size)):
+        """Entry sizes of the file's class, and relocations of the kind its
+        psABI uses (ld.so applies only that kind: ``ELF_MACHINE_NO_REL`` on
+        x86-64 and AArch64, ``ELF_MACHINE_NO_RELA`` on i386)."""
+        image, layout, arch = self.image, self.layout, self.image.arch
+        for tag, name, size in ((DT_SYMENT, "DT_SYMENT", layout.sym.size),
+                                (DT_RELAENT, "DT_RELAENT", layout.rela.size),
+                                (DT_RELENT, "DT_RELENT", layout.rel.size)):
             if image.dyn(tag) not in (None, size):
                 raise self._bad(f"{name} is {image.dyn(tag)}, not {size}")
-        if image.dyn(DT_REL) is not None or image.dyn(DT_RELSZ):
-            raise UnsupportedElfError("REL relocations (DT_REL): x86-64 files use RELA",
-                                      self.path)
-        if image.dyn(DT_PLTREL) not in (None, DT_RELA):
-            raise UnsupportedElfError(f"DT_PLTREL is {image.dyn(DT_PLTREL)}, not DT_RELA",
+        wrong, kind, other = (DT_REL, "RELA", "REL") if arch.rela else (DT_RELA, "REL", "RELA")
+        if image.dyn(wrong) is not None or image.dyn(RELOCATION_TABLES[wrong][0]):
+            raise UnsupportedElfError(f"{other} relocations (DT_{other}): {arch.label} files "
+                                      f"use {kind}", self.path)
+        if image.dyn(DT_PLTREL) not in (None, DT_RELA if arch.rela else DT_REL):
+            raise UnsupportedElfError(f"DT_PLTREL is {image.dyn(DT_PLTREL)}, not DT_{kind}",
                                       self.path)
 
     def string(self, offset):
@@ -128,14 +138,15 @@ class DynamicTables:
         else the end of the last GNU hash chain (what ld.so can reach)."""
         image = self.image
         _, section = image.section(".dynsym")
+        size = self.layout.sym.size
         if section is not None:
             if section.addr != image.dyn(DT_SYMTAB):
                 raise self._bad(f"the .dynsym section is at {section.addr:#x}, DT_SYMTAB at "
                                 f"{image.dyn(DT_SYMTAB):#x}")
-            if section.size % SYM.size:
+            if section.size % size:
                 raise self._bad(f"the .dynsym section's size {section.size} is not a "
-                                f"multiple of {SYM.size}")
-            return section.size // SYM.size
+                                f"multiple of {size}")
+            return section.size // size
         if image.dyn(DT_HASH):
             return self._sysv_header()[1]
         if image.dyn(DT_GNU_HASH):
@@ -143,8 +154,9 @@ class DynamicTables:
         raise self._bad("cannot size .dynsym (no section headers, no hash table)")
 
     def _read_symbols(self, count):
-        raw = self._table(".dynsym (DT_SYMTAB)", self.image.dyn(DT_SYMTAB), count * SYM.size)
-        return [Sym(*fields) for fields in SYM.iter_unpack(raw)]
+        raw = self._table(".dynsym (DT_SYMTAB)", self.image.dyn(DT_SYMTAB),
+                          count * self.layout.sym.size)
+        return self.layout.iter_syms(raw)
 
     def _check_symbols(self):
         """Names in .dynstr, section indices that exist, and defined
@@ -161,7 +173,7 @@ class DynamicTables:
             if s.shndx >= SHN_LORESERVE:
                 continue
             if not s.defined:
-                if s.value + s.size > USER_SPACE_END:     # a PLT address, a copied size
+                if s.value + s.size > image.arch.address_end:   # a PLT address, a copied size
                     raise self._bad(f"symbol {i} ({self._shown(s.name)}): value {s.value:#x} "
                                     f"size {s.size:#x} end past the address space")
                 continue
@@ -174,37 +186,89 @@ class DynamicTables:
                                 f"size {s.size:#x} end past its segments ({end:#x})")
 
     # -- relocations ------------------------------------------------------
+    def explicit(self, tag):
+        """True if the table at ``tag`` holds RELA entries, False for REL
+        (DT_JMPREL's kind is DT_PLTREL's, which must be the psABI's)."""
+        return tag == DT_RELA or (tag == DT_JMPREL and self.image.arch.rela)
+
+    def _entry(self, tag):
+        """(entry size, words per entry, C type name) of the table at ``tag``."""
+        layout, explicit = self.layout, self.explicit(tag)
+        size = layout.entry_size(explicit)
+        return size, size // layout.word, \
+            f"Elf{8 * layout.word}_{'Rela' if explicit else 'Rel'}"
+
     def _read_relocations(self, tag):
-        """The checked bytes of one RELA table (b"" when the file has none)."""
+        """The checked bytes of one relocation table (b"" when the file has none)."""
         size_tag, name, size_name = RELOCATION_TABLES[tag]
         addr, size = self.image.dyn(tag), self.image.dyn(size_tag)
         if not size:
             return b""
         if addr is None:
             raise self._bad(f"{size_name} without {name}")
-        if size % RELA.size:
-            raise self._bad(f"{size_name} is {size}, not a multiple of {RELA.size} "
-                            "(the size of an Elf64_Rela)")
+        entry, per, ctype = self._entry(tag)
+        if size % entry:
+            raise self._bad(f"{size_name} is {size}, not a multiple of {entry} "
+                            f"(the size of an {ctype})")
         raw = self._table(f"the relocations ({name})", addr, size)
-        top = max(words(raw, "Q")[1::3], default=0) >> 32
+        infos = words(raw, self.layout.word_code)[1::per]
+        top = max(infos, default=0) >> self.layout.sym_shift
         if top >= len(self.symbols):
             raise self._bad(f"a relocation in {name} names symbol {top}, past the "
                             f"{len(self.symbols)} symbols of .dynsym")
+        self._check_types(name, raw, per)
         return raw
 
+    def _check_types(self, name, raw, per):
+        """Every relocation of a type the architecture's psABI defines: any
+        other stops ld.so, and an x86-64 file relabelled AArch64 (or the
+        reverse) has nothing but such types.  The types are read as the
+        low half (ELF64) or low byte (ELF32) of each r_info, a C-speed
+        slice: libraries have tens of thousands of relocations."""
+        arch, word = self.image.arch, self.layout.word
+        if word == 8:
+            types = set(words(raw, "I")[2::2 * per])
+        else:
+            types = set(raw[word::word * per])
+        unknown = types - arch.relocation_types
+        if unknown:
+            raise self._bad(f"a relocation in {name} has type {min(unknown)}, which is no "
+                            f"{arch.label} relocation type")
+
     def relocations(self, tag):
-        """The :class:`Rela` entries of the table at dynamic tag ``tag``."""
+        """The entries of the table at dynamic tag ``tag`` (:class:`Rela`,
+        or :class:`Rela32` in an ELF32 file, a REL entry's addend read from
+        the word it relocates)."""
+        if tag not in self._relocations and self.layout.word == 8:
+            self._relocations[tag] = [Rela(*fields) for fields in
+                                      self.layout.rela.iter_unpack(self._raw_relocations[tag])]
         if tag not in self._relocations:
-            raw = self._raw_relocations[tag]
-            self._relocations[tag] = [Rela(*fields) for fields in RELA.iter_unpack(raw)]
+            offsets, infos, addends = self.relocation_fields(tag)
+            explicit, make = self.explicit(tag), self.layout.relocation
+            shift, mask = self.layout.sym_shift, (1 << self.layout.sym_shift) - 1
+            self._relocations[tag] = [make(o, i >> shift, i & mask, a, explicit)
+                                      for o, i, a in zip(offsets, infos, addends)]
         return list(self._relocations[tag])
 
     def relocation_fields(self, tag):
         """``(offsets, infos, addends)`` of a relocation table as arrays: cheap
-        to scan when most entries are of no interest."""
-        raw = words(self._raw_relocations[tag], "Q")
-        addends = words(self._raw_relocations[tag], "q")[2::3]
-        return raw[0::3], raw[1::3], addends
+        to scan when most entries are of no interest.  A REL table's addends
+        are the words it relocates (0 where the file holds no bytes: a
+        ``.bss`` word, which ld.so finds zero)."""
+        code = self.layout.word_code
+        raw = words(self._raw_relocations[tag], code)
+        _, per, _ = self._entry(tag)
+        offsets, infos = raw[0::per], raw[1::per]
+        if self.explicit(tag):
+            return offsets, infos, words(self._raw_relocations[tag], code.lower())[2::per]
+        return offsets, infos, array(code.lower(), map(self._implicit_addend, offsets))
+
+    def _implicit_addend(self, offset):
+        """The signed word at ``offset``, a REL entry's addend (0 outside the file)."""
+        size = self.layout.word
+        if not self.image.in_file(offset, size):
+            return 0
+        return int.from_bytes(self.image.read(offset, size), "little", signed=True)
 
     # -- hash tables ------------------------------------------------------
     def _sysv_header(self):
@@ -233,12 +297,14 @@ class DynamicTables:
             raise self._bad(f"{what} has no buckets")
         if bloom_size == 0 or bloom_size & (bloom_size - 1):
             raise self._bad(f"{what}: bloom filter size {bloom_size} is not a power of two")
-        self._table(what, addr, 16 + 8 * bloom_size + 4 * nbucket)
+        self._table(what, addr, 16 + self.layout.word * bloom_size + 4 * nbucket)
         return nbucket, symoffset, bloom_size, shift
 
     def _gnu_buckets(self):
+        """The bucket words, and the address of the chains; the Bloom filter
+        between them has one word of the file's class per entry."""
         nbucket, symoffset, bloom_size, _ = self.gnu_hash_header()
-        at = self.image.dyn(DT_GNU_HASH) + 16 + 8 * bloom_size
+        at = self.image.dyn(DT_GNU_HASH) + 16 + self.layout.word * bloom_size
         return words(self.image.read(at, 4 * nbucket), "I"), at + 4 * nbucket
 
     def gnu_hash_count(self):

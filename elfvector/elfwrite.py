@@ -21,28 +21,41 @@ PT_LOAD entries follow the old ones, in address order.
 
 This is the *stage, then commit* pattern of patchelf: methods record what
 must change, :meth:`Appender.write` lays it out in one pass.
+
+Every record is written in the file's own class (``image.layout``): an
+i386 file gets ELF32 headers, dynamic entries and symbols.
 """
 
 from dataclasses import dataclass, field
 
-from .elfimage import (DYN, EHDR, PF_R, PF_W, PF_X, PHDR, PT_LOAD, PT_PHDR, RELA, SHF_ALLOC,
-                       SHF_EXECINSTR, SHF_WRITE, SHT_DYNSYM, SHT_GNU_HASH, SHT_GNU_VERDEF,
-                       SHT_GNU_VERNEED, SHT_GNU_VERSYM, SHT_HASH, SHT_PROGBITS, SHT_RELA,
-                       SHT_STRTAB, SYM, DT_SYMTAB, USER_SPACE_END, Phdr, Shdr, Sym)
+from .elfimage import (ELF64, PF_R, PF_W, PF_X, PT_LOAD, PT_PHDR, SHF_ALLOC, SHF_EXECINSTR,
+                       SHF_WRITE, SHT_DYNSYM, SHT_GNU_HASH, SHT_GNU_VERDEF, SHT_GNU_VERNEED,
+                       SHT_GNU_VERSYM, SHT_HASH, SHT_PROGBITS, SHT_RELA, SHT_STRTAB, STT_SECTION,
+                       DT_SYMTAB, Phdr, Shdr)
 from .errors import UnsupportedElfError
 
 PAGE = 0x1000
-#: address space kept free above the new segments' start (they hold tables and stubs)
+#: address space kept free above the new segments' start (they hold tables
+#: and stubs); a sixteenth of the whole where that is less (i386's 4 GiB)
 ROOM = 1 << 32
-#: (sh_type, sh_entsize) of the dynamic tables that move to a new segment,
-#: as GNU ld writes them for ELF64 (``.gnu.hash`` mixes word sizes: 0).  A
-#: moved table's header says what the table is, whatever the input's said:
-#: eu-elflint and strip trust the type and entry size of an allocated section.
-TABLE_SECTIONS = {".dynsym": (SHT_DYNSYM, SYM.size), ".dynstr": (SHT_STRTAB, 0),
-                  ".hash": (SHT_HASH, 4), ".gnu.hash": (SHT_GNU_HASH, 0),
-                  ".gnu.version": (SHT_GNU_VERSYM, 2), ".gnu.version_d": (SHT_GNU_VERDEF, 0),
-                  ".gnu.version_r": (SHT_GNU_VERNEED, 0), ".rela.dyn": (SHT_RELA, RELA.size),
-                  ".rela.plt": (SHT_RELA, RELA.size)}
+SHT_REL = 9
+
+
+def table_sections(layout):
+    """(sh_type, sh_entsize) of the dynamic tables that move to a new
+    segment, as GNU ld writes them for ``layout``'s class (an ELF64
+    ``.gnu.hash`` mixes word sizes: 0; an ELF32 one has 4-byte words only).  A moved table's header says what the table is,
+    whatever the input's said: eu-elflint and strip trust the type and
+    entry size of an allocated section."""
+    return {".dynsym": (SHT_DYNSYM, layout.sym.size), ".dynstr": (SHT_STRTAB, 0),
+            ".hash": (SHT_HASH, 4), ".gnu.hash": (SHT_GNU_HASH, 4 if layout.word == 4 else 0),
+            ".gnu.version": (SHT_GNU_VERSYM, 2), ".gnu.version_d": (SHT_GNU_VERDEF, 0),
+            ".gnu.version_r": (SHT_GNU_VERNEED, 0), ".rela.dyn": (SHT_RELA, layout.rela.size),
+            ".rela.plt": (SHT_RELA, layout.rela.size), ".rel.dyn": (SHT_REL, layout.rel.size),
+            ".rel.plt": (SHT_REL, layout.rel.size)}
+
+
+TABLE_SECTIONS = table_sections(ELF64)
 
 
 def align_up(value, align):
@@ -97,7 +110,8 @@ class Appender:
         self.start = align_up(len(image.data), PAGE)
         self.start_vaddr = align_up(max(p.vaddr + p.memsz for p in loads), PAGE) \
             + self._elflint_gap(image)
-        if self.start_vaddr + ROOM > USER_SPACE_END:
+        self.layout = image.layout
+        if self.start_vaddr + min(ROOM, image.arch.address_end >> 4) > image.arch.address_end:
             raise UnsupportedElfError("no address space left after the segments for new ones",
                                       image.path)
         self.segments = []
@@ -192,7 +206,7 @@ class Appender:
 
     def move_section(self, name, vaddr, size):
         """Point section ``name`` (if the file has it) at its new copy
-        (a dynamic table's type and entry size set right: TABLE_SECTIONS)."""
+        (a dynamic table's type and entry size set right: :func:`table_sections`)."""
         index, _ = self.image.section(name)
         if index is not None:
             self.section_updates[index] = (vaddr, size)
@@ -216,19 +230,22 @@ class Appender:
     # -- committing -------------------------------------------------------
     def write(self):
         """The new file's bytes."""
-        image = self.image
+        image, layout = self.image, self.layout
         self._check_sections_cover_allocations()
+        self._check_address_space()
         out = bytearray(image.data)
         for offset, data in self.patches:
             out[offset:offset + len(data)] = data
         phdrs = self._program_headers()
-        table_end = image.phoff + len(phdrs) * PHDR.size
+        table_end = image.phoff + len(phdrs) * layout.phdr.size
         slide = self._slide_small_sections(out, table_end, phdrs)
-        out[image.phoff:table_end] = b"".join(p.pack() for p in phdrs)
+        self._move_section_symbols(out)
+        out[image.phoff:table_end] = b"".join(p.pack(layout) for p in phdrs)
         if self.dynamic is not None:
+            record = layout.dyn
             for i, (tag, value) in enumerate(self.dynamic):
-                at = image.dynamic_offset + i * DYN.size
-                out[at:at + DYN.size] = DYN.pack(tag, value)
+                at = image.dynamic_offset + i * record.size
+                out[at:at + record.size] = record.pack(tag, value)
         for seg in self.segments:
             out.extend(bytes(seg.offset - len(out)))
             out.extend(seg.data)
@@ -237,11 +254,21 @@ class Appender:
         shoff = align_up(len(out), 8)
         out.extend(bytes(shoff - len(out)))
         shdrs = self._section_headers(shstrtab_offset, len(shstrtab), names, slide)
-        out.extend(b"".join(s.pack() for s in shdrs))
-        header = list(EHDR.unpack_from(out))
+        out.extend(b"".join(s.pack(layout) for s in shdrs))
+        header = list(layout.ehdr.unpack_from(out))
         header[6], header[10], header[12] = (shoff if shdrs else 0, len(phdrs), len(shdrs))
-        out[:EHDR.size] = EHDR.pack(*header)
+        out[:layout.ehdr.size] = layout.ehdr.pack(*header)
         return bytes(out)
+
+    def _check_address_space(self):
+        """The new segments end inside the process's address space (i386's
+        4 GiB is small enough for a library's tables to run past it)."""
+        end = self.image.arch.address_end
+        for seg in self.segments:
+            if seg.vaddr + len(seg.data) > end:
+                raise UnsupportedElfError(
+                    f"the added segment at {seg.vaddr:#x} ({len(seg.data)} bytes) would end "
+                    f"past the {end.bit_length() - 1}-bit address space", self.image.path)
 
     def _check_sections_cover_allocations(self):
         starts = {vaddr for vaddr, _ in self.section_updates.values()}
@@ -263,7 +290,7 @@ class Appender:
         must have moved out to the new segment already.
         """
         image = self.image
-        old_end = image.phoff + image.phnum * PHDR.size
+        old_end = image.phoff + image.phnum * self.layout.phdr.size
         if table_end <= old_end:
             return (0, 0, 0)
         staying = sorted((s for i, s in enumerate(image.shdrs)
@@ -302,11 +329,27 @@ class Appender:
         index, symtab = self.image.section(".symtab")
         if symtab is None:
             return
-        for at in range(symtab.offset, symtab.offset + symtab.size, SYM.size):
-            sym = Sym(*SYM.unpack_from(out, at))
+        layout, size = self.layout, self.layout.sym.size
+        for at in range(symtab.offset, symtab.offset + symtab.size - size + 1, size):
+            (sym,) = layout.iter_syms(bytes(out[at:at + size]))
             if sym.shndx in sections:
                 sym.value += shift
-                out[at:at + SYM.size] = sym.pack()
+                out[at:at + size] = sym.pack(layout)
+
+    def _move_section_symbols(self, out):
+        """Point the ``.symtab`` section symbols (STT_SECTION, which the
+        AArch64 link editor writes for every section) of the moved tables at
+        their new copies: eu-elflint rejects a section symbol outside its
+        section."""
+        _, symtab = self.image.section(".symtab")
+        if symtab is None or not self.section_updates:
+            return
+        layout, size = self.layout, self.layout.sym.size
+        for at in range(symtab.offset, symtab.offset + symtab.size - size + 1, size):
+            (sym,) = layout.iter_syms(bytes(out[at:at + size]))
+            if sym.type == STT_SECTION and sym.shndx in self.section_updates:
+                sym.value = self.section_updates[sym.shndx][0]
+                out[at:at + size] = sym.pack(layout)
 
     def _new_offset(self, vaddr):
         """File offset of an address in one of the new segments."""
@@ -320,7 +363,7 @@ class Appender:
 
     def _program_headers(self):
         old = [Phdr(**vars(p)) for p in self.image.phdrs]
-        size = (len(old) + len(self.segments)) * PHDR.size
+        size = (len(old) + len(self.segments)) * self.layout.phdr.size
         for p in old:
             if p.type == PT_PHDR:
                 p.filesz = p.memsz = size
@@ -354,8 +397,8 @@ class Appender:
         for index, (vaddr, size) in self.section_updates.items():
             moved = shdrs[index]
             moved.addr, moved.offset, moved.size = vaddr, self._new_offset(vaddr), size
-            moved.type, moved.entsize = TABLE_SECTIONS.get(image.section_names[index],
-                                                           (moved.type, moved.entsize))
+            moved.type, moved.entsize = table_sections(self.layout).get(
+                image.section_names[index], (moved.type, moved.entsize))
         shdrs[image.shstrndx].offset = shstrtab_offset
         shdrs[image.shstrndx].size = shstrtab_size
         for sec, name in zip(self.new_sections, names):

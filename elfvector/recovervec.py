@@ -11,6 +11,10 @@ the ``st_value`` of the exported IFUNC symbol.
 
 Several exported names at one address (aliases) are told apart by the
 layout fingerprints when they can be; what remains ambiguous is reported.
+
+The table is the same in i386 (ELF32) and AArch64 libraries; an IPLT
+entry is recognised on the architectures whose entries elfvector writes
+(:data:`elfvector.arch.IFUNC_STUBS`).
 """
 
 import hashlib
@@ -20,6 +24,7 @@ import re
 import struct
 from dataclasses import dataclass, field
 
+from . import arch as arches
 from .elffile import ElfFile
 from .errors import VectorMismatchError
 from .exportvec import slot_for
@@ -49,7 +54,7 @@ class Recovered:
 
 def recover(path):
     """Read the export vector of the library at ``path``: a :class:`Recovered`."""
-    elf = ElfFile(path)
+    elf = ElfFile(path, operation="recovervec")
     name, table, size = _find_table(elf, path)
     if size <= 0 or size % 4:
         raise VectorMismatchError(f"{name} has size {size}, not a multiple of 4", path)
@@ -69,10 +74,11 @@ def recover(path):
         table_of.setdefault(s.value, []).append(slot_for(s, versioned))
     irelative = None
     candidates, ifunc_slots = [], []
+    address_mask = (1 << 8 * elf.image.layout.word) - 1
     for i, (offset,) in enumerate(struct.iter_unpack("<i", data)):
-        target = (table + offset) & (2**64 - 1)
+        target = (table + offset) & address_mask
         found = by_address.get(target)
-        if not found and by_resolver:
+        if not found and by_resolver and elf.arch in arches.IFUNC_STUBS:
             if irelative is None:
                 irelative = elf.irelative_relocations()
             found = by_resolver.get(_iplt_resolver(elf, target, irelative))
@@ -80,7 +86,8 @@ def recover(path):
                 ifunc_slots.append(i)
         if not found:
             raise VectorMismatchError(
-                f"slot {i}: cannot recover (no exported function at {target:#x})", path)
+                f"slot {i}: cannot recover (no exported function at {target:#x}"
+                f"{_undecoded(elf, by_resolver)})", path)
         candidates.append(sorted(set(found), key=_preference))
     layouts = _layouts(elf, name, table, count, path)
     slots, ambiguous, contradicted = _choose(candidates, layouts)
@@ -268,6 +275,14 @@ def _match(prefix, segment, expected):
     if search(0, state) and fingerprint(prefix + choice) == expected:
         return choice
     return None
+
+
+def _undecoded(elf, by_resolver):
+    """Why an IFUNC's slot may have gone unrecognised: its IPLT entry is of
+    an architecture whose entries are not decoded yet."""
+    if by_resolver and elf.arch not in arches.IFUNC_STUBS:
+        return f"; IPLT entries of {elf.image.arch.label} are not decoded yet"
+    return ""
 
 
 def _piece(index, slot):

@@ -137,7 +137,7 @@ def relvec(data, path, inclrel, exclrel):
     A library without any ``R_X86_64_RELATIVE`` in ``.rela.dyn`` comes back
     unchanged (the same object), with the report saying why.
     """
-    image = ElfImage(data, path)
+    image = ElfImage(data, path, "relvec")
     if image.type != ET_DYN or image.dynamic is None or (image.dyn(DT_FLAGS_1) or 0) & DF_1_PIE:
         raise UnsupportedElfError("not a shared library", path)
     if image.section(TABLE_SECTION)[0] is not None:

@@ -8,17 +8,21 @@ keep their places; only their symbol indices are renumbered.  A vectored
 IFUNC gets a stub ``jmp *got(%rip)`` whose GOT word an
 ``R_X86_64_IRELATIVE`` fills with what the resolver selects, as the link
 editor's IPLT does for expvec.
+
+i386 (ELF32, REL) and AArch64 libraries get the same tables in their own
+class; a vectored IFUNC there is refused until their stub exists
+(:data:`elfvector.arch.IFUNC_STUBS`).
 """
 
 import struct
 
+from . import arch as arches
 from .arch import x86_64
 from .dyntables import RelaDynGrowth, grow_dynstr, pack_u16s
-from .elfimage import (DT_GNU_HASH, DT_HASH, DT_JMPREL, DT_PLTRELSZ, DT_RELA, DT_RELASZ,
-                       DT_SYMTAB, DT_VERSYM, ET_DYN, PF_R, PF_W, PF_X, R_X86_64_IRELATIVE,
-                       STB_GLOBAL, STB_WEAK, STT_FUNC, STT_GNU_IFUNC, STT_OBJECT, SYM,
-                       ElfImage, Rela, Sym, build_gnu_hash, build_sysv_hash, gnu_hash,
-                       gnu_hash_header, rela_info)
+from .elfimage import (DT_GNU_HASH, DT_HASH, DT_JMPREL, DT_PLTRELSZ, DT_SYMTAB, DT_VERSYM,
+                       ELF64, ET_DYN, PF_R, PF_W, PF_X, STB_GLOBAL, STB_WEAK, STT_FUNC, STT_GNU_IFUNC,
+                       STT_OBJECT, ElfImage, Sym, build_gnu_hash, build_sysv_hash, gnu_hash,
+                       gnu_hash_header)
 from .elfwrite import Appender
 from .errors import NotElfError, UnsupportedElfError, VectorMismatchError
 from .vecfile import MAGIC
@@ -97,7 +101,7 @@ class LibrarySymbols:
 
 def retrovec(vector, data, path):
     """The bytes of the library ``data`` with ``vector`` added."""
-    image = ElfImage(data, path)
+    image = ElfImage(data, path, "retrovec")
     if image.type != ET_DYN or image.dynamic is None or image.is_pie:
         kind = " (a position-independent executable)" if image.is_pie else ""
         raise UnsupportedElfError(f"not a shared library{kind}", path)
@@ -108,6 +112,8 @@ def retrovec(vector, data, path):
         raise VectorMismatchError("already has an export vector", path)
     vector = vector.resolved(lib.default_version)
     targets = [lib.find_function(slot) for slot in vector.slots]
+    _check_ifunc_stubs(lib, vector, targets)
+    layout = image.layout
     appender = Appender(image)
     new_names = [vector.name] + vector.layout_symbols()
     order = _dynsym_order(image, lib.names, new_names)
@@ -115,7 +121,7 @@ def retrovec(vector, data, path):
     # Read-only part: dynstr, dynsym, hashes, versym, export table.
     offsets = grow_dynstr(appender, new_names)
     table_size = 4 * len(vector.slots)
-    symtab_at = appender.alloc(len(order) * SYM.size, 8)
+    symtab_at = appender.alloc(len(order) * layout.sym.size, layout.word)
     _write_hashes(appender, image, lib.names, new_names, order)
     if lib.versym is not None:
         versym = [lib.versym[i] if i < len(lib.syms) else 1 for i in order]
@@ -123,7 +129,7 @@ def retrovec(vector, data, path):
         appender.set_dynamic(DT_VERSYM, vaddr)
         appender.move_section(".gnu.version", vaddr, 2 * len(order))
     ifuncs = [i for i in dict.fromkeys(targets) if lib.syms[i].type == STT_GNU_IFUNC]
-    relas = [_renumbered(r, renumber) for r in image.relas(DT_RELA, DT_RELASZ)]
+    relas = [_renumbered(r, renumber) for r in image.dynamic_relocations()]
     got_at = {}
     if ifuncs:
         # IRELATIVE relocations for the IFUNC stubs' GOT words; sized now,
@@ -140,10 +146,11 @@ def retrovec(vector, data, path):
             stub, got_at[i] = stubs_at + k * x86_64.IPLT_STUB_SIZE, got_base + 8 * k
             appender.put(stub, x86_64.iplt_stub(stub, got_at[i]))
             address[i] = stub
-        rela_dyn.fill([Rela(got_at[i], rela_info(0, R_X86_64_IRELATIVE), lib.syms[i].value)
+        rela_dyn.fill([layout.relocation(got_at[i], 0, image.arch.irelative, lib.syms[i].value)
                        for i in ifuncs], old=relas)
     elif relas:
-        appender.patch(image.dyn(DT_RELA), b"".join(r.pack() for r in relas))
+        appender.patch(image.dyn(image.dynamic_relocation_tags[0]),
+                       b"".join(r.pack() for r in relas))
     appender.put(table_at, pack_offsets(vector, [address[i] for i in targets], table_at, path))
     # The symbol table itself, now that the export section index is known.
     syms = []
@@ -155,15 +162,28 @@ def retrovec(vector, data, path):
             size = table_size if k == 0 else 4 * vector.layouts[k - 1]
             syms.append(Sym(offsets[new_names[k]], (STB_GLOBAL << 4) | STT_OBJECT, STV_DEFAULT,
                             export_index, table_at, size))
-    appender.put(symtab_at, pack_symbols(syms))
+    appender.put(symtab_at, pack_symbols(syms, layout))
     appender.set_dynamic(DT_SYMTAB, symtab_at)
-    appender.move_section(".dynsym", symtab_at, len(syms) * SYM.size)
+    appender.move_section(".dynsym", symtab_at, len(syms) * layout.sym.size)
     plt = [_renumbered(r, renumber) for r in image.relas(DT_JMPREL, DT_PLTRELSZ)]
     if plt:
         appender.patch(image.dyn(DT_JMPREL), b"".join(r.pack() for r in plt))
     data = appender.write()
-    check_slots(ElfImage(data, path), vector)
+    check_slots(ElfImage(data, path, "retrovec"), vector)
     return data
+
+
+def _check_ifunc_stubs(lib, vector, targets):
+    """A vectored IFUNC needs a stub (its slot cannot hold the resolver);
+    an architecture without one refuses the vector, naming the IFUNC."""
+    arch = lib.image.arch
+    if arch.name in arches.IFUNC_STUBS:
+        return
+    for slot, i in zip(vector.slots, targets):
+        if lib.syms[i].type == STT_GNU_IFUNC:
+            raise UnsupportedElfError(f"{slot} is an IFUNC: its slot needs a stub that retrovec does "
+                               f"not write for {arch.label} yet (leave it out of the vector)",
+                               lib.image.path)
 
 
 def pack_offsets(vector, addresses, table_at, path):
@@ -197,8 +217,9 @@ def check_slots(image, vector, local_functions=None):
     table = _table_address(lib, vector, image.path)
     offsets = struct.unpack(f"<{len(vector.slots)}i", image.read(table, 4 * len(vector.slots)))
     irelative = None
+    address_mask = (1 << 8 * image.layout.word) - 1
     for i, (slot, offset) in enumerate(zip(vector.slots, offsets)):
-        target = (table + offset) & (2**64 - 1)
+        target = (table + offset) & address_mask
         definitions = _definitions(lib, slot, local_functions)
         if any(is_ifunc for _, is_ifunc in definitions) and irelative is None:
             irelative = _irelative_addends(image)
@@ -237,14 +258,17 @@ def _jump_slot_of(image, target):
 
 
 def _irelative_addends(image):
-    """GOT word -> resolver, of every R_X86_64_IRELATIVE."""
-    relas = image.relas(DT_RELA, DT_RELASZ) + image.relas(DT_JMPREL, DT_PLTRELSZ)
-    return {r.offset: r.addend for r in relas if r.type == R_X86_64_IRELATIVE}
+    """GOT word -> resolver, of every IRELATIVE relocation."""
+    relas = image.dynamic_relocations() + image.relas(DT_JMPREL, DT_PLTRELSZ)
+    return {r.offset: r.addend for r in relas if r.type == image.arch.irelative}
 
 
-def pack_symbols(syms):
-    """``syms`` as .dynsym bytes (without a dataclass walk per symbol)."""
-    pack = SYM.pack
+def pack_symbols(syms, layout=ELF64):
+    """``syms`` as .dynsym bytes of ``layout``'s class, without a dataclass
+    walk per symbol where the record's fields are in the dataclass's order."""
+    if layout is not ELF64:
+        return b"".join(layout.pack_sym(s) for s in syms)
+    pack = layout.sym.pack
     return b"".join(pack(s.name, s.info, s.other, s.shndx, s.value, s.size) for s in syms)
 
 
@@ -264,7 +288,8 @@ def _write_hashes(appender, image, names, new_names, order):
     all_names = names + new_names
     nbucket, symoffset, bloom_size, shift = gnu_hash_header(image)
     ordered = [all_names[i] for i in order]
-    table = build_gnu_hash(ordered[symoffset:], symoffset, nbucket, bloom_size, shift)
+    table = build_gnu_hash(ordered[symoffset:], symoffset, nbucket, bloom_size, shift,
+                           8 * image.layout.word)
     vaddr = appender.add_data(table, 8)
     appender.set_dynamic(DT_GNU_HASH, vaddr)
     appender.move_section(".gnu.hash", vaddr, len(table))
@@ -279,4 +304,4 @@ def _write_hashes(appender, image, names, new_names, order):
 def _renumbered(rela, renumber):
     if rela.sym == 0:
         return rela
-    return Rela(rela.offset, rela_info(renumber[rela.sym], rela.type), rela.addend)
+    return rela.renumbered(renumber[rela.sym])

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from .elffile import ElfFile
 from .elfimage import ElfImage, not_regular_reason, read_elf_file
-from .errors import ElfvectorError, VectorMismatchError
+from .errors import ElfvectorError, UnsupportedElfError, VectorMismatchError
 from .exportvec import slot_for
 from .ldso import CLASS_PLT, STT_FUNC, STT_GNU_IFUNC, Ldd, Version
 from .ldso.lookup import lookup_in
@@ -85,8 +85,10 @@ def open_inputs(paths, unreadable, skipped=None):
 
     Like the seed's ``file | sed`` filter, anything else (not ELF, static,
     an object file, a directory, another architecture) is skipped, and its
-    reason appended to ``skipped`` as ``(path, reason)``; a path that
-    cannot be read at all is appended to ``unreadable`` with the reason.
+    reason appended to ``skipped`` as ``(path, reason, unsupported)``
+    (``unsupported``: an ELF file of a kind vecstat does not handle, such
+    as another architecture); a path that cannot be read at all is
+    appended to ``unreadable`` with the reason.
     """
     seen = set()
     skipped = [] if skipped is None else skipped
@@ -94,10 +96,10 @@ def open_inputs(paths, unreadable, skipped=None):
         try:
             st = os.stat(path)
             if not_regular_reason(st.st_mode):
-                skipped.append((path, not_regular_reason(st.st_mode)))
+                skipped.append((path, not_regular_reason(st.st_mode), False))
                 continue
             if _magic(path) != _ELF_MAGIC:
-                skipped.append((path, "not an ELF file"))
+                skipped.append((path, "not an ELF file", False))
                 continue
         except OSError as e:
             unreadable.append((path, e.strerror))
@@ -106,15 +108,15 @@ def open_inputs(paths, unreadable, skipped=None):
             continue
         seen.add((st.st_dev, st.st_ino))
         try:
-            image = ElfImage(read_elf_file(path), path)
+            image = ElfImage(read_elf_file(path), path, "vecstat")
         except ElfvectorError as e:
-            skipped.append((path, e.reason))
+            skipped.append((path, e.reason, isinstance(e, UnsupportedElfError)))
             continue
         elf = ElfFile.from_image(image)
         if elf.is_dynamic or elf.is_shared_object:
             yield image
         else:
-            skipped.append((path, "not a dynamically linked ELF file (statically linked)"))
+            skipped.append((path, "not a dynamically linked ELF file (statically linked)", False))
 
 
 def _magic(path):
@@ -132,7 +134,7 @@ def scan(paths, library_path=()):
         try:
             linkmap = stats.ldd.linkmap(image.path, image)
         except ElfvectorError as e:
-            skipped.append((image.path, e.reason))
+            skipped.append((image.path, e.reason, isinstance(e, UnsupportedElfError)))
             continue
         stats.files.append(image.path)
         stats.first = stats.first or linkmap
@@ -141,12 +143,24 @@ def scan(paths, library_path=()):
         if not linkmap.main.elf.file.is_shared_object:
             stats.ldd.forget(image.path)        # a program: no other file loads it
     if not stats.files:
-        if len(paths) == 1:
-            reason = f"cannot read: {stats.unreadable[0][1]}" if stats.unreadable else \
-                skipped[0][1]
-            raise ElfvectorError(reason, paths[0])
-        raise ElfvectorError("no dynamically linked ELF file among the arguments")
+        _nothing_counted(paths, stats.unreadable, skipped)
     return stats
+
+
+def _nothing_counted(paths, unreadable, skipped):
+    """The error when no argument could be counted: the one file's reason,
+    or, among several, the first ELF file vecstat does not handle (an
+    i386 library is no "not dynamically linked" file), else that none is
+    a dynamically linked ELF file."""
+    if len(paths) == 1:
+        reason = f"cannot read: {unreadable[0][1]}" if unreadable else skipped[0][1]
+        raise ElfvectorError(reason, paths[0])
+    unsupported = [(path, reason) for path, reason, refused in skipped if refused]
+    if unsupported:
+        path, reason = unsupported[0]
+        raise UnsupportedElfError(f"{reason}; none of the {len(paths)} arguments is a "
+                                  "dynamically linked ELF file vecstat handles", path)
+    raise ElfvectorError("no dynamically linked ELF file among the arguments")
 
 
 def _count(stats, linkmap):

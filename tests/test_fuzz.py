@@ -13,13 +13,15 @@ The checks themselves are tested first, on stand-in commands that break
 the contract one way each: a check that cannot fire proves nothing.
 """
 
+import shutil
 import time
 from pathlib import Path
 
 import pytest
 
+from conftest import missing
 from fuzz import summary
-from fuzz.baselines import Baselines
+from fuzz.baselines import CROSS, Baselines
 from fuzz.commands import Command
 from fuzz.inputs import Input
 from fuzz.runner import Run
@@ -36,6 +38,9 @@ COMMANDS = {"retrovec", "retroimp", "recovervec", "vecstat", "vectool-rpathrm", 
 
 @pytest.fixture(scope="module")
 def generated(tmp_path_factory):
+    for compiler in CROSS.values():       # the i386 and AArch64 baselines
+        if shutil.which(compiler) is None:
+            missing(compiler, f"the Debian package gcc-{compiler.removesuffix('-gcc')}")
     root = tmp_path_factory.mktemp("fuzz")
     baselines, inputs = prepare(SEED, root)
     return root, baselines, inputs

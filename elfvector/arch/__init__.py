@@ -1,7 +1,17 @@
-"""Per-architecture code generation: vector tables, slots and the binder.
+"""Which architectures each operation handles, and the code generators.
 
-Each architecture module provides the same few functions; ``for_arch``
-is the one registry.  An architecture we do not know is an error, never a
+The ELF core reads x86-64, i386 and AArch64 files alike (``elfstruct``'s
+:class:`~elfvector.elfstruct.Machine` holds their psABI facts); what an
+operation does to a file may still need code written for one
+architecture (stubs, a binder, a fix-up routine).  :data:`SUPPORTED` is
+the one table of what works where: :class:`~elfvector.elfimage.ElfImage`
+consults it when a command opens a file, so a command refuses a file of
+an architecture it does not handle yet in one line that says why, before
+reading further.
+
+Each architecture with generated code has a module here providing the
+same functions (``arch/x86_64.py`` today); ``for_arch`` is the one
+registry of them.  An architecture we do not know is an error, never a
 guess.
 """
 
@@ -9,6 +19,46 @@ from ..errors import UnsupportedElfError
 from . import x86_64
 
 _ARCHES = {"x86_64": x86_64}
+
+_ALL = ("x86_64", "i386", "aarch64")
+_X86_64 = ("x86_64",)
+_ELFVECTOR_CODE = "it writes x86-64 code into the file"
+
+#: operation -> (the architectures it handles, why it does not handle the others)
+SUPPORTED = {
+    "recovervec": (_ALL, None),
+    "retrovec": (_ALL, None),
+    "rpathrm": (_ALL, None),
+    "vecstat": (_X86_64, "it finds the library that serves each import with elfvector.ldso, "
+                         "whose model of ld.so is x86-64's"),
+    "relvec": (_X86_64, "its fix-up routine is x86-64 code"),
+    "retroimp": (_X86_64, _ELFVECTOR_CODE),
+    "expvec": (_X86_64, _ELFVECTOR_CODE),
+    "impvec": (_X86_64, _ELFVECTOR_CODE),
+    "vectool": (_X86_64, _ELFVECTOR_CODE),
+    "vectool --mode=retro": (_X86_64, _ELFVECTOR_CODE),
+}
+
+#: retrovec gives a vectored IFUNC a stub; the architectures that have one
+IFUNC_STUBS = _X86_64
+
+
+def handles(operation, arch_name):
+    """True if ``operation`` (a key of :data:`SUPPORTED`, or None for code
+    that predates the other architectures: x86-64 only) handles files of
+    the architecture ``arch_name``."""
+    arches, _ = SUPPORTED[operation] if operation else (_X86_64, None)
+    return arch_name in arches
+
+
+def refusal(operation, machine):
+    """Why ``operation`` refuses a file of the known architecture ``machine``
+    (an :class:`~elfvector.elfstruct.Machine`): the text after "not
+    supported yet"."""
+    if operation is None:
+        readers = [op for op, (arches, _) in SUPPORTED.items() if machine.name in arches]
+        return f"by this command ({', '.join(readers)} read {machine.label} files)"
+    return f"by {operation} ({SUPPORTED[operation][1]})"
 
 
 def for_arch(name):

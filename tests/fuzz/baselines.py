@@ -7,7 +7,10 @@
   ``libfz.vec``;
 * ``libfz-latin1.so.1``: the library plus a function whose name is not
   UTF-8 (valid ELF: names are bytes);
-* ``libc.so.6``: the system's, and ``libc.vec`` naming a few of its functions.
+* ``libc.so.6``: the system's, and ``libc.vec`` naming a few of its functions;
+* ``i386/libfz.so.1`` and ``aarch64/libfz.so.1``: the library cross-built
+  (gcc-i686-linux-gnu, gcc-aarch64-linux-gnu): ELF32 with REL relocations,
+  and AArch64.
 
 The run path ``/fuzz/rp:/fuzz/keep`` gives ``vectool --mode=rpathrm
 --rpathdir=/fuzz/rp`` something to remove.
@@ -30,9 +33,13 @@ RUNPATH = f"-Wl,-rpath,{RPATHDIR}:/fuzz/keep"
 FUNCTIONS = ("fz_add", "fz_mul", "fz_twice", "fz_len", "fz_hello", "fz_self")
 LIBC_FUNCTIONS = ("puts", "strlen", "printf", "memcpy", "exit", "strcmp", "fopen", "qsort")
 
+#: architecture -> its cross compiler (the Debian package is gcc-<compiler's prefix>)
+CROSS = {"i386": "i686-linux-gnu-gcc", "aarch64": "aarch64-linux-gnu-gcc"}
+
 # role -> the baseline file (relative to the baseline directory)
 ELF_ROLES = {"lib": SONAME, "veclib": f"vec/{SONAME}", "latin1": "libfz-latin1.so.1",
-             "pie": "pie", "nopie": "nopie", "libc": "libc.so.6"}
+             "pie": "pie", "nopie": "nopie", "libc": "libc.so.6",
+             **{f"lib-{arch}": f"{arch}/{SONAME}" for arch in CROSS}}
 
 
 class BaselineError(Exception):
@@ -93,4 +100,8 @@ def build(directory):
     shutil.copy(d / "libfz.vec", d / "vec" / "libfz.vec")
     shutil.copy(LIBC, d / "libc.so.6")
     _libc_vec(d)
+    for arch, compiler in CROSS.items():
+        (d / arch).mkdir(exist_ok=True)
+        _run([compiler, "-O2", "-fPIC", "-shared", f"-Wl,-soname={SONAME}", vscript, RUNPATH,
+              "-o", f"{arch}/{SONAME}", HERE / "fz_lib.c"], d)
     return Baselines(d)

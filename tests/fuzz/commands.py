@@ -19,8 +19,9 @@ from typing import Callable, Optional
 
 from .baselines import FUNCTIONS, RPATHDIR, ROOT, SONAME
 
-ELF_ROLES = ("lib", "veclib", "latin1", "pie", "nopie", "libc", "elf")
-LIBRARY_ROLES = ("lib", "veclib", "latin1", "libc", "elf")
+CROSS_ROLES = ("lib-i386", "lib-aarch64")
+ELF_ROLES = ("lib", "veclib", "latin1", "pie", "nopie", "libc", "elf") + CROSS_ROLES
+LIBRARY_ROLES = ("lib", "veclib", "latin1", "libc", "elf") + CROSS_ROLES
 PROGRAM_ROLES = ("pie", "nopie", "elf")
 
 
@@ -63,7 +64,7 @@ COMMANDS = [
             elf_output="out"),
     Command("retrovec-vec", ("vec",), lambda s, o, role: tool("retrovec", "-o", o, s, SONAME),
             place="input.vec", files=(SONAME,), elf_output="out", reference=SONAME),
-    Command("retroimp", PROGRAM_ROLES + ("lib",),
+    Command("retroimp", PROGRAM_ROLES + ("lib",) + CROSS_ROLES,
             lambda s, o, role: tool("retroimp", "-L", "vec", "-o", o, "", "libfz.vec", s),
             place="input", files=("libfz.vec", f"vec/{SONAME}"), good="pie", elf_output="out"),
     Command("retroimp-veclib", ("veclib",),
@@ -83,7 +84,7 @@ COMMANDS = [
             place="input.so", good=f"vec/{SONAME}"),
     Command("vecstat", ELF_ROLES, lambda s, o, role: tool("vecstat", "-o", o, s),
             place="input", good="pie", skips_non_elf=True),
-    Command("vectool-rpathrm", ("lib", "veclib", "pie", "nopie", "elf"),
+    Command("vectool-rpathrm", ("lib", "veclib", "pie", "nopie", "elf") + CROSS_ROLES,
             lambda s, o, role: tool("vectool", "--mode=rpathrm", f"--rpathdir={RPATHDIR}", s),
             place="input", output=None, in_place=True),
     Command("vectool-lib", ("addrfile",),

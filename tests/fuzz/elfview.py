@@ -1,11 +1,13 @@
-"""Where things are in a well-formed ELF64 little-endian file: just enough to aim mutations.
+"""Where things are in a well-formed little-endian ELF file: just enough to aim mutations.
 
 The fuzzer must not lean on the code it tests, so this reads the few
 structures it mutates with ``struct`` alone (layouts from the gABI,
 ``elf.h``): the ELF header, program and section headers, ``.dynamic``,
-``.dynsym``/``.dynstr``, ``.gnu.hash`` and the RELA tables.  It is only
-ever given the baselines, which gcc and ld made, so it does not defend
-against malformed input: that is the job of the code under test.
+``.dynsym``/``.dynstr``, ``.gnu.hash`` and the RELA (or, in an i386 file,
+REL) tables, in either class: ELF64 (x86-64, AArch64) or ELF32 (i386).
+It is only ever given the baselines, which gcc and ld made, so it does
+not defend against malformed input: that is the job of the code under
+test.
 """
 
 import struct
@@ -27,6 +29,23 @@ SHDR = {"sh_name": (0, "<I"), "sh_type": (4, "<I"), "sh_flags": (8, "<Q"), "sh_a
 SYM = {"st_name": (0, "<I"), "st_info": (4, "<B"), "st_other": (5, "<B"),
        "st_shndx": (6, "<H"), "st_value": (8, "<Q"), "st_size": (16, "<Q")}
 RELA = {"r_offset": (0, "<Q"), "r_info": (8, "<Q"), "r_addend": (16, "<q")}
+EHDR32 = {
+    "e_type": (16, "<H"), "e_machine": (18, "<H"), "e_version": (20, "<I"),
+    "e_entry": (24, "<I"), "e_phoff": (28, "<I"), "e_shoff": (32, "<I"),
+    "e_flags": (36, "<I"), "e_ehsize": (40, "<H"), "e_phentsize": (42, "<H"),
+    "e_phnum": (44, "<H"), "e_shentsize": (46, "<H"), "e_shnum": (48, "<H"),
+    "e_shstrndx": (50, "<H"),
+}
+PHDR32 = {"p_type": (0, "<I"), "p_offset": (4, "<I"), "p_vaddr": (8, "<I"),
+          "p_paddr": (12, "<I"), "p_filesz": (16, "<I"), "p_memsz": (20, "<I"),
+          "p_flags": (24, "<I"), "p_align": (28, "<I")}
+SHDR32 = {"sh_name": (0, "<I"), "sh_type": (4, "<I"), "sh_flags": (8, "<I"),
+          "sh_addr": (12, "<I"), "sh_offset": (16, "<I"), "sh_size": (20, "<I"),
+          "sh_link": (24, "<I"), "sh_info": (28, "<I"), "sh_addralign": (32, "<I"),
+          "sh_entsize": (36, "<I")}
+SYM32 = {"st_name": (0, "<I"), "st_value": (4, "<I"), "st_size": (8, "<I"),
+         "st_info": (12, "<B"), "st_other": (13, "<B"), "st_shndx": (14, "<H")}
+REL32 = {"r_offset": (0, "<I"), "r_info": (4, "<I")}
 GNU_HASH = {"nbucket": (0, "<I"), "symoffset": (4, "<I"), "bloom_size": (8, "<I"),
             "bloom_shift": (12, "<I")}
 
@@ -35,12 +54,17 @@ PT_LOAD, PT_DYNAMIC, PT_INTERP, PT_NOTE, PT_GNU_STACK, PT_GNU_RELRO = (
 DT_NAMES = {0: "DT_NULL", 1: "DT_NEEDED", 2: "DT_PLTRELSZ", 3: "DT_PLTGOT", 4: "DT_HASH",
             5: "DT_STRTAB", 6: "DT_SYMTAB", 7: "DT_RELA", 8: "DT_RELASZ", 9: "DT_RELAENT",
             10: "DT_STRSZ", 11: "DT_SYMENT", 14: "DT_SONAME", 20: "DT_PLTREL",
+            17: "DT_REL", 18: "DT_RELSZ", 19: "DT_RELENT",
             23: "DT_JMPREL", 25: "DT_INIT_ARRAY", 27: "DT_INIT_ARRAYSZ", 29: "DT_RUNPATH",
             30: "DT_FLAGS", 0x6FFFFEF5: "DT_GNU_HASH", 0x6FFFFFF0: "DT_VERSYM",
-            0x6FFFFFF9: "DT_RELACOUNT", 0x6FFFFFFB: "DT_FLAGS_1", 0x6FFFFFFC: "DT_VERDEF",
+            0x6FFFFFF9: "DT_RELACOUNT", 0x6FFFFFFA: "DT_RELCOUNT", 0x6FFFFFFB: "DT_FLAGS_1",
+            0x6FFFFFFC: "DT_VERDEF",
             0x6FFFFFFD: "DT_VERDEFNUM", 0x6FFFFFFE: "DT_VERNEED", 0x6FFFFFFF: "DT_VERNEEDNUM"}
 DT = {name: tag for tag, name in DT_NAMES.items()}
 STT_FUNC = 2
+EM_386, EM_X86_64, EM_AARCH64 = 3, 62, 183
+#: R_*_COPY of each machine
+COPY = {EM_386: 5, EM_X86_64: 5, EM_AARCH64: 1024}
 
 
 @dataclass(frozen=True)
@@ -54,20 +78,43 @@ class Section:
     entsize: int
 
 
-class Elf64:
-    """Read-only view of a baseline's structures, by file offset."""
+class ElfView:
+    """Read-only view of a baseline's structures, by file offset.
+
+    The field tables (``EHDR``, ``PHDR``, ``SHDR``, ``SYM``, ``REL``), the
+    entry sizes and ``word`` (the format of an address) are the file's
+    class's; ``rela`` says whether its relocations carry addends (all but
+    i386's) and ``sym_shift`` where r_info keeps the symbol index.
+    """
 
     def __init__(self, data):
         self.data = bytes(data)
+        self.is64 = self.data[4] == 2
+        if self.is64:
+            self.EHDR, self.PHDR, self.SHDR, self.SYM, self.REL = EHDR, PHDR, SHDR, SYM, RELA
+            self.word, self.sym_size, self.dyn_size, self.sym_shift = "<Q", 24, 16, 32
+        else:
+            self.EHDR, self.PHDR, self.SHDR, self.SYM, self.REL = (EHDR32, PHDR32, SHDR32, SYM32,
+                                                                  REL32)
+            self.word, self.sym_size, self.dyn_size, self.sym_shift = "<I", 16, 8, 8
+        self.GNU_HASH = GNU_HASH          # the same in both classes
+        self.machine = self.read(18, "<H")
+        self.rela = self.machine != EM_386
+        self.rel_size = 3 * self.dyn_size // 2 if self.rela else self.dyn_size
+        self.ehdr_size = 64 if self.is64 else 52
         self.phoff, self.phentsize, self.phnum = (self.ehdr(f) for f in
                                                   ("e_phoff", "e_phentsize", "e_phnum"))
         self.sections = self._sections()
+
+    def rel_section(self, which):
+        """The name of the relocation section ``which`` ("dyn" or "plt")."""
+        return f".rela.{which}" if self.rela else f".rel.{which}"
 
     def read(self, offset, fmt):
         return struct.unpack_from(fmt, self.data, offset)[0]
 
     def ehdr(self, field):
-        return self.read(*EHDR[field])
+        return self.read(*self.EHDR[field])
 
     def phdrs(self):
         """[(file offset of the header, p_type)] in order."""
@@ -81,10 +128,10 @@ class Elf64:
         shoff, shentsize, shnum = (self.ehdr(f) for f in ("e_shoff", "e_shentsize", "e_shnum"))
         headers = [shoff + i * shentsize for i in range(shnum)]
         strtab = headers[self.ehdr("e_shstrndx")]
-        names_at = self.read(strtab + SHDR["sh_offset"][0], "<Q")
+        names_at = self.read(strtab + self.SHDR["sh_offset"][0], self.SHDR["sh_offset"][1])
         result = {}
         for index, header in enumerate(headers):
-            field = {f: self.read(header + off, fmt) for f, (off, fmt) in SHDR.items()}
+            field = {f: self.read(header + off, fmt) for f, (off, fmt) in self.SHDR.items()}
             name = self.cstring(names_at + field["sh_name"])
             result[name] = Section(index, name, header, field["sh_offset"], field["sh_size"],
                                    field["sh_addr"], field["sh_entsize"])
@@ -98,8 +145,9 @@ class Elf64:
         """[(file offset of the entry, d_tag, d_val)] up to and with DT_NULL."""
         sec = self.sections[".dynamic"]
         entries = []
-        for off in range(sec.offset, sec.offset + sec.size, 16):
-            tag, val = struct.unpack_from("<qQ", self.data, off)
+        layout = "<qQ" if self.is64 else "<iI"
+        for off in range(sec.offset, sec.offset + sec.size, self.dyn_size):
+            tag, val = struct.unpack_from(layout, self.data, off)
             entries.append((off, tag, val))
             if tag == 0:
                 break
@@ -113,11 +161,16 @@ class Elf64:
         """[(index, file offset of the entry, name, st_info, st_shndx)] of ``.dynsym``."""
         sym, names = self.sections[".dynsym"], self.sections[".dynstr"]
         result = []
-        for index in range(sym.size // 24):
-            off = sym.offset + 24 * index
+        for index in range(sym.size // self.sym_size):
+            off = sym.offset + self.sym_size * index
             name = self.cstring(names.offset + self.read(off, "<I"))
-            result.append((index, off, name, self.read(off + 4, "<B"), self.read(off + 6, "<H")))
+            result.append((index, off, name, self.read(off + self.SYM["st_info"][0], "<B"),
+                           self.read(off + self.SYM["st_shndx"][0], "<H")))
         return result
+
+    def symbol_field(self, entry, field):
+        """The value of ``field`` (``st_value``, ``st_size``) of the symbol at ``entry``."""
+        return self.read(entry + self.SYM[field][0], self.SYM[field][1])
 
     def symbol(self, name):
         return next(s for s in self.symbols() if s[2] == name)
@@ -139,14 +192,16 @@ class Elf64:
         raise KeyError(hex(addr))
 
     def relocations(self, section):
-        """[(file offset, symbol index, type)] of a RELA section."""
+        """[(file offset, symbol index, type)] of a RELA (REL) section."""
         sec = self.sections.get(section)
         if sec is None:
             return []
         result = []
-        for off in range(sec.offset, sec.offset + sec.size, 24):
-            info = self.read(off + 8, "<Q")
-            result.append((off, info >> 32, info & 0xFFFFFFFF))
+        at, fmt = self.REL["r_info"]
+        mask = (1 << self.sym_shift) - 1
+        for off in range(sec.offset, sec.offset + sec.size, self.rel_size):
+            info = self.read(off + at, fmt)
+            result.append((off, info >> self.sym_shift, info & mask))
         return result
 
 
