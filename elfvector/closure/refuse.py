@@ -75,10 +75,10 @@ def refuse_output(path, image, old=None):
 
 
 def rewritten_by(image):
-    """"retro" for an output of this mode: a section it adds, or a check
-    symbol an importer names (every program output has one, the sections
-    only when it needed them); "retroimp" for retroimp's outputs; None for
-    anything else."""
+    """"retro" for an output of this mode: a section it adds (only some
+    outputs need one), or the undefined check symbol of a library it has
+    words settled into (a program has one for libc at least); "retroimp"
+    for retroimp's outputs; None for anything else."""
     names = set(image.section_names)
     if names & set(OUTPUT_SECTIONS):
         return "retro"
