@@ -205,3 +205,23 @@ def test_a_rebuild_at_the_same_base_is_bound_anew(group, build):
     got, stock, remapped = run_both(build)
     same(got, stock)
     assert remapped == 2
+
+
+@pytest.mark.parametrize("count", [1, 2, 3, 5])
+def test_the_binder_binds_odd_and_even_counts(build, count):
+    """A library without a fixed base: the binder binds every slot at start-up,
+    two a turn and one alone for an odd count; each must reach its function."""
+    names = [f"g{i}" for i in range(count)]
+    (build.path / "g.c").write_text("".join(f"int {n}(int x) {{ return x * {i + 2} + {i}; }}\n"
+                                            for i, n in enumerate(names)))
+    calls = " + ".join(f"{n}({i + 1})" for i, n in enumerate(names))
+    (build.path / "gm.c").write_text(
+        "#include <stdio.h>\n" + "".join(f"int {n}(int);\n" for n in names)
+        + f'int main(void) {{ printf("%d\\n", {calls}); return 0; }}\n')
+    vec = build.expvec(str(build.path / "g.c"), "libg.so")
+    build.gcc("-O2", "-c", "gm.c", "-o", "gm.o")
+    build.tool("impvec", "--link", "", vec, "gcc", "-o", "gm", "gm.o", "libg.so")
+    assert slot_opcodes(build.path / "gm") == {0xE8}
+    expected = sum((i + 1) * (i + 2) + i for i in range(count))
+    got, remapped = mremaps(build, "./gm", env={"LD_LIBRARY_PATH": str(build.path)})
+    assert (got.returncode, got.stdout, remapped) == (0, f"{expected}\n", 1)
