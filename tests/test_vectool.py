@@ -47,9 +47,11 @@ def assert_vectored(program, prefix, layout):
     assert [n for n in names if n.startswith(layout)]
 
 
-def load_address(build, program, soname):
-    """Where ld.so mapped ``soname`` (LD_DEBUG=files: 'base:' of its link map)."""
-    err = build.run(program, env={"LD_DEBUG": "files", "LD_LIBRARY_PATH": "rp"}).stderr
+def load_address(build, program, soname, env=None):
+    """Where ld.so mapped ``soname`` (LD_DEBUG=files: 'base:' of its link map;
+    0 at its fixed base), in the environment ``env`` too."""
+    err = build.run(program, env=dict(env or {}, LD_DEBUG="files",
+                                      LD_LIBRARY_PATH="rp")).stderr
     block = err.split(f"file={soname} [0];  generating link map")[1]
     return int(re.search(r"base: (0x[0-9a-f]+)", block).group(1), 16)
 
