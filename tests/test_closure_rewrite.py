@@ -28,7 +28,7 @@ from pathlib import Path
 import pytest
 
 from conftest import TESTDATA
-from elfvector.closure import layout
+from elfvector.closure import addedwords
 from elfvector.closure.x86_64 import ENDBR64
 from elfvector.closure.model import (RELA_DYN, RELA_PLT, Check, ClosurePlan, IrelativeForeign,
                                      IrelativeLocal, Keep, ObjectPlan, Relative, Settle,
@@ -492,7 +492,7 @@ def test_debuggers_see_through_the_rewrite(tmp_path, monkeypatch, words):
     header or past .bss (here forced), so gdb has nothing to warn about, and
     words past .bss do not make .bss grow."""
     if words == "past-bss":
-        monkeypatch.setattr(layout, "dead_got_words", lambda rw: [])
+        monkeypatch.setattr(addedwords, "dead_got_words", lambda rw: [])
     sh(["gcc", "-fPIC", "-O2", "-g", "-shared", f"-Wl,-soname={SONAME}", "-o", SONAME,
         SRC / "cl_lib.c", "-I", SRC], tmp_path)
     sh(["gcc", "-O2", "-g", "-o", "prog", SRC / "cl_main.c", "-I", SRC, f"./{SONAME}"],

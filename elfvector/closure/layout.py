@@ -17,8 +17,7 @@ rewrite adds none in the common case.  The room it uses:
 * only when all that is not enough, **one added PT_LOAD** after the others.
 
 The module, from the bottom up: the room (:class:`Space`, the table
-:class:`Window`); the words the rewrite adds, on pages ld.so writes anyway
-(:func:`added_words`); and :class:`Placement`, which decides where the
+:class:`Window`); and :class:`Placement`, which decides where the
 code, the tables, the fix-up's data and a program's pre-bound names go
 and writes them into the staged file (:class:`.output.Output`).  Both take
 the staged rewrite (``rw``, a :class:`.rewrite._Rewrite`) for what the
@@ -30,12 +29,11 @@ from dataclasses import dataclass
 from ..elfimage import (PF_R, PF_W, PF_X, PHDR, PT_LOAD, RELA, SHF_ALLOC, SHF_EXECINSTR,
                         SHT_NOBITS, SHT_PROGBITS)
 from ..errors import UnsupportedElfError
-from .model import IrelativeForeign, Settle, SettleZero
-from .output import PAGE, NewSection, align_up, page_end
+from .model import IrelativeForeign
+from .output import NewSection, align_up, page_end
 from .x86_64 import asm, fixup, plt
 
 WORD = 8
-DT_PLTGOT, DT_DEBUG = 3, 21
 SHT_RELA, SHT_NOTE = 4, 7
 FIXUP_SECTION, DATA_SECTION = ".elfvector.text", ".elfvector.data"
 PREBOUND_SECTION, FILTER_SECTION = ".elfvector.prebound", ".elfvector.filter"
@@ -43,10 +41,6 @@ PREBOUND_SECTION, FILTER_SECTION = ".elfvector.prebound", ".elfvector.filter"
 #: the tables the window may lay out again (besides every SHT_NOTE section)
 WINDOW_TABLES = (".interp", ".gnu.hash", ".hash", ".dynsym", ".dynstr", ".gnu.version",
                  ".gnu.version_d", ".gnu.version_r", ".rela.dyn", ".rela.plt", ".relr.dyn")
-
-
-def page_of(address):
-    return address // PAGE
 
 
 @dataclass
@@ -138,86 +132,6 @@ def table_window(image):
     original_end = max((image.shdrs[i].addr + image.shdrs[i].size for i in chosen),
                        default=phdrs_end)
     return Window(image.phdrs.index(first), chosen, phdrs_end, end, original_end)
-
-
-# -- the words the rewrite adds -----------------------------------------------------
-
-def added_words(rw, out, count):
-    """Addresses of ``count`` words for the checks' GLOB_DATs and the
-    fix-up (``rw``: the staged rewrite), on pages ld.so writes anyway when
-    they have room (a page dirtied for them alone costs a copy-on-write
-    fault and a private page): the GOT's two dead header words
-    (:func:`dead_got_words`) and the words past the end of the last
-    writable segment (its ``.bss``) up to that page's end.  Then the other
-    dead header words, then more words past ``.bss``.  No section header
-    covers words past ``.bss`` (the segment's memory size does): ``.bss``
-    keeps its size, as valgrind requires, and gdb finds no section its
-    separate debug file lacks."""
-    last = max((p for p in out.phdrs if p.type == PT_LOAD and p.flags & PF_W),
-               key=lambda p: p.vaddr, default=None)
-    dead = dead_got_words(rw)
-    if last is None and count > len(dead):
-        raise UnsupportedElfError("no writable segment for the check words", rw.obj.source)
-    dirty = pages_written_anyway(rw, out)
-    bss = align_up(last.vaddr + last.memsz, WORD) if last is not None else None
-    bss_dirty = (page_end(bss + 1) - bss) // WORD if bss is not None and \
-        page_of(bss) in dirty else 0
-    words = [w for w in dead if page_of(w) in dirty][:count]
-    past_bss = min(count - len(words), bss_dirty)
-    words += [w for w in dead if page_of(w) not in dirty][:count - len(words) - past_bss]
-    past_bss = count - len(words)
-    in_dead = len(words)
-    if past_bss:
-        last.memsz = bss + WORD * past_bss - last.vaddr
-        words += [bss + WORD * k for k in range(past_bss)]
-    rw.report.check_words = _where_words(in_dead, bss, past_bss, bss_dirty)
-    rw.report.check_pages = len({page_of(w) for w in words} - dirty)
-    return words
-
-
-def _where_words(in_dead, bss, past_bss, bss_dirty):
-    """The report's words on where :func:`added_words` put them."""
-    where = [f"{in_dead} in the GOT's dead header"] if in_dead else []
-    if past_bss:
-        page = ("its last page, written anyway" if past_bss <= bss_dirty else
-                "a new page" if page_of(bss + WORD * past_bss - 1) != page_of(bss - 1)
-                else "its last page")
-        where.append(f"{past_bss} at {bss:#x}, past .bss in {page}")
-    return ", ".join(where) or "none"
-
-
-def dead_got_words(rw):
-    """GOT[1] and GOT[2] (at DT_PLTGOT): ld.so's link_map and lazy
-    resolver, which ``elf_machine_runtime_setup`` stores only for
-    DT_JMPREL, which the output keeps only for lazy slots.  Only when they
-    are zero writable file bytes that no relocation writes."""
-    got = rw.image.dyn(DT_PLTGOT)
-    if rw.lazy or not got or not rw.in_writable_file_bytes(got + WORD) or \
-            not rw.in_writable_file_bytes(got + 2 * WORD) or \
-            rw.image.read(got + WORD, 2 * WORD) != bytes(2 * WORD) or \
-            any(got + WORD <= r.rela.offset < got + 3 * WORD for r in rw.relocs):
-        return []
-    return [rw.mv(got) + WORD, rw.mv(got) + 2 * WORD]
-
-
-def pages_written_anyway(rw, out):
-    """Pages ld.so dirties at start-up whatever words the rewrite adds:
-    those of the words that kept relocations write (the PIE program's
-    RELATIVEs, every IRELATIVE and every lazy slot included), the page after
-    a writable segment's file bytes that ld.so zeroes up to ``.bss``'s end
-    (glibc ``_dl_map_segments``), and a program's DT_DEBUG entry.  An
-    under-estimate is safe: it only costs a page that could be saved."""
-    pages = {page_of(rw.mv(r.rela.offset)) for r in rw.relocs
-             if not isinstance(r.decision, (Settle, SettleZero)) and r.rela.type}
-    if not rw.settles_relr:
-        pages |= {page_of(rw.mv(address)) for address in rw.relr_words}
-    for p in out.phdrs:
-        end = p.vaddr + p.filesz
-        if p.type == PT_LOAD and p.flags & PF_W and p.memsz > p.filesz and end % PAGE:
-            pages.add(page_of(end))
-    if rw.obj.is_program and DT_DEBUG in (t for t, _ in rw.dynamic):
-        pages.add(page_of(rw.debug_word()))
-    return pages
 
 
 # -- placing everything -----------------------------------------------------------

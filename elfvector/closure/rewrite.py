@@ -43,6 +43,7 @@ from ..elfimage import (DYN, PF_W, PT_DYNAMIC, PT_INTERP, PT_LOAD, RELA, SHN_UND
 from ..errors import UnsupportedElfError
 from ..relvec import relr_decode
 from . import layout
+from .addedwords import added_words
 from .fixupdata import FixupData
 from .model import (RELA_DYN, RELA_PLT, IrelativeForeign, IrelativeLocal, Keep, Relative,
                     Settle, SettleZero)
@@ -230,7 +231,7 @@ class _Rewrite:
         has written already: never a settled word, whose page would
         otherwise stay clean."""
         scratch = self.preload and not own and not self.checks
-        extra = layout.added_words(self, out, len(self.checks) + bool(own) + scratch)
+        extra = added_words(self, out, len(self.checks) + bool(own) + scratch)
         self.check_words = extra[:len(self.checks)]
         self.own_word = extra[len(self.checks)] if own else None
         self.result_word = self.own_word if own else (extra[0] if extra else None)
