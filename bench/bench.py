@@ -47,6 +47,7 @@ latest.json, with the benchmark's own run time.
 
 import os
 import shutil
+import statistics
 from contextlib import contextmanager
 import sys
 import time
@@ -65,10 +66,12 @@ HERE = Path(__file__).resolve().parent
 WORK = HERE / "work"
 RESULTS = HERE / "results"
 FUNCTIONS = 3000
-LOOP_CALLS = 100_000_000
-LOOP_REPS = 5
-LOOP_ROUNDS = 3
-REQUIRED_TOOLS = ("gcc", "ar", "as", "objdump", "readelf", "valgrind")
+LOOP_CALLS = 20_000_000
+LOOP_REPS = 3
+LOOP_ROUNDS = 15
+PREBOUND_SIZES = (3000, 30000)
+FEW_IMPORTS = 8
+REQUIRED_TOOLS = ("gcc", "ar", "as", "objdump", "readelf", "valgrind", "strace")
 
 
 def check_tools():
@@ -103,16 +106,47 @@ def measure_startup(work):
     }
 
 
+def measure_prebound(work):
+    """Issue 9's start-up builds at each of PREBOUND_SIZES: callgrind's
+    instructions of every build, the pre-bound ones checked to bind
+    nothing; and the import bytes of a program with FEW_IMPORTS imports."""
+    result = {}
+    for n in PREBOUND_SIZES:
+        expected = gensrc.expected_output(n)
+        group = builds.build_prebound(work / f"n{n}", n)
+        probes.check_outputs(group, expected)
+        for b in group:
+            if b.key.startswith("prebound"):
+                probes.check_prebound(b, expected)
+        result[str(n)] = {b.key: probes.instructions(b, expected) for b in group}
+    result["few_imports"] = measure_few_imports(work / "few")
+    return result
+
+
+def measure_few_imports(work):
+    """A program importing FEW_IMPORTS functions, stock and vectored: the
+    bytes its imports take, and the binder's code (the growth of .text)."""
+    by_key = {b.key: b for b in builds.build_startup(work, FEW_IMPORTS)}
+    probes.check_outputs(list(by_key.values()), gensrc.expected_output(FEW_IMPORTS))
+    stock, vectored = by_key["lazy"], by_key["vectored"]
+    return {"imports": FEW_IMPORTS, "stock_bytes": probes.import_bytes(stock),
+            "vectored_bytes": probes.import_bytes(vectored),
+            "binder_text_bytes": probes.text_bytes(vectored) - probes.text_bytes(stock)}
+
+
 def measure_calls(work):
-    """Build the six call loops, check how their slots are bound, time them."""
+    """Build the call loops, check how their slots are bound, time them:
+    the median of the rounds per build, and every round."""
     loops = builds.build_loops(work)
-    callee = work / "vec" / builds.STEP_SONAME
-    binding = {loop.group: probes.slot_binding(loop, callee, "ev_bench_step")
+    binding = {loop.build.key: probes.slot_binding(
+                   loop, (loop.build.libdir / builds.STEP_SONAME).resolve(), "ev_bench_step")
                for loop in loops if loop.is_slot}
     checksum = gensrc.expected_loop_checksum(LOOP_CALLS, LOOP_REPS)
-    ns = probes.ns_per_call([loop.build for loop in loops], LOOP_CALLS, LOOP_REPS,
-                            LOOP_ROUNDS, checksum)
-    return dict(ns, calls=LOOP_CALLS, reps=LOOP_REPS, rounds=LOOP_ROUNDS, slot_binding=binding)
+    runs = probes.ns_per_call([loop.build for loop in loops], LOOP_CALLS, LOOP_REPS,
+                              LOOP_ROUNDS, checksum)
+    medians = {key: round(statistics.median(values), 4) for key, values in runs.items()}
+    return dict(medians, calls=LOOP_CALLS, reps=LOOP_REPS, rounds=LOOP_ROUNDS, runs=runs,
+                slot_binding=binding)
 
 
 @contextmanager
@@ -132,6 +166,8 @@ def main():
         parts = results["part_wall_s"] = {}
         with timing(parts, "startup"):
             results.update(measure_startup(WORK / "startup"))
+        with timing(parts, "prebound"):
+            results["prebound"] = measure_prebound(WORK / "prebound")
         with timing(parts, "calls"):
             results["ns_per_call"] = measure_calls(WORK / "loop")
         with timing(parts, "real_programs"):

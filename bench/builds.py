@@ -137,6 +137,49 @@ def build_startup(work, n):
     ]
 
 
+def build_prebound(work, n):
+    """Issue 9's start-up builds at ``n`` functions, from the same objects.
+
+    A vectool group (libbench.so at its fixed base in ``rp``) and its
+    program linked by ``vectool --mode=prog`` non-PIE and PIE, both with
+    their slots pre-bound; the library without a fixed base (expvec) and
+    the PIE program linked by ``impvec --link``, bound at start-up; and
+    the static-library builds, non-PIE and PIE, each the limit of the
+    vectored build of the same kind.
+    """
+    work.mkdir(parents=True)
+    (work / "lib.c").write_text(gensrc.library_source(n))
+    (work / "prog.c").write_text(gensrc.program_source(n))
+    compile_c(work, "lib.c", "lib.pic.o", "-fPIC")
+    compile_c(work, "lib.c", "lib.o")
+    compile_c(work, "lib.c", "lib.nopie.o", "-fno-pie")
+    compile_c(work, "prog.c", "prog.o")
+    compile_c(work, "prog.c", "prog.nopie.o", "-fno-pie")
+    run(["ar", "rcs", "libbench.a", "lib.o"], work)
+    run(["ar", "rcs", "libbench.nopie.a", "lib.nopie.o"], work)
+    run(["gcc", LAZY, "-o", "static.pie", "prog.o", "libbench.a"], work)
+    run(["gcc", LAZY, "-no-pie", "-o", "static.nopie", "prog.nopie.o", "libbench.nopie.a"], work)
+    group = ["--rpathdir=rp"]
+    tool("vectool", "--mode=lib", "--addrfile=addrs", *group, "gcc", "-shared",
+         f"-Wl,-soname={SONAME}", "-o", SONAME, "lib.pic.o", cwd=work)
+    tool("vectool", "--mode=prog", *group, "gcc", LAZY, "-no-pie", "-o", "prebound.nopie",
+         "prog.nopie.o", SONAME, cwd=work)
+    tool("vectool", "--mode=prog", *group, "gcc", LAZY, "-o", "prebound.pie", "prog.o", SONAME,
+         cwd=work)
+    _, vec, vec_file = link_libraries(work, "lib.pic.o", SONAME)
+    link_vectored(work, vec_file, vec, [LAZY, "-o", "unbound.pie", "prog.o", vec / SONAME])
+    return [
+        Build("static_nopie", "static library, non-PIE", work / "static.nopie"),
+        Build("static_pie", "static library, PIE", work / "static.pie"),
+        Build("prebound_nopie", "vectool group, non-PIE (pre-bound)", work / "prebound.nopie",
+              work / "rp"),
+        Build("prebound_pie", "vectool group, PIE (pre-bound)", work / "prebound.pie",
+              work / "rp"),
+        Build("unbound_pie", "expvec + impvec, PIE (bound at start-up)", work / "unbound.pie",
+              vec),
+    ]
+
+
 @dataclass(frozen=True)
 class Loop:
     """One build of the call loop, and where its call of ``ev_bench_step`` goes.
@@ -160,29 +203,41 @@ class Loop:
 
 
 def build_loops(work):
-    """The call loop linked six ways; each is checked to call as its name says.
+    """The call loop linked in every layout; each is checked to call as its name says.
 
-    The caller is the program (``loop.c`` + ``loop_body.c`` in one PIE) or a
-    shared library (``loop_body.c`` in ``libloop.so``, called by one program
-    that every library variant shares: only the ``libloop.so`` in its
-    LD_LIBRARY_PATH directory differs).  Each calls ``ev_bench_step``
-    (``libstep.so``) through a vectored slot, through the PLT, or directly
-    (the function linked into the caller; in ``libloop.so`` with
-    ``-Bsymbolic-functions``, since an exported function of the same library
-    is otherwise called through the PLT).  Default link flags: once bound,
-    a PLT entry costs the same lazy or not.
+    The caller is the program (``loop.c`` + ``loop_body.c`` in one
+    executable) or a shared library (``loop_body.c`` in ``libloop.so``,
+    called by one program that every library variant shares: only the
+    ``libloop.so`` in its LD_LIBRARY_PATH directory differs).  Each calls
+    ``ev_bench_step`` (``libstep.so``) through a vectored slot, through
+    the PLT, or directly (the function linked into the caller; in
+    ``libloop.so`` with ``-Bsymbolic-functions``, since an exported
+    function of the same library is otherwise called through the PLT).
+    The slots: a PIE program's bound at start-up (expvec's libstep.so has
+    no fixed base), a non-PIE program's pre-bound against a vectool group
+    (far: jmp *word) and against a ``--near`` one (jmp rel32), a
+    library's bound at start-up and a vectool group library's pre-bound.
+    Default link flags: once bound, a PLT entry costs the same lazy or not.
     """
     work.mkdir(parents=True)
     compile_c(work, HERE / "loop.c", "loop.o")
+    compile_c(work, HERE / "loop.c", "loop.nopie.o", "-fno-pie")
     compile_c(work, HERE / "loop_body.c", "loop_body.o")
+    compile_c(work, HERE / "loop_body.c", "loop_body.nopie.o", "-fno-pie")
     compile_c(work, HERE / "loop_body.c", "loop_body.pic.o", "-fPIC")
     compile_c(work, HERE / "loop_fn.c", "loop_fn.pic.o", "-fPIC")
     compile_c(work, HERE / "loop_fn.c", "loop_fn.o")
     stock, vec, vec_file = link_libraries(work, "loop_fn.pic.o", STEP_SONAME)
+    groups = _vectool_loop_groups(work)
     # The caller is the program.
     link_vectored(work, vec_file, vec, ["-o", "loop.vec", "loop.o", "loop_body.o", vec / STEP_SONAME])
     run(["gcc", "-o", "loop.plt", "loop.o", "loop_body.o", stock / STEP_SONAME], work)
+    run(["gcc", "-no-pie", "-o", "loop.plt_nopie", "loop.nopie.o", "loop_body.nopie.o",
+         stock / STEP_SONAME], work)
     run(["gcc", "-o", "loop.direct", "loop.o", "loop_body.o", "loop_fn.o"], work)
+    for name, rp in groups.items():
+        tool("vectool", "--mode=prog", f"--rpathdir={rp}", "gcc", "-no-pie", "-o", f"loop.{name}",
+             "loop.nopie.o", "loop_body.nopie.o", "-lstep", cwd=work)
     # The caller is libloop.so: one directory per variant, with its libstep.so.
     so = {name: work / f"lib-{name}" for name in ("vec", "plt", "direct")}
     for name, directory in so.items():
@@ -193,16 +248,29 @@ def build_loops(work):
     run(["gcc", *shared, "-o", so["plt"] / LOOP_SONAME, "loop_body.pic.o", stock / STEP_SONAME], work)
     run(["gcc", *shared, "-Wl,-Bsymbolic-functions", "-o", so["direct"] / LOOP_SONAME,
          "loop_body.pic.o", "loop_fn.pic.o"], work)
+    rp = groups["prebound"]
+    tool("vectool", "--mode=lib", f"--addrfile={rp}/addrs", f"--rpathdir={rp}", "gcc", *shared,
+         "-o", f"{rp}/build/{LOOP_SONAME}", "loop_body.pic.o", "-lstep", cwd=work)
+    so["prebound"] = work / rp
     (so["vec"] / STEP_SONAME).symlink_to(os.path.relpath(vec / STEP_SONAME, so["vec"]))
     (so["plt"] / STEP_SONAME).symlink_to(os.path.relpath(stock / STEP_SONAME, so["plt"]))
     run(["gcc", "-o", "loop.shared", "loop.o", so["direct"] / LOOP_SONAME], work)
+    slots = ".elfvector.slots"
     program = [
-        (Build("vectored", "vectored slot", work / "loop.vec", vec), ".elfvector.slots"),
+        (Build("vectored", "vectored slot (bound at start-up)", work / "loop.vec", vec), slots),
         (Build("plt", "PLT (stock)", work / "loop.plt", stock), ".plt"),
         (Build("direct", "direct call", work / "loop.direct"), ".text"),
+        (Build("prebound", "pre-bound slot, vectool group", work / "loop.prebound",
+               work / groups["prebound"]), slots),
+        (Build("prebound_near", "pre-bound slot, --near group", work / "loop.prebound_near",
+               work / groups["prebound_near"]), slots),
+        (Build("plt_nopie", "PLT (stock)", work / "loop.plt_nopie", stock), ".plt"),
     ]
     library = [
-        (Build("lib_vectored", "vectored slot", work / "loop.shared", so["vec"]), ".elfvector.slots"),
+        (Build("lib_vectored", "vectored slot (bound at start-up)", work / "loop.shared",
+               so["vec"]), slots),
+        (Build("lib_prebound", "pre-bound slot, vectool group", work / "loop.shared",
+               so["prebound"]), slots),
         (Build("lib_plt", "PLT (stock)", work / "loop.shared", so["plt"]), ".plt"),
         (Build("lib_direct", "direct call", work / "loop.shared", so["direct"]), ".text"),
     ]
@@ -214,6 +282,20 @@ def build_loops(work):
                                        caller="ev_loop_run"), s)
               for b, s in library]
     return loops
+
+
+def _vectool_loop_groups(work):
+    """libstep.so built by vectool in two groups, the default region and
+    ``--near``; {variant: the group's rpathdir, relative to ``work``}.
+    Each group's files are in ``<rpathdir>/build``, its addrfile beside them."""
+    groups = {"prebound": "rp", "prebound_near": "rp-near"}
+    for name, rp in groups.items():
+        (work / rp / "build").mkdir(parents=True)
+        near = ["--near"] if name.endswith("near") else []
+        tool("vectool", "--mode=lib", f"--addrfile={rp}/addrs", f"--rpathdir={rp}", *near, "gcc",
+             "-shared", f"-Wl,-soname={STEP_SONAME}", "-o", f"{rp}/build/{STEP_SONAME}",
+             "loop_fn.pic.o", cwd=work)
+    return groups
 
 
 def check_call_lands_in(program, function, section, caller="main"):

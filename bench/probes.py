@@ -12,6 +12,8 @@ from elfvector.measure import linkage_bytes, read_image
 
 CALLGRIND = ("valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null")
 SLOTS_SECTION = ".elfvector.slots"
+INDEX_SECTION = ".elfvector.index"
+UNBOUND_SLOT = 0xE8      # call .Llazy
 
 
 def expect_output(build, stdout, expected):
@@ -69,6 +71,36 @@ def symbol_lookups(build, expected):
             "relative": number("number of relative relocations")}
 
 
+def check_prebound(build, expected):
+    """Every slot of ``build``'s program is bound in its file, and a run
+    binds nothing: no ``mremap`` (the binder's one system call when it
+    writes), so the start-up measured is the pre-bound one."""
+    image = read_image(build.program)
+    _, section = image.section(SLOTS_SECTION)
+    code = image.bytes_at(section.offset, section.size)
+    unbound = sum(code[i] == UNBOUND_SLOT for i in range(0, len(code), 16))
+    if unbound:
+        raise BenchError(f"{build.program}: {unbound} slots are not pre-bound")
+    trace = build.program.with_suffix(".strace")
+    proc = run_program(build, wrapper=("strace", "-f", "-qq", "-e", "trace=mremap", "-o", trace))
+    expect_output(build, proc.stdout, expected)
+    if "mremap(" in trace.read_text():
+        raise BenchError(f"{build.program}: the binder rebound pre-bound slots "
+                         f"(is {build.libdir} at its base?)")
+
+
+def import_bytes(build):
+    """Bytes the program spends on its imports: the linkage sections
+    (page padding included), the slot indices and pre-binding record."""
+    image = read_image(build.program)
+    _, index = image.section(INDEX_SECTION)
+    return sum(linkage_bytes(str(build.program)).values()) + (index.size if index else 0)
+
+
+def text_bytes(build):
+    return read_image(build.program).section(".text")[1].size
+
+
 def program_linkage(builds):
     """``linkage_bytes`` of every build's program, by section."""
     return {b.key: linkage_bytes(str(b.program)) for b in builds}
@@ -94,27 +126,29 @@ def slot_accounting(vectored, stock):
     slots = [s for _, s in image.static_symbols() if s.size and start <= s.value < end]
     used = sum(s.size for s in slots)
     stock_text = read_image(stock.program).section(".text")[1].size
+    _, index = image.section(INDEX_SECTION)
     return {"slots": len(slots), "slot_bytes": used, "page_padding": section.size - used,
+            "index_bytes": index.size if index else 0,
             "binder_text_bytes": image.section(".text")[1].size - stock_text}
 
 
 def ns_per_call(loops, calls, reps, rounds, expected_checksum):
-    """Best ns per call of each loop program.
+    """ns per call of each loop program in every round: {key: [ns, ...]}.
 
     Each run times ``reps`` repetitions itself and reports its best; the
-    programs take turns for ``rounds`` rounds so that a slow spell of the
-    machine does not land on one of them only.
+    programs take turns for ``rounds`` rounds, so that round i of two
+    programs ran close in time and their ratio is a paired comparison
+    that a slow spell of the shared machine does not skew.
     """
-    best = {}
+    runs = {loop.key: [] for loop in loops}
     for _ in range(rounds):
         for loop in loops:
             ns, checksum = run_program(loop, str(calls), str(reps)).stdout.split()
             if int(checksum) != expected_checksum:
                 raise BenchError(f"{loop.title} ({loop.program}) made the wrong calls: "
                                  f"checksum {checksum}, expected {expected_checksum}")
-            best[loop.key] = min(float(ns), best.get(loop.key, float("inf")))
-    return best
-
+            runs[loop.key].append(float(ns))
+    return runs
 
 
 def _function_address(library, name):
