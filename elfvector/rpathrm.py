@@ -63,7 +63,7 @@ def rpathrm(data, path, remove_dirs):
 
 def run_path_edits(data, path, remove_dirs):
     """``[(file offset, new bytes)]``: each run path string to rewrite, in place."""
-    image = ElfImage(data, path, "rpathrm")
+    image = ElfImage(data, path, "vectool --mode=rpathrm")
     if image.dynamic is None:
         return []
     entries = [(tag, value) for tag, value in image.dynamic if tag in RUN_PATH_TAGS]

@@ -28,14 +28,14 @@ _ELFVECTOR_CODE = "it writes x86-64 code into the file"
 SUPPORTED = {
     "recovervec": (_ALL, None),
     "retrovec": (_ALL, None),
-    "rpathrm": (_ALL, None),
+    "vectool --mode=rpathrm": (_ALL, None),
     "vecstat": (_X86_64, "it finds the library that serves each import with elfvector.ldso, "
                          "whose model of ld.so is x86-64's"),
     "relvec": (_X86_64, "its fix-up routine is x86-64 code"),
     "retroimp": (_X86_64, _ELFVECTOR_CODE),
     "expvec": (_X86_64, _ELFVECTOR_CODE),
     "impvec": (_X86_64, _ELFVECTOR_CODE),
-    "vectool": (_X86_64, _ELFVECTOR_CODE),
+    "vectool --mode=lib|prog": (_X86_64, _ELFVECTOR_CODE),
     "vectool --mode=retro": (_X86_64, _ELFVECTOR_CODE),
 }
 
