@@ -18,7 +18,7 @@ from . import arch as arches
 from .arch import x86_64
 from .atomic import move_into_place
 from .elffile import ElfFile
-from .elfimage import ET_EXEC, PT_LOAD, ElfImage
+from .elfimage import ET_EXEC, PT_LOAD, STB_LOCAL, ElfImage
 from .errors import VectorMismatchError
 from .exportvec import blamed_on
 from .ldso import CLASS_NORMAL, CLASS_PLT, STT_FUNC, STT_GNU_IFUNC, Ldd
@@ -270,8 +270,12 @@ def plan_for_link(cmd, elf, vectors, excludes, ldd=None):
 
 
 def build(xclude_arg, vec_paths, loader_words, link=False, prebound=False):
-    """Trial-link, plan, and (with ``link``) assemble and do the final link;
-    ``prebound`` binds the slots in the output where it can (:func:`prebind`)."""
+    """Trial-link, plan, and (with ``link``) assemble and do the final link.
+
+    ``prebound`` (vectool) binds the slots in the output where it can
+    (:func:`prebind`), and puts libc first among the libraries ld.so
+    searches when that changes no binding (:func:`libc_can_come_first`).
+    """
     vectors = read_vectors(vec_paths)
     excludes = PatternList.from_arg(xclude_arg, "xclude", DEFAULT_IMPORT_EXCLUDES)
     cmd = LinkCommand(loader_words)
@@ -284,7 +288,11 @@ def build(xclude_arg, vec_paths, loader_words, link=False, prebound=False):
         if link:
             extra = [assemble_import(tmp, asm_text)] if asm_text else []
             final_path = os.path.join(tmp, "final")
-            cmd.with_output(final_path).with_extra(*extra).run("final link", blame=output)
+            final = cmd.with_output(final_path).with_extra(*extra)
+            if prebound and not cmd.calls_ld_directly and \
+                    libc_can_come_first(ldd.linkmap(trial.path, trial.image)):
+                final = final.with_leading("-lc")
+            final.run("final link", blame=output)
             if prebound and asm_text:
                 prebind_file(final_path, result, output)
             move_into_place(final_path, output)
@@ -337,6 +345,33 @@ def prebind(data, result, path):
         where = section.addr if fixed else machine.PREBOUND_ANYWHERE
         out[at:at + 8] = where.to_bytes(8, "little")
     return bytes(out), bound
+
+
+def libc_can_come_first(linkmap):
+    """True if the libraries the output needs before libc.so.6 define no
+    name libc.so.6 defines, so that needing libc first changes no binding.
+
+    ld.so looks every symbol up in the program's libraries in DT_NEEDED
+    order: libc's own references and the program's calls into libc (the
+    bulk of a start's lookups) then skip the libraries that come after it,
+    such as a vectored library, which is reached through its vector.
+    """
+    needed = linkmap.main.deps
+    libc = next((i for i, dep in enumerate(needed) if dep.elf.soname == LIBC_SONAME), None)
+    if not libc:
+        return False
+    libc_names = _defined_names(needed[libc])
+    return not any(_defined_names(dep) & libc_names for dep in needed[:libc])
+
+
+LIBC_SONAME = "libc.so.6"
+
+
+def _defined_names(obj):
+    """The names the loaded object ``obj`` defines for others (not local)."""
+    image = obj.elf.image
+    return {name for name, sym in zip(image.symbol_names(), image.dynsyms())
+            if sym.defined and sym.bind != STB_LOCAL}
 
 
 def prebind_file(path, result, output):

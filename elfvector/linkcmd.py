@@ -122,6 +122,12 @@ class LinkCommand:
         copy.words.extend(words)
         return copy
 
+    def with_leading(self, *words):
+        """The command with ``words`` first among its arguments (``gcc -lc ...``)."""
+        copy = self._copy()
+        copy.words[1:1] = words
+        return copy
+
     def with_version_script(self, script):
         """Replace every version script option by ``script`` (seed: vscript)."""
         copy = self._copy()

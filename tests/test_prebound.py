@@ -14,6 +14,7 @@ import re
 
 import pytest
 
+from conftest import run
 from elfvector.elfimage import ElfImage, read_elf_file
 from elfvector.arch.x86_64 import SEAL_SIZE, SLOT_SIZE, table_seal
 from test_vectool import Group, load_address
@@ -239,3 +240,41 @@ def test_the_binder_binds_odd_and_even_counts(build, count):
     expected = sum((i + 1) * (i + 2) + i for i in range(count))
     got, remapped = mremaps(build, "./gm", env={"LD_LIBRARY_PATH": str(build.path)})
     assert (got.returncode, got.stdout, remapped) == (0, f"{expected}\n", 1)
+
+
+def needed(path):
+    """DT_NEEDED of ``path``, in order."""
+    return re.findall(r"\(NEEDED\)\s+Shared library: \[([^]]+)\]",
+                      run(["readelf", "-dW", path], cwd=".").stdout)
+
+
+def test_libc_is_needed_first_when_that_changes_no_binding(group, build):
+    """foo.so.5 and libbar.so.1 define no name libc.so.6 does: vectool puts
+    libc first in the program's search order (its lookups then skip them)."""
+    assert needed(build.path / "both") == ["libc.so.6", "foo.so.5", "libbar.so.1"]
+    assert needed(build.path / "both.stock") == ["foo.so.5", "libbar.so.1", "libc.so.6"]
+
+
+def test_a_library_interposing_libc_stays_first(build):
+    """libpw.so.1 defines puts: needed first, it interposes libc's puts for
+    the whole process, as in the stock build, so libc stays after it."""
+    group = Group(build)
+    (build.path / "pw.c").write_text(
+        "#include <stdio.h>\n"
+        "int puts(const char *s) { return printf(\"pw: %s\\n\", s); }\n"
+        "int pw_fn(int x) { return x + 1; }\n")
+    (build.path / "pwm.c").write_text(
+        "#include <stdio.h>\nint pw_fn(int);\n"
+        "int main(void) { puts(\"hello\"); return pw_fn(4); }\n")
+    build.gcc("-fPIC", "-O2", "-c", "pw.c", "-o", "pw.o")
+    build.gcc("-O2", "-fno-pie", "-c", "pwm.c", "-o", "pwm.o")
+    group.lib("gcc", "-shared", "-Wl,-soname=libpw.so.1", "-o", "libpw.so.1", "pw.o")
+    build.tool("vectool", "--mode=prog", "--rpathdir=rp", "gcc", "-no-pie", "-o", "pwm", "pwm.o",
+               "libpw.so.1")
+    (build.path / "stock").mkdir()
+    build.gcc("-shared", "-Wl,-soname=libpw.so.1", "-o", "stock/libpw.so.1", "pw.o")
+    build.gcc("-no-pie", "-o", "pwm.stock", "pwm.o", "stock/libpw.so.1")
+    assert needed(build.path / "pwm") == ["libpw.so.1", "libc.so.6"]
+    got = build.run("./pwm", env={"LD_LIBRARY_PATH": "rp"})
+    same(got, build.run("./pwm.stock", env={"LD_LIBRARY_PATH": "stock"}))
+    assert (got.stdout, got.returncode) == ("pw: hello\n", 5)
