@@ -42,8 +42,8 @@ print(f"  {'section':18} {'stock':>7} {'vectored':>9}")
 for name in before:
     if before[name] or after[name]:
         print(f"  {name:18} {before[name]:7} {after[name]:9}")
-print("  (.elfvector.slots is padded to whole pages so that binding dirties no other code;"
-      " each slot is 16 bytes)")
+print("  (.elfvector.slots shares its pages with other code; each slot is 16 bytes,"
+      " each slot index 4 in .elfvector.index)")
 lib_stock = linkage_bytes(os.path.join(out, "stock", "foo.so.5"))
 lib_vec = linkage_bytes(os.path.join(out, "foo.so.5"), vector_prefix="__V_foo_so_5")
 print(f"\nfoo.so.5 export side: export vector {lib_vec.get('export vector', 0)} bytes"

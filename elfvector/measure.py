@@ -11,6 +11,7 @@ from .elfimage import ElfImage, read_elf_file
 LINKAGE_SECTIONS = (
     ".dynsym", ".dynstr", ".gnu.hash", ".hash", ".gnu.version", ".rela.plt", ".rela.dyn",
     ".plt", ".plt.sec", ".plt.got", ".got", ".got.plt", ".elfvector.slots",
+    ".elfvector.index",
 )
 
 
