@@ -407,7 +407,7 @@ def _sealed_table(machine, lib, vec):
     seal = image.read(table.value - machine.SEAL_SIZE, machine.SEAL_SIZE)
     if seal != machine.table_seal(words):
         return None
-    return table.value, struct.unpack(f"<{len(words) // 4}i", words), seal
+    return table.value, struct.unpack_from(f"<{len(vec.slots)}i", words), seal
 
 
 SHIM_SONAME = "elfvector-vector-only.so"

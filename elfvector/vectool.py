@@ -15,7 +15,7 @@ lib mode, per library (the seed's methodology):
 6. the library and its ``.vec`` linked into ``--rpathdir``.
 
 prog mode links a program with the import vectors of every ``.vec`` in
-``--rpathdir``, pre-bound when the program is not PIE.
+``--rpathdir``, its slots pre-bound (non-PIE: near or far; PIE: far).
 """
 
 import os

@@ -281,6 +281,8 @@ def _rebind(vectors):
     first = 0
     for v, (layout_symbol, entries) in enumerate(vectors):
         out += [f"\tmov {layout_symbol}@GOTPCREL(%rip),%rdx",
+                "\ttest %rdx,%rdx",        # the check stopped before this vector's
+                "\tjz .Lbind_fail",
                 f"\tlea .Lprebind+{8 + 16 * v}(%rip),%rdi",
                 f"\tlea .Lslots+{SLOT_SIZE * first}(%rip),%r13",
                 f"\tlea .Lindex+{INDEX_SIZE * first}(%rip),%r8",

@@ -36,7 +36,7 @@ from . import check_outputs, command, expect_elf, loader_output, retro, say, war
 @click.option("--near", is_flag=True,
               help="Hand out bases within 1 GiB of a non-PIE program's text "
                    f"({addresses.NEAR_REGION.bottom:#x}-{addresses.NEAR_REGION.top:#x}), so "
-                   "slots bind as jmp rel32 (default "
+                   "pre-binding writes a non-PIE program's slots as jmp rel32 (default "
                    f"{addresses.DEFAULT_REGION.bottom:#x}-{addresses.DEFAULT_REGION.top:#x}).")
 @click.option("--no-relvec", is_flag=True, help="Keep every relocation (skip relvec).")
 @click.option("-v", "--verbose", is_flag=True, help="Report the base, the vectors, relvec.")
