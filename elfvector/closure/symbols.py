@@ -14,7 +14,7 @@ check symbol it needs (:class:`DynamicSymbols`).
 import re
 import struct
 
-from ..elfimage import PT_DYNAMIC, SHN_UNDEF, SYM, ElfImage, Sym, gnu_hash, sysv_hash
+from ..elfimage import PT_DYNAMIC, SHN_UNDEF, SYM, ElfImage, Sym, build_sysv_hash, gnu_hash
 from ..errors import UnsupportedElfError
 from . import layout
 
@@ -183,15 +183,7 @@ class DynamicSymbols:
         if self.gnu is not None:
             out[".gnu.hash"] = self.gnu.pack()
         if self.sysv_nbucket is not None:
-            out[".hash"] = _sysv_table([self.name(i) for i in range(len(self.syms))],
-                                       self.sysv_nbucket)
+            out[".hash"] = build_sysv_hash([self.name(i) for i in range(len(self.syms))],
+                                           self.sysv_nbucket)
         return out
 
-
-def _sysv_table(names, nbucket):
-    buckets, chains = [0] * nbucket, [0] * len(names)
-    for i in range(1, len(names)):
-        b = sysv_hash(names[i]) % nbucket
-        chains[i] = buckets[b]
-        buckets[b] = i
-    return struct.pack(f"<II{nbucket}I{len(names)}I", nbucket, len(names), *buckets, *chains)
