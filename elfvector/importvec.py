@@ -58,7 +58,16 @@ class ImportPlan:
         groups = [(vec.layout_symbol(), [(s.name, s.index, s.exported) for s in slots])
                   for vec, slots in self.vectors]
         return machine.import_vector_asm(groups, self.in_executable,
-                                         os.path.basename(self.program))
+                                         os.path.basename(self.program),
+                                         bind_at_relocation=self.prebindable())
+
+    def prebindable(self):
+        """True if :func:`prebind` would bind some vector: its library has a
+        fixed base and a sealed table.  Only pre-bound slots need the binder
+        to run while ld.so relocates (an unbound slot binds on its first call)."""
+        machine = arches.for_arch(self.arch)
+        return any(_sealed_table(machine, self.libraries[vec.name], vec) is not None
+                   for vec, _ in self.vectors)
 
 
 def plan(linkmap, vectors, excludes, callable_only=None):

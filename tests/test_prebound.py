@@ -16,7 +16,7 @@ import pytest
 
 from conftest import run
 from elfvector.elfimage import ElfImage, read_elf_file
-from elfvector.arch.x86_64 import SEAL_SIZE, SLOT_SIZE, table_seal
+from elfvector.arch.x86_64 import BIND_IFUNC, SEAL_SIZE, SLOT_SIZE, table_seal
 from test_vectool import Group, load_address
 
 MAIN = r"""
@@ -278,3 +278,109 @@ def test_a_library_interposing_libc_stays_first(build):
     got = build.run("./pwm", env={"LD_LIBRARY_PATH": "rp"})
     same(got, build.run("./pwm.stock", env={"LD_LIBRARY_PATH": "stock"}))
     assert (got.stdout, got.returncode) == ("pw: hello\n", 5)
+
+
+EARLY_IFUNC = r"""
+#include <stdio.h>
+int bar_poly(int x);
+static int early;
+static int triple_impl(int x) { return 3 * x; }
+/* Runs while ld.so relocates this program, before any constructor. */
+static int (*resolve_triple(void))(int) { early = bar_poly(3); return triple_impl; }
+int triple(int x) __attribute__((ifunc("resolve_triple")));
+int main(void)
+{
+    printf("early %d late %d triple %d\n", early, bar_poly(4), triple(early));
+    return 0;
+}
+"""
+
+EARLY_CONSTRUCTOR = r"""
+#include <stdio.h>
+int bar_poly(int x);
+/* libearly.so is a dependency of libcb.so.1: its constructor runs before
+   libcb's own (the .init_array binder among them) and calls back into it. */
+__attribute__((constructor)) static void early(void) { printf("early %d\n", bar_poly(3)); }
+"""
+
+
+def early_env(build, group, mode):
+    """foo.so.5 moved by a preloaded blocker, lazy or LD_BIND_NOW binding."""
+    env = blocker(build, group.bases()["foo.so.5"])
+    return dict(env, LD_BIND_NOW="1") if mode == "now" else env
+
+
+@pytest.mark.parametrize("mode", ["lazy", "now"])
+def test_an_ifunc_resolver_calls_a_prebound_slot_of_a_moved_library(group, build, mode):
+    """The program's IFUNC resolver calls libbar while ld.so relocates the
+    program (through its GOT, -fno-plt), before any constructor: libbar's
+    pre-bound jmp rel32 slots for foo.so.5, which a blocker moved, must
+    already be bound anew, as libbar's IRELATIVE binder does when ld.so
+    relocates libbar (before the program, which needs it)."""
+    (build.path / "ei.c").write_text(EARLY_IFUNC)
+    build.gcc("-O2", "-fno-plt", "-o", "ei", "ei.c", "rp/libbar.so.1", "-Wl,-rpath-link=rp")
+    build.gcc("-O2", "-fno-plt", "-o", "ei.stock", "ei.c", "stock/libbar.so.1",
+              "-Wl,-rpath-link=stock")
+    env = early_env(build, group, mode)
+    got = build.run("./ei", env=dict(env, LD_LIBRARY_PATH="rp"))
+    same(got, build.run("./ei.stock", env=dict(env, LD_LIBRARY_PATH="stock")))
+    assert got.stdout == "early 15 late 24 triple 45\n"
+    assert load_address(build, "./ei", "foo.so.5", env) != 0
+
+
+@pytest.mark.parametrize("mode", ["lazy", "now"])
+def test_a_dependency_constructor_calls_a_prebound_slot_of_a_moved_library(group, build, mode):
+    """libearly.so, a dependency of libcb.so.1 (a vectool library importing
+    foo.so.5), calls libcb from its constructor, before libcb's constructors:
+    libcb's pre-bound slots for the moved foo.so.5 must already be bound anew."""
+    (build.path / "early.c").write_text(EARLY_CONSTRUCTOR)
+    for lib in ("rp/libearly.so", "stock/libearly.so"):
+        build.gcc("-shared", "-fPIC", "-O2", "-Wl,-soname=libearly.so", "-o", lib, "early.c")
+    group.lib("gcc", "-shared", "-Wl,-soname=libcb.so.1", "-o", "libcb.so.1", "bar.o",
+              "foo.so.5", "-Wl,--no-as-needed", "rp/libearly.so")
+    assert slot_opcodes(build.path / "libcb.so.1") == {0xE9}
+    (build.path / "cbm.c").write_text(
+        "#include <stdio.h>\nint bar_poly(int);\n"
+        'int main(void) { printf("late %d\\n", bar_poly(4)); return 0; }\n')
+    build.gcc("-O2", "-o", "cbm", "cbm.c", "rp/libcb.so.1", "-Wl,-rpath-link=rp")
+    build.gcc("-shared", "-Wl,-soname=libcb.so.1", "-o", "stock/libcb.so.1", "bar.o",
+              "stock/foo.so.5", "-Wl,--no-as-needed", "stock/libearly.so")
+    build.gcc("-O2", "-o", "cbm.stock", "cbm.c", "stock/libcb.so.1", "-Wl,-rpath-link=stock")
+    env = early_env(build, group, mode)
+    got = build.run("./cbm", env=dict(env, LD_LIBRARY_PATH="rp"))
+    same(got, build.run("./cbm.stock", env=dict(env, LD_LIBRARY_PATH="stock")))
+    assert got.stdout == "early 15\nlate 24\n"
+    assert load_address(build, "./cbm", "foo.so.5", env) != 0
+
+
+def dynamic_relocations(path):
+    """The dynamic relocations of ``path`` in the order ld.so applies them
+    (``.rela.dyn``, then ``.rela.plt``) as (type, symbol name or addend)."""
+    found = []
+    for line in run(["readelf", "-rW", path], cwd=".").stdout.splitlines():
+        fields = line.split()
+        if len(fields) >= 4 and fields[2].startswith("R_X86_64_"):
+            found.append((fields[2], fields[4] if len(fields) > 4 else int(fields[3], 16)))
+    return found
+
+
+def bind_resolver(path):
+    """The address of the binder's IFUNC resolver in ``path``."""
+    (value,) = [int(line.split()[1], 16)
+                for line in run(["readelf", "-sW", path], cwd=".").stdout.splitlines()
+                if line.split()[-1:] == [BIND_IFUNC] and "IFUNC" in line.split()]
+    return value
+
+
+def test_the_binder_is_an_irelative_after_the_layout_glob_dats(group, build):
+    """In every layout (non-PIE and PIE program, shared library) the import
+    vector brings one IRELATIVE of the binder's resolver, which ld.so
+    applies after the GLOB_DATs of the layout symbols (the binder reads them)."""
+    pie = group.prog("testmain.c", "testmain.pie", "foo.so.5", pie=True)
+    for path in (build.path / "both", pie, build.path / "libbar.so.1"):
+        relocs = dynamic_relocations(path)
+        binder = [i for i, r in enumerate(relocs)
+                  if r == ("R_X86_64_IRELATIVE", bind_resolver(path))]
+        layouts = [i for i, r in enumerate(relocs)
+                   if r[0] == "R_X86_64_GLOB_DAT" and r[1].startswith("__V_")]
+        assert len(binder) == 1 and layouts and max(layouts) < binder[0], (path, relocs)

@@ -122,14 +122,17 @@ def bound_slot(slot, target):
     return FAR_SLOT_CODE + target.to_bytes(8, "little")
 
 
-def import_vector_asm(vectors, in_executable, program):
+def import_vector_asm(vectors, in_executable, program, bind_at_relocation=False):
     """Assembly for an import vector.
 
     ``vectors`` is a list of ``(layout_symbol, slots)`` where ``slots`` is a
     list of ``(symbol, index, exported)``.  ``in_executable`` chooses
     ``.preinit_array`` (runs before every library constructor) over
     ``.init_array.00000`` (the first constructor of a shared library, before
-    any of its own, which may call through the slots).
+    any of its own, which may call through the slots).  With
+    ``bind_at_relocation`` (slots that will be pre-bound) the binder runs
+    earlier still, as the object's IRELATIVE (:func:`_bind_at_relocation`),
+    and that entry then returns at once.
     """
     slots = [(sym, idx, exported) for _, entries in vectors for sym, idx, exported in entries]
     out = [
@@ -155,10 +158,57 @@ def import_vector_asm(vectors, in_executable, program):
     out += ["\t.balign 8", ".Lprebind:", "\t.quad 0"] + ["\t.quad 0,0"] * len(vectors) + [""]
     out += _lazy_trampoline()
     out += _binder(vectors, program)
+    out += _bind_at_relocation() if bind_at_relocation else []
     init = ".preinit_array" if in_executable else ".init_array.00000"
     out += [f'\t.section {init},"aw"', "\t.balign 8", "\t.quad .Lbind",
             '\t.section .bss.elfvector,"aw",@nobits', "\t.balign 4", ".Lstate:", "\t.zero 4"]
     return "\n".join(out) + "\n"
+
+
+#: the local IFUNC symbol whose resolver runs the binder while ld.so relocates
+BIND_IFUNC = "__elfvector_bind_at_relocation"
+
+
+def _bind_at_relocation():
+    """The binder, run again as this object's own ``R_X86_64_IRELATIVE``.
+
+    An unbound slot goes through ``.Llazy``, which binds first; a pre-bound
+    slot does not, so a call reaching it before ``.preinit_array`` or
+    ``.init_array`` ran the binder (an IFUNC resolver of an object
+    relocated later, a dependency's constructor calling back into a
+    library) would jump to its pre-bound target unchecked.  ld.so
+    relocates an object after its dependencies and runs its IRELATIVEs
+    after its other relocations (GNU ld sorts them last: the layout
+    symbols' GLOB_DATs, which the binder reads, come first; in a non-PIE
+    program the IRELATIVE of the ``.iplt`` is in ``.rela.plt``, which
+    ld.so resolves at load time even when lazy).  So the binder has
+    run before any constructor and before the IFUNC resolvers of the
+    objects relocated later; the ``.preinit_array``/``.init_array`` entry
+    then finds the lock word at 2 and returns at once.
+
+    ld.so calls the resolver with no meaningful argument, at 8 mod 16 like
+    any function: one word more and ``.Lbind`` is entered at 8 mod 16 too;
+    ``.Lbind`` keeps the callee-saved registers.  The resolver returns the
+    address of a bare ``ret`` (nothing calls it) for ld.so to store in the
+    word below, which exists only to make the link editor emit the
+    IRELATIVE; it is in ``.data.rel.ro``, read-only once relocated.
+    """
+    return [
+        "\t.text",
+        "\t.balign 16",
+        f"\t.type {BIND_IFUNC},@gnu_indirect_function",
+        f"{BIND_IFUNC}:",
+        "\tsub $8,%rsp",
+        "\tcall .Lbind",
+        "\tadd $8,%rsp",
+        "\tlea .Lbound_nothing(%rip),%rax",
+        ".Lbound_nothing:",
+        "\tret",
+        f"\t.size {BIND_IFUNC},.-{BIND_IFUNC}",
+        '\t.section .data.rel.ro.elfvector,"aw",@progbits',
+        "\t.balign 8",
+        f"\t.quad {BIND_IFUNC}",
+    ]
 
 
 def _lazy_trampoline():
