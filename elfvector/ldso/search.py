@@ -159,11 +159,7 @@ class LibrarySearch:
         None if it would try the next candidate (missing, unreadable,
         another ELF class or machine); False to give up this path list."""
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-            try:
-                header = os.read(fd, 64)
-            finally:
-                os.close(fd)
+            header = _read_header(path)
         except OSError as e:
             if e.errno in (errno.ENOENT, errno.EACCES, errno.ENOTDIR, errno.ENAMETOOLONG):
                 return None
@@ -178,14 +174,20 @@ class LibrarySearch:
         return path, self.files.get(path)
 
 
+def _read_header(path):
+    """The first 64 bytes of the file at ``path`` (fewer if it is shorter);
+    O_NONBLOCK, so that a FIFO in a search path never blocks."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        return os.read(fd, 64)
+    finally:
+        os.close(fd)
+
+
 def _elf_type(path):
     """``e_type`` of an x86-64 ELF file of class 64 at ``path``, else None."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-        try:
-            header = os.read(fd, 64)
-        finally:
-            os.close(fd)
+        header = _read_header(path)
     except OSError:
         return None
     if len(header) < 64 or header[:4] != b"\x7fELF" or header[4] != 2 \
