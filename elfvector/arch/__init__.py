@@ -10,15 +10,15 @@ an architecture it does not handle yet in one line that says why, before
 reading further.
 
 Each architecture with generated code has a module here providing the
-same functions (``arch/x86_64.py`` today); ``for_arch`` is the one
+same names (``x86_64``, and the packages ``i386`` and ``aarch64``); ``for_arch`` is the one
 registry of them.  An architecture we do not know is an error, never a
 guess.
 """
 
 from ..errors import UnsupportedElfError
-from . import x86_64
+from . import aarch64, i386, x86_64
 
-_ARCHES = {"x86_64": x86_64}
+_ARCHES = {"x86_64": x86_64, "i386": i386, "aarch64": aarch64}
 
 _ALL = ("x86_64", "i386", "aarch64")
 _X86_64 = ("x86_64",)

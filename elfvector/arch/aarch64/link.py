@@ -1,0 +1,3 @@
+"""aarch64 assembly text for the link-time path (see :mod:`elfvector.arch.x86_64`)."""
+
+__all__ = []
