@@ -24,6 +24,7 @@ own ``ld-linux.so.2``, AArch64 ones under ``qemu-aarch64 -L SYSROOT``.
 
 import re
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
