@@ -5,16 +5,16 @@ the table of N ``int32`` offsets from the table to each slot's function;
 the layout symbols ``__V_<name>__<K>_<fingerprint>`` give the layout
 history and pin the first K slot identities.  Each target is mapped back
 to the exported function(s) at that address.  An IFUNC's slot points at an
-IPLT entry, ``[endbr64] [bnd] jmp *GOT(%rip)``, whose GOT word ld.so fills
-through an ``R_X86_64_IRELATIVE`` relocation: its addend is the resolver,
-the ``st_value`` of the exported IFUNC symbol.
+IPLT entry, ``[endbr64] [bnd] jmp *GOT(%rip)`` on x86-64, whose GOT word
+ld.so fills through an ``R_X86_64_IRELATIVE`` relocation: its addend is the
+resolver, the ``st_value`` of the exported IFUNC symbol.
 
 Several exported names at one address (aliases) are told apart by the
 layout fingerprints when they can be; what remains ambiguous is reported.
 
 The table is the same in i386 (ELF32) and AArch64 libraries; an IPLT
 entry is recognised on the architectures whose entries elfvector writes
-(:data:`elfvector.arch.IFUNC_STUBS`).
+(:data:`elfvector.arch.IFUNC_STUBS`), by that architecture's decoder.
 """
 
 import hashlib
@@ -35,9 +35,6 @@ from .vecfile import MAGIC, Vector, fingerprint, vector_name_for_soname
 MAX_COMBINATIONS = 1 << 16
 MAX_HASHED_BYTES = 1 << 28
 
-_ENDBR64 = bytes.fromhex("f30f1efa")
-_BND = b"\xf2"
-_JMP_RIP = bytes.fromhex("ff25")
 _LAYOUT_RE = re.compile(r"(__V_\w*)__(\d+)_([0-9a-f]{8})")
 
 
@@ -293,14 +290,11 @@ def _piece(index, slot):
 def _iplt_resolver(elf, address, irelative):
     """The IFUNC resolver behind the IPLT entry at ``address``, or None.
 
-    An entry is ``[f3 0f 1e fa] [f2] ff 25 <disp32>``: ``jmp *GOT(%rip)``;
-    the GOT word's ``R_X86_64_IRELATIVE`` addend is the resolver.
+    The entry jumps through a GOT word (``elfvector.arch.<arch>.indirect_jump_target``
+    decodes it: ``jmp *GOT(%rip)`` on x86-64, ``adrp``/``ldr``/``br`` on
+    AArch64, retrovec's stub or ``jmp *ADDR`` on i386); that word's
+    IRELATIVE addend is the resolver.
     """
-    code = elf.read(address, 11)
-    pos = 4 if code.startswith(_ENDBR64) else 0
-    pos += 1 if code[pos:pos + 1] == _BND else 0
-    if code[pos:pos + 2] != _JMP_RIP or len(code) < pos + 6:
-        return None
-    (disp,) = struct.unpack_from("<i", code, pos + 2)
-    got = (address + pos + 6 + disp) & (2**64 - 1)
+    code = arches.for_arch(elf.arch)
+    got = code.indirect_jump_target(elf.read(address, code.INDIRECT_JUMP_MAX), address)
     return irelative.get(got)

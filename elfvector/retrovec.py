@@ -10,14 +10,14 @@ IFUNC gets a stub ``jmp *got(%rip)`` whose GOT word an
 editor's IPLT does for expvec.
 
 i386 (ELF32, REL) and AArch64 libraries get the same tables in their own
-class; a vectored IFUNC there is refused until their stub exists
-(:data:`elfvector.arch.IFUNC_STUBS`).
+class, and their own IFUNC stubs (``elfvector.arch.<arch>.iplt_stub``):
+on i386 the new ``R_386_IRELATIVE``'s addend, the resolver, is written
+into its GOT word, where a REL relocation keeps it.
 """
 
 import struct
 
 from . import arch as arches
-from .arch import x86_64
 from .dyntables import RelaDynGrowth, grow_dynstr, pack_u16s
 from .elfimage import (DT_GNU_HASH, DT_HASH, DT_JMPREL, DT_PLTRELSZ, DT_SYMTAB, DT_VERSYM,
                        ELF64, ET_DYN, PF_R, PF_W, PF_X, STB_GLOBAL, STB_WEAK, STT_FUNC, STT_GNU_IFUNC,
@@ -139,15 +139,20 @@ def retrovec(vector, data, path):
     export_index = appender.section_index(f".rodata.{vector.name}")
     address = {i: lib.syms[i].value for i in targets}
     if ifuncs:
-        stubs_at = appender.alloc(x86_64.IPLT_STUB_SIZE * len(ifuncs), 16, PF_R | PF_X,
+        code = arches.for_arch(image.arch.name)
+        stubs_at = appender.alloc(code.IPLT_STUB_SIZE * len(ifuncs), 16, PF_R | PF_X,
                                   section=".elfvector.iplt")
-        got_base = appender.alloc(8 * len(ifuncs), 8, PF_R | PF_W, section=".elfvector.got")
+        word = layout.word
+        got_base = appender.alloc(word * len(ifuncs), word, PF_R | PF_W,
+                                  section=".elfvector.got")
         for k, i in enumerate(ifuncs):
-            stub, got_at[i] = stubs_at + k * x86_64.IPLT_STUB_SIZE, got_base + 8 * k
-            appender.put(stub, x86_64.iplt_stub(stub, got_at[i]))
+            stub, got_at[i] = stubs_at + k * code.IPLT_STUB_SIZE, got_base + word * k
+            appender.put(stub, code.iplt_stub(stub, got_at[i]))
             address[i] = stub
-        rela_dyn.fill([layout.relocation(got_at[i], 0, image.arch.irelative, lib.syms[i].value)
-                       for i in ifuncs], old=relas)
+            if not image.arch.rela:         # REL: the addend (the resolver) is the word
+                appender.put(got_at[i], lib.syms[i].value.to_bytes(word, "little"))
+        rela_dyn.fill([layout.relocation(got_at[i], 0, image.arch.irelative, lib.syms[i].value,
+                                         image.arch.rela) for i in ifuncs], old=relas)
     elif relas:
         appender.patch(image.dyn(image.dynamic_relocation_tags[0]),
                        b"".join(r.pack() for r in relas))
@@ -249,9 +254,10 @@ def _definitions(lib, slot, local_functions):
 
 def _jump_slot_of(image, target):
     """The GOT word the entry at ``target`` jumps through, or None."""
-    for size in range(x86_64.INDIRECT_JUMP_MAX, 5, -1):     # an entry may end a segment
+    code = arches.for_arch(image.arch.name)
+    for size in range(code.INDIRECT_JUMP_MAX, 5, -1):     # an entry may end a segment
         try:
-            return x86_64.indirect_jump_target(image.read(target, size), target)
+            return code.indirect_jump_target(image.read(target, size), target)
         except NotElfError:
             continue
     return None
