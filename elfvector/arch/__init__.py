@@ -40,7 +40,7 @@ SUPPORTED = {
 }
 
 #: retrovec gives a vectored IFUNC a stub; the architectures that have one
-IFUNC_STUBS = _X86_64
+IFUNC_STUBS = _ALL
 
 
 def handles(operation, arch_name):
