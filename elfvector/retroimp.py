@@ -4,7 +4,12 @@ A PLT entry jumps through its GOT slot; ld.so fills that slot from a
 ``R_X86_64_JUMP_SLOT`` relocation, i.e. one symbol lookup per function.
 retroimp turns each vectored function's JUMP_SLOT into an
 ``R_X86_64_IRELATIVE`` whose "resolver" is a 16-byte stub of ours that
-returns ``table + table[index]`` from the library's export vector.  ld.so
+returns ``table + table[index]`` from the library's export vector.  The
+same holds on i386 (``R_386_JUMP_SLOT``) and AArch64
+(``R_AARCH64_JUMP_SLOT``), with that architecture's stubs
+(``elfvector.arch.<arch>``); i386's relocations are REL, whose addend is
+the relocated word, so there the GOT slot is written with the stub's
+address.  ld.so
 runs those resolvers while it relocates the file, before any constructor,
 under lazy binding and BIND_NOW alike, so early calls, threads and
 ``dlopen`` need nothing more: the PLT code is untouched and a call costs
@@ -21,12 +26,10 @@ library without the expected layout makes ld.so refuse to load the file.
 import os
 import struct
 
-from .arch import x86_64
+from . import arch as arches
 from .dyntables import RelaDynGrowth, grow_dynstr, pack_u16s
-from .elfimage import (DT_GNU_HASH, DT_HASH, DT_JMPREL, DT_PLTRELSZ, DT_RELA, DT_RELASZ,
-                       DT_SYMTAB, DT_VERSYM, PF_R, PF_W, PF_X, R_X86_64_GLOB_DAT,
-                       R_X86_64_IRELATIVE, R_X86_64_JUMP_SLOT, STB_GLOBAL, STT_OBJECT, SYM,
-                       ElfImage, Rela, Sym, read_elf_file, rela_info)
+from .elfimage import (DT_GNU_HASH, DT_HASH, DT_JMPREL, DT_PLTRELSZ, DT_SYMTAB, DT_VERSYM,
+                       PF_R, PF_W, PF_X, STB_GLOBAL, STT_OBJECT, ElfImage, Sym, read_elf_file)
 from .elfwrite import Appender, align_up
 from .errors import UnsupportedElfError, VectorMismatchError
 from .importvec import plan
@@ -43,7 +46,7 @@ def retroimp(xclude_arg, vectors, path, library_path=()):
 
     Its libraries are those ld.so loads for it (:mod:`elfvector.ldso`), with
     ``library_path`` in front of LD_LIBRARY_PATH."""
-    image = ElfImage(read_elf_file(path), path)
+    image = ElfImage(read_elf_file(path), path, "retroimp")
     if image.dynamic is None:
         raise UnsupportedElfError("statically linked: nothing to bind", path)
     if image.section(MARKER_SECTION)[0] is not None:
@@ -52,7 +55,7 @@ def retroimp(xclude_arg, vectors, path, library_path=()):
     if any(n.startswith(MAGIC) and not syms.syms[i].defined for i, n in enumerate(syms.names)):
         raise VectorMismatchError("already imports through vectors", path)
     jump_slots = {r.sym: r for r in image.relas(DT_JMPREL, DT_PLTRELSZ)
-                  if r.type == R_X86_64_JUMP_SLOT}
+                  if r.type == image.arch.jump_slot}
     callable_only = {(syms.names[i], syms.version_of(i)[0]) for i in jump_slots}
     excludes = PatternList.from_arg(xclude_arg, "xclude", DEFAULT_IMPORT_EXCLUDES)
     env_path = [d for d in os.environ.get("LD_LIBRARY_PATH", "").split(":") if d]
@@ -87,13 +90,15 @@ def _slot_groups(image, syms, jump_slots, decided):
 
 def _symbols_named_elsewhere(image, jump_slots):
     """Symbol indices named by any relocation other than their own JUMP_SLOT."""
-    named = {r.sym for r in image.relas(DT_RELA, DT_RELASZ)}
+    named = {r.sym for r in image.dynamic_relocations()}
     named |= {r.sym for r in image.relas(DT_JMPREL, DT_PLTRELSZ)
-              if r.type != R_X86_64_JUMP_SLOT}
+              if r.type != image.arch.jump_slot}
     return named
 
 
 def _rewrite(image, syms, jump_slots, groups):
+    arch, layout = image.arch, image.layout
+    code = arches.for_arch(arch.name)
     appender = Appender(image)
     layout_names = [vec.layout_symbol() for vec, _, _ in groups]
     offsets = grow_dynstr(appender, layout_names)
@@ -102,9 +107,9 @@ def _rewrite(image, syms, jump_slots, groups):
     dynsym = list(syms.syms)
     for (vec, _, renamed), name in zip(groups, layout_names):
         dynsym[renamed] = Sym(offsets[name], (STB_GLOBAL << 4) | STT_OBJECT, 0, 0, 0, 0)
-    vaddr = appender.add_data(pack_symbols(dynsym), 8)
+    vaddr = appender.add_data(pack_symbols(dynsym, layout), 8)
     appender.set_dynamic(DT_SYMTAB, vaddr)
-    appender.move_section(".dynsym", vaddr, len(dynsym) * SYM.size)
+    appender.move_section(".dynsym", vaddr, len(dynsym) * layout.sym.size)
     for tag, name in ((DT_GNU_HASH, ".gnu.hash"), (DT_HASH, ".hash")):
         _move_verbatim(appender, image, tag, name)
     slots = [(i, vi, index) for vi, (_, members, _) in enumerate(groups) for i, index in members]
@@ -112,25 +117,29 @@ def _rewrite(image, syms, jump_slots, groups):
         b"".join(struct.pack("<II", index, vi) for _, vi, index in slots), 8,
         section=".elfvector.slots")
     rela_dyn = RelaDynGrowth(appender, len(groups))
-    stubs_offset = align_up(x86_64.RESOLVER_COMMON_SIZE, 16)
-    code_at = appender.alloc(stubs_offset + x86_64.RESOLVER_STUB_SIZE * len(slots), 16,
+    stubs_offset = align_up(code.RESOLVER_COMMON_SIZE, 16)
+    code_at = appender.alloc(stubs_offset + code.RESOLVER_STUB_SIZE * len(slots), 16,
                              PF_R | PF_X, section=MARKER_SECTION)
-    got_at = appender.alloc(8 * len(groups), 8, PF_R | PF_W, section=".elfvector.got")
+    word = layout.word
+    got_at = appender.alloc(word * len(groups), word, PF_R | PF_W, section=".elfvector.got")
     common = code_at
-    appender.put(common, x86_64.resolver_common(common, descriptors, got_at))
+    appender.put(common, code.resolver_common(common, descriptors, got_at))
     stubs_at = code_at + stubs_offset
-    plt = image.relas(DT_JMPREL, DT_PLTRELSZ)
     stub_of = {}
     for number, (i, _, _) in enumerate(slots):
-        stub = stubs_at + number * x86_64.RESOLVER_STUB_SIZE
-        appender.put(stub, x86_64.resolver_stub(stub, number, common))
+        stub = stubs_at + number * code.RESOLVER_STUB_SIZE
+        appender.put(stub, code.resolver_stub(stub, number, common))
         stub_of[i] = stub
-    plt = [Rela(r.offset, rela_info(0, R_X86_64_IRELATIVE), stub_of[r.sym])
-           if r.type == R_X86_64_JUMP_SLOT and r.sym in stub_of else r for r in plt]
+    plt = []
+    for r in image.relas(DT_JMPREL, DT_PLTRELSZ):
+        if r.type == arch.jump_slot and r.sym in stub_of:
+            r = layout.relocation(r.offset, 0, arch.irelative, stub_of[r.sym], arch.rela)
+            if not arch.rela:       # REL: ld.so calls the address in the word
+                appender.patch(r.offset, r.addend.to_bytes(word, "little"))
+        plt.append(r)
     appender.patch(image.dyn(DT_JMPREL), b"".join(r.pack() for r in plt))
-    new_relas = [Rela(got_at + 8 * k, rela_info(renamed, R_X86_64_GLOB_DAT), 0)
-                 for k, (_, _, renamed) in enumerate(groups)]
-    rela_dyn.fill(new_relas)
+    rela_dyn.fill([layout.relocation(got_at + word * k, renamed, arch.glob_dat, 0, arch.rela)
+                   for k, (_, _, renamed) in enumerate(groups)])
     if syms.versym is not None:
         for _, _, renamed in groups:
             appender.patch(image.dyn(DT_VERSYM) + 2 * renamed, pack_u16s([1]))

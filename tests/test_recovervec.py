@@ -107,10 +107,10 @@ def test_retrovec_round_trip(build):
 
 
 class _Memory:
-    """Stands for an ElfFile: ``read`` from ``code`` loaded at ``address``."""
+    """Stands for an ElfFile of ``arch``: ``read`` from ``code`` loaded at ``address``."""
 
-    def __init__(self, address, code):
-        self.address, self.code = address, code
+    def __init__(self, address, code, arch="x86_64"):
+        self.address, self.code, self.arch = address, code, arch
 
     def read(self, address, size):
         start = address - self.address
