@@ -9,7 +9,6 @@ _CACHE_MAGIC = b"glibc-ld.so.cache1.1"
 _OLD_MAGIC = b"ld.so-1.7.0"
 _CACHE_HEADER = struct.Struct("<20sIIB3xI12x")
 _CACHE_ENTRY = struct.Struct("<iIIIQ")
-_CACHE_FLAGS = 0x0303                   #: FLAG_ELF_LIBC6 | FLAG_X8664_LIB64
 _EXTENSION_MAGIC = 0xEAA42174
 _HWCAP_EXTENSION = 1 << 62
 _ISA_LEVEL_MASK = (1 << 10) - 1
@@ -131,7 +130,9 @@ class LdCache:
     def _best_of(self, name, middle, right, limit, config):
         """The loop of ``search_cache`` over the entries named ``name``:
         the glibc-hwcaps entry of the most preferred active subdirectory,
-        else the first usable plain entry."""
+        else the first usable plain entry; only entries of the ABI of
+        ``config``'s ld.so (``_dl_cache_check_flags``: an x86-64 ld.so
+        skips the i386 entries a cache may also list, and the reverse)."""
         while middle > 0 and self._same_name(name, middle - 1, limit):
             middle -= 1
         priorities = {sub: i + 1 for i, sub in enumerate(config.hwcaps_subdirs)}
@@ -143,7 +144,7 @@ class LdCache:
             flags, key, value, _, hwcap = self.entries[i]
             if not self._same_name(name, i, limit):
                 break
-            if flags != _CACHE_FLAGS or value >= limit:
+            if flags != config.cache_flags or value >= limit:
                 continue
             sub = self._hwcaps_subdir(hwcap)
             if sub is not None and not config.isa_level_supported(hwcap >> 32 & _ISA_LEVEL_MASK):

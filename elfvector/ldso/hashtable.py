@@ -29,12 +29,13 @@ class HashIndex:
     accept (a symbol with a value, or absolute, or TLS, of an allowed
     type).  ``raw`` are the file's .dynsym records (``elfstruct.Sym``),
     ``strtab`` its .dynstr, ``tags`` its dynamic tags, ``read(address,
-    size)`` its bytes."""
+    size)`` its bytes, ``word_bits`` the bits of its class's word (of a
+    DT_GNU_HASH Bloom filter word)."""
 
-    def __init__(self, raw, strtab, tags, read):
+    def __init__(self, raw, strtab, tags, read, word_bits=64):
         self._raw = raw
         self._strtab = strtab + b"\0"      # every name ends, even in a damaged file
-        self._table = _gnu_table(tags, read, len(raw)) if DT_GNU_HASH in tags else \
+        self._table = _gnu_table(tags, read, len(raw), word_bits) if DT_GNU_HASH in tags else \
             _sysv_table(tags, read, len(raw))
         self._asked = {}
         self._whole = False
@@ -96,8 +97,9 @@ class _GnuTable:
     """DT_GNU_HASH: a bloom filter, buckets, and chains of hash values whose
     low bit ends a chain; symbols below ``symoffset`` are in no chain."""
 
-    def __init__(self, symoffset, bloom, shift, buckets, chain, nsyms):
+    def __init__(self, symoffset, bloom, shift, buckets, chain, nsyms, word_bits):
         self.symoffset, self.bloom, self.shift = symoffset, bloom, shift
+        self.word_bits = word_bits
         self.buckets, self.chain, self.nsyms = buckets, chain, nsyms
 
     @property
@@ -108,9 +110,9 @@ class _GnuTable:
     def chain_of(self, key):
         """The indices whose hash is ``key``'s, in the chain the bucket of
         ``key`` starts, after the bloom filter lets it through."""
-        h = _gnu_hash(key)
-        word = self.bloom[(h // 64) & (len(self.bloom) - 1)]
-        if not (word >> (h & 63)) & (word >> ((h >> self.shift) & 63)) & 1:
+        h, bits = _gnu_hash(key), self.word_bits
+        word = self.bloom[(h // bits) & (len(self.bloom) - 1)]
+        if not (word >> (h % bits)) & (word >> ((h >> self.shift) % bits)) & 1:
             return []
         i = self.buckets[h % len(self.buckets)]
         found = []
@@ -162,15 +164,17 @@ class _SysvTable:
         return [i for start in self.buckets for i in self._from(start)]
 
 
-def _gnu_table(tags, read, nsyms):
+def _gnu_table(tags, read, nsyms, word_bits):
     addr = tags[DT_GNU_HASH]
     nbucket, symoffset, bloom_size, shift = struct.unpack("<IIII", read(addr, 16))
-    bloom = struct.unpack(f"<{bloom_size}Q", read(addr + 16, 8 * bloom_size))
-    buckets_at = addr + 16 + 8 * bloom_size
+    word = word_bits // 8
+    bloom = struct.unpack(f"<{bloom_size}{'Q' if word == 8 else 'I'}",
+                          read(addr + 16, word * bloom_size))
+    buckets_at = addr + 16 + word * bloom_size
     buckets = struct.unpack(f"<{nbucket}I", read(buckets_at, 4 * nbucket))
     count = max(0, nsyms - symoffset)
     chain = struct.unpack(f"<{count}I", read(buckets_at + 4 * nbucket, 4 * count))
-    return _GnuTable(symoffset, bloom, shift, buckets, chain, nsyms)
+    return _GnuTable(symoffset, bloom, shift, buckets, chain, nsyms, word_bits)
 
 
 def _sysv_table(tags, read, nsyms):

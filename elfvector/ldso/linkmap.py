@@ -9,7 +9,7 @@ import re
 from ..errors import ElfvectorError, UnsupportedElfError
 from . import startup
 from .cache import LdCache
-from .config import LdsoConfig
+from .config import ARCHES, LdsoConfig
 from .lookup import definitions, lookup
 from .objects import FileCache, MappedObject
 from .search import LibrarySearch, dst_count
@@ -30,19 +30,29 @@ class LinkMap:
     start.  ``link_files`` and ``link_dirs`` are a link command's
     libraries and ``-L`` directories, searched first
     (:class:`~.search.LibrarySearch`).
+
+    ``config`` is the ld.so's (:class:`LdsoConfig`); by default, and when
+    it is another architecture's, that of the program's architecture
+    under ``root`` (the config's root if one is given): the directory
+    that every path ld.so opens is under, as in a chroot ("": this
+    system).  ``program`` is a path of this system; the names of the
+    objects (and what LD_DEBUG would print) are paths inside the root.
     """
 
     RTLD_MALLOC = startup.RTLD_MALLOC
 
     def __init__(self, program, preload=(), library_path=None, config=None, cache=None,
-                 files=None, system_preload=True, trace=False, link_files=(), link_dirs=()):
-        self.config = config or LdsoConfig.probe()
-        self.cache = cache if cache is not None else LdCache.read(self.config.cache_path)
+                 files=None, system_preload=True, trace=False, link_files=(), link_dirs=(),
+                 root=None):
         self.files = files or FileCache()
+        elf = self.files.get(program)
+        self.config = config_for(elf.machine, config, root)
+        self.cache = cache if cache is not None else \
+            LdCache.read(self.config.host_path(self.config.cache_path))
         self.trace = trace
         self.not_found = []             #: trace: (loader, name, reason) of each one left out
         self.loaded = []                # the namespace's list, in mapping order
-        self.main = self._map_main(program)
+        self.main = self._map_main(program, elf)
         self.rtld = self._map_rtld()
         self.search = LibrarySearch(self.config, self.cache, self.files, self.main,
                                     library_path, link_files, link_dirs)
@@ -58,13 +68,12 @@ class LinkMap:
         return self.search_list
 
     # -- loading (rtld.c dl_main, dl-deps.c, dl-load.c) --------------------------------
-    def _map_main(self, program):
-        elf = self.files.get(program)
+    def _map_main(self, program, elf):
         if elf.interp is None and not (self.trace and not elf.is_executable):
             raise UnsupportedElfError("not a dynamically linked program (no PT_INTERP)",
                                       program)
-        main = MappedObject(elf, program, {""}, is_main=True,
-                            origin=os.path.dirname(os.path.realpath(program)))
+        origin = os.path.dirname(self.config.name_in_root(os.path.realpath(program)))
+        main = MappedObject(elf, program, {""}, is_main=True, origin=origin)
         self.loaded.append(main)
         return main
 
@@ -74,7 +83,7 @@ class LinkMap:
         tracing, it is the running ld.so (``ld.so --list FILE``)."""
         interp = self.main.elf.interp
         path = self.config.interp if self.trace or interp is None else interp
-        elf = self.files.get(path)
+        elf = self.files.get(self.config.host_path(path))
         names = {path} | ({interp} if interp else set()) | ({elf.soname} if elf.soname else set())
         rtld = MappedObject(elf, path, names, is_rtld=True, origin=self.main.origin)
         self.loaded.append(rtld)
@@ -86,8 +95,9 @@ class LinkMap:
         cannot be loaded is ignored; one already loaded is no preload."""
         names = [n for n in re.split(r"[ :]", preload) if n] if isinstance(preload, str) \
             else list(preload)
-        if system_preload and os.access(self.config.preload_path, os.R_OK):
-            with open(self.config.preload_path, "rb") as f:
+        preload_path = self.config.host_path(self.config.preload_path)
+        if system_preload and os.access(preload_path, os.R_OK):
+            with open(preload_path, "rb") as f:
                 text = re.sub(rb"#[^\n]*", b"", f.read())
             names += [decode(n) for n in re.split(rb"[: \t\n]", text) if n]
         maps = []
@@ -249,29 +259,55 @@ class LinkMap:
 
 
 
+def config_for(machine, config=None, root=None):
+    """The :class:`LdsoConfig` that starts a program of the architecture
+    ``machine`` (an elfstruct.Machine): ``config`` if it is that
+    architecture's, else that architecture's ld.so under ``root`` (by
+    default ``config``'s root)."""
+    if config is not None and config.arch == machine.name and root in (None, config.root):
+        return config
+    if root is None:
+        root = config.root if config is not None else ""
+    if machine.name not in ARCHES:
+        raise UnsupportedElfError(f"no model of the {machine.label} ld.so")
+    return LdsoConfig.for_arch(machine.name, root)
+
+
 class Ldd:
     """What ``ld.so --list`` (ldd) loads, for many files in one run: the
     commands that must know which library serves a file's imports (vecstat,
     impvec, retroimp, vectool) ask it.  ld.so's settings and cache are read
-    once, each file is parsed once; /etc/ld.so.preload is not read (it is
-    this machine's, not the file's).  ``library_path``, ``link_files`` and
-    ``link_dirs`` are :class:`LinkMap`'s."""
+    once per architecture, each file is parsed once; /etc/ld.so.preload is
+    not read (it is this machine's, not the file's).  ``library_path``,
+    ``link_files`` and ``link_dirs`` are :class:`LinkMap`'s; ``root`` the
+    directory the files' system is under ("": this one), as with
+    ``ldd`` in a chroot; ``operation`` the command asking, whose
+    architectures are read (:class:`FileCache`)."""
 
-    def __init__(self, library_path=None, link_files=(), link_dirs=()):
-        self.config = LdsoConfig.probe()
-        self.cache = LdCache.read(self.config.cache_path)
-        self.files = FileCache()
+    def __init__(self, library_path=None, link_files=(), link_dirs=(), root="",
+                 operation=None):
+        self.root = root or ""
+        self.files = FileCache(operation)
         self.library_path = library_path
         self.link_files = tuple(link_files)
         self.link_dirs = tuple(link_dirs)
+        self._settings = {}             # architecture name -> (LdsoConfig, LdCache)
+
+    def settings(self, machine):
+        """(LdsoConfig, LdCache) of the ld.so of ``machine``, read once."""
+        if machine.name not in self._settings:
+            config = config_for(machine, root=self.root)
+            self._settings[machine.name] = \
+                (config, LdCache.read(config.host_path(config.cache_path)))
+        return self._settings[machine.name]
 
     def linkmap(self, path, image=None):
         """The traced LinkMap of the file at ``path`` (``image``: the file,
         as just read)."""
-        if image is not None:
-            self.files.get(path, image)
-        return LinkMap(path, library_path=self.library_path, config=self.config,
-                       cache=self.cache, files=self.files, system_preload=False, trace=True,
+        elf = self.files.get(path, image)
+        config, cache = self.settings(elf.machine)
+        return LinkMap(path, library_path=self.library_path, config=config, cache=cache,
+                       files=self.files, system_preload=False, trace=True,
                        link_files=self.link_files, link_dirs=self.link_dirs)
 
     def forget(self, path):

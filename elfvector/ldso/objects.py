@@ -6,15 +6,14 @@ import struct
 from dataclasses import dataclass, field
 from itertools import repeat
 
-from ..elfimage import (DT_JMPREL, DT_NEEDED, DT_PLTRELSZ, DT_RELA, DT_RELASZ, DT_RPATH,
-                        DT_RUNPATH, DT_SONAME, DT_VERDEF, DT_VERDEFNUM, DT_VERNEED,
-                        DT_VERNEEDNUM, DT_VERSYM, ET_DYN, ET_EXEC, PT_INTERP, ElfImage,
-                        read_elf_file)
+from ..elfimage import (DT_JMPREL, DT_NEEDED, DT_PLTRELSZ, DT_RPATH, DT_RUNPATH, DT_SONAME,
+                        DT_VERDEF, DT_VERDEFNUM, DT_VERNEED, DT_VERNEEDNUM, DT_VERSYM, ET_DYN,
+                        ET_EXEC, PT_INTERP, ElfImage, read_elf_file)
 from ..elffile import ElfFile
 from ..errors import UnsupportedElfError
 from .hashtable import HashIndex
 from .symbols import (DF_1_NODEFLIB, DF_1_PIE, DF_SYMBOLIC, DT_AUXILIARY, DT_FILTER, DT_FLAGS,
-                      DT_FLAGS_1, DT_PLTREL, DT_REL, DT_RELR, DT_RELRSZ, DT_SYMBOLIC, SHN_UNDEF,
+                      DT_FLAGS_1, DT_PLTREL, DT_RELR, DT_RELRSZ, DT_SYMBOLIC, SHN_UNDEF,
                       STT_FUNC, STT_GNU_IFUNC, VER_FLG_BASE, VER_FLG_WEAK, Symbol, Version,
                       decode)
 
@@ -24,11 +23,13 @@ class ElfObject:
     ``get-dynamic-info.h``, ``_dl_setup_hash`` and ``_dl_check_map_versions``
     read from it.  Parsed once (see :class:`FileCache`); ``image``, the
     file's :class:`ElfImage` if a command has already read it, saves
-    parsing ``data`` again."""
+    parsing ``data`` again; else the file is read for ``operation`` (the
+    :data:`elfvector.arch.SUPPORTED` entry that says which architectures
+    are read; None: x86-64 only)."""
 
-    def __init__(self, data, path, image=None):
+    def __init__(self, data, path, image=None, operation=None):
         self.path = path
-        self.image = image or ElfImage(data, path)
+        self.image = image or ElfImage(data, path, operation)
         if self.image.dynamic is None:
             raise UnsupportedElfError("not dynamically linked (no PT_DYNAMIC)", self.image.path)
         self._dynstr = self.image.dynstr()
@@ -36,12 +37,11 @@ class ElfObject:
         for tag, value in self.image.dynamic:
             last[tag] = value           # get-dynamic-info.h: the last entry of a tag wins
         self.tags = last
-        for tag in (DT_REL, DT_AUXILIARY, DT_FILTER):
+        for tag in (DT_AUXILIARY, DT_FILTER):
             if tag in last:
-                raise UnsupportedElfError(f"dynamic tag {tag:#x} (REL relocations or a "
-                                          "filter) is not modelled", self.image.path)
-        if DT_PLTREL in last and last[DT_PLTREL] != DT_RELA:
-            raise UnsupportedElfError("DT_PLTREL is not DT_RELA", self.image.path)
+                raise UnsupportedElfError(f"dynamic tag {tag:#x} (a filter) is not modelled",
+                                          self.image.path)
+        self.machine = self.image.arch                  #: the elfstruct.Machine
         self.needed = [self.string(v) for v in self.image.dyn_all(DT_NEEDED)]
         self.soname = self._tag_string(DT_SONAME)
         self.rpath = self._tag_string(DT_RPATH)
@@ -58,7 +58,8 @@ class ElfObject:
         self._one = {}                                  # index -> Symbol, as asked
         self._undefined = None
         self.versions, self.defined_versions = self._versions()
-        self.index = HashIndex(self._raw, self._dynstr, last, self.image.read)
+        self.index = HashIndex(self._raw, self._dynstr, last, self.image.read,
+                               8 * self.image.layout.word)
 
     def string(self, offset):
         if offset >= len(self._dynstr):
@@ -132,9 +133,10 @@ class ElfObject:
 
     @functools.cached_property
     def rela_dyn(self):
-        """(r_offset, type, symbol index, r_addend) of each DT_RELA entry
-        ld.so applies before DT_JMPREL's (read when first asked: only the
-        start-up replay needs relocations)."""
+        """(r_offset, type, symbol index, addend) of each entry of the
+        dynamic relocation table (DT_RELA, or i386's DT_REL, whose addend
+        is the word it relocates) that ld.so applies before DT_JMPREL's
+        (read when first asked: only the start-up replay needs them)."""
         return self._relocation_tables()[0]
 
     @functools.cached_property
@@ -148,41 +150,50 @@ class ElfObject:
         return self._relr_addresses()
 
     def _relocation_tables(self):
-        """The DT_RELA and DT_JMPREL tables as ``_ELF_DYNAMIC_DO_RELOC`` splits
-        them: a DT_JMPREL table at the tail of DT_RELA's range is only
-        DT_JMPREL's; without DT_PLTREL, DT_JMPREL is not processed."""
-        rela_at, rela_size = self.tags.get(DT_RELA) or 0, self.tags.get(DT_RELASZ) or 0
+        """The dynamic relocation table and DT_JMPREL as
+        ``_ELF_DYNAMIC_DO_RELOC`` splits them: a DT_JMPREL table at the tail
+        of the other's range is only DT_JMPREL's; without DT_PLTREL,
+        DT_JMPREL is not processed."""
+        addr_tag, size_tag, _ = self.image.dynamic_relocation_tags
+        rel_at, rel_size = self.tags.get(addr_tag) or 0, self.tags.get(size_tag) or 0
         plt_at, plt_size = self.tags.get(DT_JMPREL) or 0, self.tags.get(DT_PLTRELSZ) or 0
         if DT_PLTREL not in self.tags:
             plt_at = plt_size = 0
-        if plt_size and rela_at and rela_at + rela_size == plt_at + plt_size:
-            rela_size -= plt_size
-        return self._relocations(rela_at, rela_size), self._relocations(plt_at, plt_size)
+        dyn = self._relocations(addr_tag) if rel_at and rel_size > 0 else []
+        plt = self._relocations(DT_JMPREL) if plt_at and plt_size > 0 else []
+        if plt and rel_at + rel_size == plt_at + plt_size:
+            dyn = dyn[:max(0, len(dyn) - len(plt))]
+        return dyn, plt
 
     def _relr_addresses(self):
         """The words DT_RELR relocates (each by the load bias): an even
-        entry is an address, an odd one a bitmap of the 63 words after
-        the last address (psABI "RELR relative relocation format")."""
+        entry is an address, an odd one a bitmap of the words after the
+        last address (63 in ELF64, 31 in ELF32: psABI "RELR relative
+        relocation format")."""
         addr, size = self.tags.get(DT_RELR), self.tags.get(DT_RELRSZ)
         if not addr or not size:
             return []
+        word = self.image.layout.word
+        bits = 8 * word - 1
         words, base = [], 0
-        for (entry,) in struct.iter_unpack("<Q", self.image.read(addr, size - size % 8)):
+        for (entry,) in struct.iter_unpack("<Q" if word == 8 else "<I",
+                                           self.image.read(addr, size - size % word)):
             if entry & 1 == 0:
                 words.append(entry)
-                base = entry + 8
+                base = entry + word
                 continue
-            words.extend(base + 8 * i for i in range(63) if entry >> (i + 1) & 1)
-            base += 63 * 8
+            words.extend(base + word * i for i in range(bits) if entry >> (i + 1) & 1)
+            base += bits * word
         return words
 
-    def _relocations(self, addr, size):
-        """(r_offset, type, symbol index, r_addend) of each entry."""
-        if not addr or size <= 0:
-            return []
-        raw = self.image.read(addr, size - size % 24)
-        return [(off, info & 0xFFFFFFFF, info >> 32, addend)
-                for off, info, addend in struct.iter_unpack("<QQq", raw)]
+    def _relocations(self, tag):
+        """(r_offset, type, symbol index, addend) of each entry of the table
+        at ``tag``, as the ELF core reads it."""
+        offsets, infos, addends = self.image.tables.relocation_fields(tag)
+        shift = self.image.layout.sym_shift
+        mask = (1 << shift) - 1
+        return [(off, info & mask, info >> shift, addend)
+                for off, info, addend in zip(offsets, infos, addends)]
 
     @functools.cached_property
     def file(self):
@@ -236,9 +247,13 @@ class ElfObject:
 
 class FileCache:
     """Each file parsed once: by real path, and by (device, inode), which
-    is how ld.so recognizes a file it has already loaded."""
+    is how ld.so recognizes a file it has already loaded.  Files are read
+    for ``operation``, the command asking (a key of
+    :data:`elfvector.arch.SUPPORTED`: the architectures it handles are
+    read, the others refused in its name; None: x86-64 only)."""
 
-    def __init__(self):
+    def __init__(self, operation=None):
+        self.operation = operation
         self._by_path = {}
         self._real = {}                 # path -> real path: files do not move during a run
 
@@ -251,7 +266,8 @@ class FileCache:
             real = self._real[path] = os.path.realpath(path)
         obj = self._by_path.get(real)
         if obj is None or (image is not None and obj.image is not image):
-            obj = ElfObject(image.data if image else read_elf_file(real), real, image)
+            obj = ElfObject(image.data if image else read_elf_file(real), real, image,
+                            self.operation)
             st = os.stat(real)
             obj.file_id = (st.st_dev, st.st_ino)
             self._by_path[real] = obj

@@ -8,15 +8,17 @@ import os
 import re
 import struct
 
-from ..elfimage import EM_X86_64, ET_DYN
+from ..elfimage import ET_DYN
 from ..errors import ElfvectorError
 from .symbols import LoadError
 
 
 class LibrarySearch:
     """ld.so's search for one process: ``main`` is the program (its
-    DT_RPATH serves every object), ``library_path`` LD_LIBRARY_PATH (None:
-    unset).  Files come from ``files``, a :class:`FileCache`.
+    DT_RPATH serves every object; only files of its ELF class and machine
+    are loaded), ``library_path`` LD_LIBRARY_PATH (None: unset).  Files
+    come from ``files``, a :class:`FileCache`; every path is one inside
+    ``config.root``.
 
     At link time (impvec), the libraries named on the link command line
     (``link_files``) and its ``-L`` directories (``link_dirs``) come first,
@@ -29,6 +31,7 @@ class LibrarySearch:
         self.cache = cache
         self.files = files
         self.main = main
+        self.layout, self.machine = main.elf.image.layout, main.elf.machine
         self.env_dirs = self.path_list(library_path or "", ":;", main)
         self.link_files = self._by_soname(link_files)
         self.link_dirs = [d.rstrip("/") + "/" if d.rstrip("/") else "/" for d in link_dirs]
@@ -83,7 +86,7 @@ class LibrarySearch:
         ``paths`` (a link command's objects, archives and libraries)."""
         found = {}
         for path in paths:
-            if _elf_type(path) == ET_DYN:
+            if self._elf_type(path) == ET_DYN:
                 try:
                     elf = self.files.get(path)
                 except ElfvectorError:
@@ -156,10 +159,13 @@ class LibrarySearch:
 
     def open_verify(self, path, loader):
         """``open_verify``: (path, ElfObject) if ld.so would load the file;
-        None if it would try the next candidate (missing, unreadable,
-        another ELF class or machine); False to give up this path list."""
+        None if it would try the next candidate (missing, unreadable, of
+        another ELF class or machine than the program: ld.so skips an
+        i386 library in an x86-64 program's path, and the reverse); False
+        to give up this path list."""
+        host = self.config.host_path(path)
         try:
-            header = _read_header(path)
+            header = _read_header(host)
         except OSError as e:
             if e.errno in (errno.ENOENT, errno.EACCES, errno.ENOTDIR, errno.ENAMETOOLONG):
                 return None
@@ -167,11 +173,28 @@ class LibrarySearch:
                 raise LoadError(f"{path}: cannot read file data: Is a directory",
                                 loader.name) from None
             return False
-        if len(header) < 64 or header[:4] != b"\x7fELF":
+        if len(header) < self.layout.ehdr.size or header[:4] != b"\x7fELF":
             raise LoadError(f"{path}: invalid ELF header", loader.name)
-        if header[4] != 2 or struct.unpack_from("<H", header, 18)[0] != EM_X86_64:
+        if not self._compatible(header):
             return None
-        return path, self.files.get(path)
+        return path, self.files.get(host)
+
+    def _compatible(self, header):
+        """Whether an ELF header is of the program's class and machine."""
+        return header[4] == self.layout.elfclass and \
+            struct.unpack_from("<H", header, 18)[0] == self.machine.number
+
+    def _elf_type(self, path):
+        """``e_type`` of an ELF file at the host path ``path`` of the
+        program's class and machine, else None."""
+        try:
+            header = _read_header(path)
+        except OSError:
+            return None
+        if len(header) < self.layout.ehdr.size or header[:4] != b"\x7fELF" \
+                or not self._compatible(header):
+            return None
+        return struct.unpack_from("<H", header, 16)[0]
 
 
 def _read_header(path):
@@ -182,18 +205,6 @@ def _read_header(path):
         return os.read(fd, 64)
     finally:
         os.close(fd)
-
-
-def _elf_type(path):
-    """``e_type`` of an x86-64 ELF file of class 64 at ``path``, else None."""
-    try:
-        header = _read_header(path)
-    except OSError:
-        return None
-    if len(header) < 64 or header[:4] != b"\x7fELF" or header[4] != 2 \
-            or struct.unpack_from("<H", header, 18)[0] != EM_X86_64:
-        return None
-    return struct.unpack_from("<H", header, 16)[0]
 
 
 def dst_at(text, i):

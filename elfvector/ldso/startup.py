@@ -8,8 +8,7 @@ from typing import NamedTuple
 
 from .lookup import lookup
 from .objects import MappedObject
-from .symbols import (R_X86_64_NONE, R_X86_64_RELATIVE, STB_LOCAL, STV_HIDDEN, STV_INTERNAL,
-                      STV_PROTECTED, Symbol, Version, type_class)
+from .symbols import STB_LOCAL, STV_HIDDEN, STV_INTERNAL, STV_PROTECTED, Symbol, Version
 
 RTLD_MALLOC = ("calloc", "free", "malloc", "realloc")     #: __rtld_malloc_init_real
 
@@ -25,7 +24,7 @@ class Binding(NamedTuple):
     """
 
     requester: MappedObject
-    table: str                  #: "rela.dyn", "rela.plt", or "rtld" (ld.so's own lookups)
+    table: str                  #: "rela.dyn" (also i386's .rel.dyn), "rela.plt", or "rtld"
     index: int
     rtype: int
     sym_index: int
@@ -65,7 +64,7 @@ def replay(linkmap):
     bindings, by_relocation = [], {}
     for obj in linkmap.relocation_order():
         if obj.is_rtld:
-            malloc = Version.named("GLIBC_2.2.5")
+            malloc = Version.named(linkmap.config.facts.malloc_version)
             for name in RTLD_MALLOC:
                 found = lookup(linkmap, name, main, malloc)
                 bindings.append(Binding(main, "rtld", 0, 0, 0, name, malloc,
@@ -81,10 +80,12 @@ def replay(linkmap):
 def _relocate(linkmap, obj):
     """``_dl_relocate_object`` with ``resolve_map``, for the bindings."""
     elf = obj.elf
+    without_symbol = (elf.machine.relative, elf.machine.none)
+    type_class = linkmap.config.facts.type_class
     cache_key, cache_value = None, None
     for table, relocs in (("rela.dyn", elf.rela_dyn), ("rela.plt", elf.rela_plt)):
         for index, (_, rtype, sym_index, _) in enumerate(relocs):
-            if rtype in (R_X86_64_RELATIVE, R_X86_64_NONE):
+            if rtype in without_symbol:
                 continue
             ref = elf.symbols[sym_index]
             version = elf.reference_version(sym_index)

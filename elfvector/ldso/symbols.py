@@ -6,7 +6,7 @@ from typing import NamedTuple
 
 from ..errors import ElfvectorError
 
-# -- x86-64 relocations and ld.so's classes of them (sysdeps/x86_64/dl-machine.h)
+# -- x86-64 relocations and ld.so's classes of them (sysdeps/*/dl-machine.h)
 
 R_X86_64_NONE, R_X86_64_64, R_X86_64_COPY = 0, 1, 5
 R_X86_64_GLOB_DAT, R_X86_64_JUMP_SLOT, R_X86_64_RELATIVE = 6, 7, 8
@@ -16,16 +16,17 @@ TLS_RELOCATIONS = frozenset({R_X86_64_DTPMOD64, R_X86_64_DTPOFF64, R_X86_64_TPOF
                              R_X86_64_TLSDESC})
 
 CLASS_NORMAL, CLASS_PLT, CLASS_COPY = 0, 1, 2       #: ELF_RTYPE_CLASS_*
-_PLT_CLASS = frozenset({R_X86_64_JUMP_SLOT}) | TLS_RELOCATIONS
 
 
-def type_class(rtype):
+def type_class(rtype, jump_slot=R_X86_64_JUMP_SLOT, copy=R_X86_64_COPY, tls=TLS_RELOCATIONS):
     """``elf_machine_type_class``: JUMP_SLOT and the TLS relocations are of
     PLT class (they never bind to an undefined symbol with a value), COPY
-    is of COPY class (it never binds to the executable)."""
-    if rtype in _PLT_CLASS:
+    is of COPY class (it never binds to the executable).  The types are
+    x86-64's unless given (:meth:`.config.LdsoArch.type_class` gives each
+    architecture's)."""
+    if rtype == jump_slot or rtype in tls:
         return CLASS_PLT
-    return CLASS_COPY if rtype == R_X86_64_COPY else CLASS_NORMAL
+    return CLASS_COPY if rtype == copy else CLASS_NORMAL
 
 
 # -- symbols -------------------------------------------------------------------
