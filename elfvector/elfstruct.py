@@ -293,6 +293,7 @@ class Machine:
     irelative: int
     tlsdesc: int
     relocation_types: frozenset
+    relocation_prefix: str = ""     #: of the types' names in <elf.h> and readelf ("R_386_")
 
     @property
     def layout(self):
@@ -307,18 +308,19 @@ class Machine:
 X86_64 = Machine(EM_X86_64, "x86_64", "x86-64", ELFCLASS64, True, USER_SPACE_END,
                  R_X86_64_NONE, R_X86_64_64, R_X86_64_COPY, R_X86_64_GLOB_DAT,
                  R_X86_64_JUMP_SLOT, R_X86_64_RELATIVE, R_X86_64_IRELATIVE, R_X86_64_TLSDESC,
-                 frozenset(range(44)))
+                 frozenset(range(44)), "R_X86_64_")
 #: a 32-bit process on a 64-bit kernel has the whole 4 GiB; i386 psABI:
 #: R_386_NONE (0) to R_386_GOT32X (43)
 I386 = Machine(EM_386, "i386", "i386", ELFCLASS32, False, 1 << 32,
                R_386_NONE, R_386_32, R_386_COPY, R_386_GLOB_DAT, R_386_JMP_SLOT,
-               R_386_RELATIVE, R_386_IRELATIVE, R_386_TLS_DESC, frozenset(range(44)))
+               R_386_RELATIVE, R_386_IRELATIVE, R_386_TLS_DESC, frozenset(range(44)), "R_386_")
 #: 48-bit virtual addresses, Linux's default on arm64; AArch64 ELF ABI:
 #: R_AARCH64_NONE (0, or the withdrawn 256), the static types from 257,
 #: the dynamic ones 1024 (COPY) to 1032 (IRELATIVE)
 AARCH64 = Machine(EM_AARCH64, "aarch64", "AArch64", ELFCLASS64, True, 1 << 48,
                   R_AARCH64_NONE, R_AARCH64_ABS64, R_AARCH64_COPY, R_AARCH64_GLOB_DAT,
                   R_AARCH64_JUMP_SLOT, R_AARCH64_RELATIVE, R_AARCH64_IRELATIVE,
-                  R_AARCH64_TLSDESC, frozenset({0, *range(256, 1024), *range(1024, 1033)}))
+                  R_AARCH64_TLSDESC, frozenset({0, *range(256, 1024), *range(1024, 1033)}),
+                  "R_AARCH64_")
 #: the architectures the core reads, by e_machine
 KNOWN_MACHINES = {m.number: m for m in (X86_64, I386, AARCH64)}

@@ -46,6 +46,17 @@ in the same way), ``DT_RELR`` relocations, words in read-only segments
 (text relocations) or past a segment's file bytes, unaligned words, and
 words that a kept relocation also writes.
 
+The same holds on i386 (``R_386_RELATIVE``/``GLOB_DAT``/``32`` of
+``.rel.dyn``, 32-bit words, a RELR bitmap of 31 words, ``DT_RELCOUNT``) and
+AArch64 (``R_AARCH64_RELATIVE``/``GLOB_DAT``/``ABS64``), with that
+architecture's routine (``elfvector.arch.<arch>.relvec_fixup``).  An i386
+relocation is REL: the IRELATIVE's word holds the routine's address (its
+addend), and the routine returns the word's settled value plus the bias.
+The routine reaches its table and its word %rip-relative on x86-64
+(+-2 GiB) and with ``adrp`` on AArch64 (+-4 GiB); a library whose words
+are farther from the new segments is refused.  i386 code reaches the
+whole address space.
+
 Layout (:class:`~elfvector.elfwrite.Appender`): two PT_LOADs (R, RX)
 follow the old ones, so the library's address span grows (see
 :attr:`RelvecReport.span_after`); the program header table grows in place,
@@ -55,16 +66,15 @@ mappings cost something at load: relvec pays off for libraries with many
 relative relocations (C++ vtables, pointer tables), not for small ones.
 """
 
+import dataclasses
 import struct
 from dataclasses import dataclass, field
 
-from .arch import x86_64
-from .elfimage import (DF_1_PIE, DT_FLAGS_1, DT_GNU_HASH, DT_HASH, DT_JMPREL, DT_RELA,
-                       DT_RELACOUNT, DT_RELAENT, DT_RELASZ, DT_STRTAB, DT_SYMTAB, DT_VERDEF,
-                       DT_VERNEED, DT_VERSYM, ET_DYN, PF_R, PF_W, PF_X, PHDR, PT_LOAD,
-                       R_X86_64_64, R_X86_64_GLOB_DAT, R_X86_64_IRELATIVE, R_X86_64_RELATIVE,
-                       RELA, SHDR, SHF_ALLOC, SHN_LORESERVE, SHN_UNDEF, STB_GLOBAL, STB_WEAK,
-                       STT_FUNC, ElfImage, Rela, rela_info)
+from . import arch as arches
+from .elfimage import (DF_1_PIE, DT_FLAGS_1, DT_GNU_HASH, DT_HASH, DT_JMPREL, DT_RELACOUNT,
+                       DT_RELCOUNT, DT_STRTAB, DT_SYMTAB, DT_VERDEF, DT_VERNEED, DT_VERSYM,
+                       ET_DYN, PF_R, PF_W, PF_X, PT_LOAD, SHF_ALLOC, SHN_LORESERVE, SHN_UNDEF,
+                       STB_GLOBAL, STB_WEAK, STT_FUNC, ElfImage)
 from .elfwrite import Appender, align_up
 from .errors import ElfvectorError, UnsupportedElfError
 
@@ -72,16 +82,18 @@ TABLE_SECTION = ".elfvector.relvec"
 CODE_SECTION = ".elfvector.relvec.text"
 
 STV_MASK, STV_DEFAULT, STV_PROTECTED = 3, 0, 3
-WORD = 8
-BITS = 63                   # words one RELR bitmap entry covers
-MASK64 = (1 << 64) - 1
+WORD = 8                    # an ELF64 word; an ELF32 one is 4
 RIP_REACH = (1 << 31) - (1 << 16)   # a %rip-relative operand, less the routine's own size
+#: architecture -> (how far the routine reaches its data, by what), None: everywhere
+REACH = {"x86_64": (RIP_REACH, "a %rip-relative operand"),
+         "aarch64": ((1 << 32) - (1 << 16), "adrp"),
+         "i386": None}
 
 #: tables that may sit between the program headers and the code, and may
 #: move to the new read-only segment to make room for two more headers
 MOVABLE = {".gnu.hash": DT_GNU_HASH, ".hash": DT_HASH, ".dynsym": DT_SYMTAB,
            ".dynstr": DT_STRTAB, ".gnu.version": DT_VERSYM, ".gnu.version_r": DT_VERNEED,
-           ".gnu.version_d": DT_VERDEF, ".rela.plt": DT_JMPREL}
+           ".gnu.version_d": DT_VERDEF, ".rela.plt": DT_JMPREL, ".rel.plt": DT_JMPREL}
 
 
 class AlreadyRelvecError(ElfvectorError):
@@ -134,8 +146,9 @@ def relvec(data, path, inclrel, exclrel):
 
     ``inclrel``/``exclrel`` are :class:`~elfvector.patterns.PatternList`
     (``None`` or an empty list: no match), searched in function names.
-    A library without any ``R_X86_64_RELATIVE`` in ``.rela.dyn`` comes back
-    unchanged (the same object), with the report saying why.
+    A library without any relative relocation (``R_X86_64_RELATIVE``, ...)
+    in ``.rela.dyn`` (``.rel.dyn``) comes back unchanged (the same object),
+    with the report saying why.
     """
     image = ElfImage(data, path, "relvec")
     if image.type != ET_DYN or image.dynamic is None or (image.dyn(DT_FLAGS_1) or 0) & DF_1_PIE:
@@ -146,11 +159,13 @@ def relvec(data, path, inclrel, exclrel):
     report = RelvecReport(path, base=min(p.vaddr for p in loads) if loads else 0,
                           bytes_before=len(data), bytes_after=len(data))
     report.span_before = report.span_after = _span(image)
-    relas = image.relas(DT_RELA, DT_RELASZ)
+    arch = image.arch
+    relas = image.dynamic_relocations()
     report.rela_before = report.rela_after = report.kept = len(relas)
-    report.relacount_before = report.relacount_after = image.dyn(DT_RELACOUNT) or 0
-    if not any(r.type == R_X86_64_RELATIVE for r in relas):
-        report.reason = "no R_X86_64_RELATIVE relocation in .rela.dyn"
+    report.relacount_before = report.relacount_after = image.dyn(_count_tag(arch)) or 0
+    if not any(r.type == arch.relative for r in relas):
+        report.reason = (f"no {arch.relocation_prefix}RELATIVE relocation in "
+                         f"{_section_name(arch)}")
         return data, report
     rela_index, rela_shdr = _rela_dyn_section(image)
     settled = _settle(image, relas, inclrel, exclrel, report)
@@ -162,7 +177,7 @@ def relvec(data, path, inclrel, exclrel):
     report.changed = True
     report.kept = len(kept)
     report.rela_after = len(kept) + 1
-    report.relacount_after = sum(r.type == R_X86_64_RELATIVE for r in kept)
+    report.relacount_after = sum(r.type == arch.relative for r in kept)
     report.bytes_after = len(out)
     report.span_after = _span(ElfImage(out, path))
     return out, report
@@ -175,14 +190,29 @@ def _span(image):
     return max(p.vaddr + p.memsz for p in loads) - min(p.vaddr for p in loads)
 
 
+def _section_name(arch):
+    return ".rela.dyn" if arch.rela else ".rel.dyn"
+
+
+def _count_tag(arch):
+    """DT_RELACOUNT, or DT_RELCOUNT of a REL table: its leading relative relocations."""
+    return DT_RELACOUNT if arch.rela else DT_RELCOUNT
+
+
 def _rela_dyn_section(image):
-    if image.dyn(DT_RELAENT) not in (None, RELA.size):
-        raise UnsupportedElfError("DT_RELAENT is not 24", image.path)
+    arch = image.arch
+    addr_tag, size_tag, entry_tag = arch.relocation_table()
+    entry = image.layout.entry_size(arch.rela)
+    addr_name, size_name, entry_name = (("DT_RELA", "DT_RELASZ", "DT_RELAENT") if arch.rela
+                                        else ("DT_REL", "DT_RELSZ", "DT_RELENT"))
+    if image.dyn(entry_tag) not in (None, entry):
+        raise UnsupportedElfError(f"{entry_name} is not {entry}", image.path)
     if not image.shdrs:
         raise UnsupportedElfError("no section headers", image.path)
-    index, shdr = image.section(".rela.dyn")
-    if shdr is None or shdr.addr != image.dyn(DT_RELA) or shdr.size != image.dyn(DT_RELASZ):
-        raise UnsupportedElfError("DT_RELA/DT_RELASZ do not describe the .rela.dyn section",
+    name = _section_name(arch)
+    index, shdr = image.section(name)
+    if shdr is None or shdr.addr != image.dyn(addr_tag) or shdr.size != image.dyn(size_tag):
+        raise UnsupportedElfError(f"{addr_name}/{size_name} do not describe the {name} section",
                                   image.path)
     return index, shdr
 
@@ -190,15 +220,17 @@ def _rela_dyn_section(image):
 # -- which relocations go -----------------------------------------------------
 
 def _settle(image, relas, inclrel, exclrel, report):
-    """{index in .rela.dyn: settled 64-bit value} for the relocations that go."""
+    """{index in .rela.dyn: settled word value} for the relocations that go."""
+    arch, word = image.arch, image.layout.word
+    prefix = arch.relocation_prefix
     writable = [(p.vaddr, p.vaddr + p.filesz) for p in image.phdrs
                 if p.type == PT_LOAD and p.flags & PF_W]
     syms = names = None
     settled = {}
     for k, r in enumerate(relas):
-        if r.type == R_X86_64_RELATIVE:
-            what, value = f"R_X86_64_RELATIVE at {r.offset:#x}", r.addend
-        elif r.type in (R_X86_64_GLOB_DAT, R_X86_64_64) and r.sym:
+        if r.type == arch.relative:
+            what, value = f"{prefix}RELATIVE at {r.offset:#x}", r.addend
+        elif r.type in (arch.glob_dat, arch.word) and r.sym:
             if syms is None:
                 syms = image.dynsyms()
                 names = {}
@@ -217,22 +249,22 @@ def _settle(image, relas, inclrel, exclrel, report):
             if exclrel and exclrel.matches(name):
                 report.kept_reasons.append((what, "excluded by exclrel"))
                 continue
-            if r.type == R_X86_64_GLOB_DAT and r.addend:
-                report.kept_reasons.append((what, "R_X86_64_GLOB_DAT with an addend"))
+            if r.type == arch.glob_dat and r.addend:
+                report.kept_reasons.append((what, f"{prefix}GLOB_DAT with an addend"))
                 continue
             value = sym.value + r.addend
         else:
             continue
-        if r.offset % WORD:
+        if r.offset % word:
             report.kept_reasons.append((what, "unaligned word"))
-        elif not any(lo <= r.offset and r.offset + WORD <= hi for lo, hi in writable):
+        elif not any(lo <= r.offset and r.offset + word <= hi for lo, hi in writable):
             report.kept_reasons.append((what, "word not in a writable segment's file bytes"))
         else:
-            settled[k] = value & MASK64
-    _drop_shared_words(relas, settled, report)
+            settled[k] = value & ((1 << 8 * word) - 1)
+    _drop_shared_words(relas, settled, report, word)
     for k in settled:
         r = relas[k]
-        if r.type == R_X86_64_RELATIVE:
+        if r.type == arch.relative:
             report.relative_settled += 1
         else:
             name = names[r.sym]
@@ -246,14 +278,14 @@ def _own_function(sym):
             and sym.other & STV_MASK in (STV_DEFAULT, STV_PROTECTED))
 
 
-def _drop_shared_words(relas, settled, report):
+def _drop_shared_words(relas, settled, report, word):
     """Keep every relocation whose word another relocation also writes."""
     kept_at = {r.offset for k, r in enumerate(relas) if k not in settled}
     seen = {}
     for k in settled:
         seen.setdefault(relas[k].offset, []).append(k)
     for offset, ks in seen.items():
-        if len(ks) > 1 or any(at in kept_at for at in range(offset - WORD + 1, offset + WORD)):
+        if len(ks) > 1 or any(at in kept_at for at in range(offset - word + 1, offset + word)):
             for k in ks:
                 del settled[k]
                 report.kept_reasons.append((f"relocation at {offset:#x}",
@@ -262,102 +294,128 @@ def _drop_shared_words(relas, settled, report):
 
 # -- the RELR table -----------------------------------------------------------
 
-def relr_encode(addresses):
-    """The ``DT_RELR`` encoding of a set of 8-aligned addresses."""
+def relr_encode(addresses, word=WORD):
+    """The ``DT_RELR`` encoding of a set of ``word``-aligned addresses (a
+    bitmap covers ``8 * word - 1`` words)."""
     addrs = sorted(set(addresses))
-    if any(a % WORD for a in addrs):
-        raise ValueError("RELR can only list 8-aligned words")
+    bits = 8 * word - 1
+    if any(a % word for a in addrs):
+        raise ValueError(f"RELR can only list {word}-aligned words")
     out, i = [], 0
     while i < len(addrs):
         out.append(addrs[i])
-        base = addrs[i] + WORD
+        base = addrs[i] + word
         i += 1
         while True:
             bitmap = 0
-            while i < len(addrs) and addrs[i] - base < BITS * WORD:
-                bitmap |= 1 << ((addrs[i] - base) // WORD)
+            while i < len(addrs) and addrs[i] - base < bits * word:
+                bitmap |= 1 << ((addrs[i] - base) // word)
                 i += 1
             if not bitmap:
                 break
             out.append((bitmap << 1) | 1)
-            base += BITS * WORD
+            base += bits * word
     return out
 
 
-def relr_decode(entries):
+def relr_decode(entries, word=WORD):
     """The addresses a ``DT_RELR`` table lists (the inverse of :func:`relr_encode`)."""
     addrs, base = [], None
+    bits = 8 * word - 1
     for entry in entries:
         if not entry & 1:
             addrs.append(entry)
-            base = entry + WORD
+            base = entry + word
             continue
         if base is None:
             raise ValueError("RELR table starts with a bitmap")
-        bits = entry >> 1
-        for i in range(BITS):
-            if bits >> i & 1:
-                addrs.append(base + i * WORD)
-        base += BITS * WORD
+        bitmap = entry >> 1
+        for i in range(bits):
+            if bitmap >> i & 1:
+                addrs.append(base + i * word)
+        base += bits * word
     return addrs
 
 
 # -- writing ------------------------------------------------------------------
 
 def _rewrite(image, rela_index, rela_shdr, relas, settled, kept, report):
+    arch, layout = image.arch, image.layout
+    word_size, word_code = layout.word, layout.word_code
+    code = arches.for_arch(arch.name)
     new_count = len(kept) + 1
-    new_size = new_count * RELA.size
-    # The .rela.dyn section shrinks in place: patch its header before the
+    new_size = new_count * layout.entry_size(arch.rela)
+    # The relocation section shrinks in place: patch its header before the
     # Appender copies the section headers.
     raw = bytearray(image.data)
-    at = image.shoff + rela_index * SHDR.size
-    raw[at + 32:at + 40] = struct.pack("<Q", new_size)           # sh_size
+    at = image.shoff + rela_index * layout.shdr.size
+    raw[at:at + layout.shdr.size] = dataclasses.replace(rela_shdr, size=new_size).pack(layout)
     image = ElfImage(bytes(raw), image.path)
     appender = Appender(image)
     rela_moves = _make_room(appender, image, 2)
-    table = relr_encode(relas[k].offset for k in settled)
-    table_bytes = struct.pack(f"<{len(table)}Q", *table)
-    table_at = appender.alloc(len(table_bytes), WORD)
-    appender.add_section(TABLE_SECTION, table_at, len(table_bytes), SHF_ALLOC, WORD, WORD)
+    table = relr_encode((relas[k].offset for k in settled), word_size)
+    table_bytes = struct.pack(f"<{len(table)}{word_code}", *table)
+    table_at = appender.alloc(len(table_bytes), word_size)
+    appender.add_section(TABLE_SECTION, table_at, len(table_bytes), SHF_ALLOC, word_size,
+                         word_size)
     appender.put(table_at, table_bytes)
-    rela_at = image.dyn(DT_RELA)
+    addr_tag, size_tag, _ = arch.relocation_table()
+    rela_at = image.dyn(addr_tag)
     if rela_moves:
-        rela_at = appender.alloc(new_size, WORD)
-        appender.move_section(".rela.dyn", rela_at, new_size)
-        appender.set_dynamic(DT_RELA, rela_at)
-    code_size = x86_64.RELVEC_FIXUP_SIZE
+        rela_at = appender.alloc(new_size, word_size)
+        appender.move_section(_section_name(arch), rela_at, new_size)
+        appender.set_dynamic(addr_tag, rela_at)
+    code_size = code.RELVEC_FIXUP_SIZE
     code_at = appender.alloc(code_size, 16, PF_R | PF_X, section=CODE_SECTION)
     word = min(relas[k].offset for k in settled)
-    if abs(word - code_at) > RIP_REACH:
-        raise UnsupportedElfError(f"the word at {word:#x} is more than 2 GiB from the new "
-                                  "segments: the fixup routine cannot reach it", image.path)
-    appender.put(code_at, x86_64.relvec_fixup(code_at, table_at, table_at + len(table_bytes),
-                                              word))
-    fixup = Rela(word, rela_info(0, R_X86_64_IRELATIVE), code_at)
-    relative = [r for r in kept if r.type == R_X86_64_RELATIVE]
-    irelative = [r for r in kept if r.type == R_X86_64_IRELATIVE]
-    others = [r for r in kept if r.type not in (R_X86_64_RELATIVE, R_X86_64_IRELATIVE)]
+    _check_reach(image, code_at, word)
+    table_end = table_at + len(table_bytes)
+    fixup_args = (code_at, table_at, table_end, word) + (() if arch.rela else (settled_value(
+        relas, settled, word),))
+    appender.put(code_at, code.relvec_fixup(*fixup_args))
+    fixup = layout.relocation(word, 0, arch.irelative, code_at, arch.rela)
+    relative = [r for r in kept if r.type == arch.relative]
+    irelative = [r for r in kept if r.type == arch.irelative]
+    others = [r for r in kept if r.type not in (arch.relative, arch.irelative)]
     packed = b"".join(r.pack() for r in relative + others + [fixup] + irelative)
     if rela_moves:
         appender.put(rela_at, packed)
     else:
         appender.patch(rela_at, packed + bytes(rela_shdr.size - len(packed)))
-    appender.set_dynamic(DT_RELASZ, new_size)
-    if image.dyn(DT_RELACOUNT) is not None:
-        appender.set_dynamic(DT_RELACOUNT, len(relative))
+    appender.set_dynamic(size_tag, new_size)
+    if image.dyn(_count_tag(arch)) is not None:
+        appender.set_dynamic(_count_tag(arch), len(relative))
     for k, value in settled.items():
-        appender.patch(relas[k].offset, struct.pack("<Q", value))
+        if arch.rela or relas[k].offset != word:
+            appender.patch(relas[k].offset, struct.pack(f"<{word_code}", value))
+    if not arch.rela:       # REL: the IRELATIVE's addend, the routine, is its word
+        appender.patch(word, struct.pack(f"<{word_code}", code_at))
     report.table_bytes = len(table_bytes)
     report.code_bytes = code_size
     return appender.write()
+
+
+def settled_value(relas, settled, word):
+    """The settled value of the word at ``word``."""
+    return next(value for k, value in settled.items() if relas[k].offset == word)
+
+
+def _check_reach(image, code_at, word):
+    """The routine at ``code_at`` must reach ``word`` (and its table, next to it)."""
+    reach = REACH[image.arch.name]
+    if reach is not None and abs(word - code_at) > reach[0]:
+        distance = "2 GiB" if reach[0] < (1 << 31) else "4 GiB"
+        raise UnsupportedElfError(f"the word at {word:#x} is more than {distance} from the new "
+                                  f"segments: the fixup routine ({reach[1]}) cannot reach it",
+                                  image.path)
 
 
 def _make_room(appender, image, new_segments):
     """Move tables out of the way of a program header table ``new_segments``
     entries longer, the way :class:`~elfvector.elfwrite.Appender` slides
     ``.interp``/``.note.*``.  Returns whether ``.rela.dyn`` must move too."""
-    old_end = image.phoff + image.phnum * PHDR.size
-    table_end = old_end + new_segments * PHDR.size
+    old_end = image.phoff + image.phnum * image.layout.phdr.size
+    table_end = old_end + new_segments * image.layout.phdr.size
     moved, rela_moves = set(), False
     while True:
         staying = sorted((i for i, s in enumerate(image.shdrs)
@@ -381,7 +439,7 @@ def _make_room(appender, image, new_segments):
             return rela_moves
         for i in blockers:
             name = image.section_names[i]
-            if name == ".rela.dyn":
+            if name == _section_name(image.arch):
                 rela_moves = True
             elif name in MOVABLE and image.dyn(MOVABLE[name]) == image.shdrs[i].addr:
                 shdr = image.shdrs[i]
