@@ -31,7 +31,7 @@ SUPPORTED = {
     "vectool --mode=rpathrm": (_ALL, None),
     "vecstat": (_X86_64, "it finds the library that serves each import with elfvector.ldso, "
                          "whose model of ld.so is x86-64's"),
-    "relvec": (_X86_64, "its fix-up routine is x86-64 code"),
+    "relvec": (_ALL, None),
     "retroimp": (_ALL, None),
     "expvec": (_X86_64, _ELFVECTOR_CODE),
     "impvec": (_X86_64, _ELFVECTOR_CODE),
