@@ -26,6 +26,7 @@ from .patterns import DEFAULT_IMPORT_EXCLUDES, PatternList
 from .vecfile import MAGIC, Slot, Vector, vector_name_for_soname
 
 UNRESOLVED = "unresolved"
+OPERATION = "vecstat"   #: files are read for it: the architectures arch.SUPPORTED gives it
 _ELF_MAGIC = b"\x7fELF"
 
 
@@ -108,7 +109,7 @@ def open_inputs(paths, unreadable, skipped=None):
             continue
         seen.add((st.st_dev, st.st_ino))
         try:
-            image = ElfImage(read_elf_file(path), path, "vecstat")
+            image = ElfImage(read_elf_file(path), path, OPERATION)
         except ElfvectorError as e:
             skipped.append((path, e.reason, isinstance(e, UnsupportedElfError)))
             continue
@@ -126,9 +127,13 @@ def _magic(path):
         return f.read(4)
 
 
-def scan(paths, library_path=()):
-    """Count the undefined dynamic functions of the ELF files in ``paths``."""
-    stats = Stats(ldd=Ldd(":".join(library_path)))
+def scan(paths, library_path=(), root=""):
+    """Count the undefined dynamic functions of the ELF files in ``paths``,
+    their libraries found as ld.so would find them with ``library_path``
+    (LD_LIBRARY_PATH's directories) in a system under the directory
+    ``root`` ("": this one; a sysroot of another system's packages, say of
+    another architecture, as ``ldd`` would in a chroot of it)."""
+    stats = Stats(ldd=Ldd(":".join(library_path), root=root, operation=OPERATION))
     skipped = []
     for image in open_inputs(paths, stats.unreadable, skipped):
         try:
@@ -224,7 +229,7 @@ def find_library(stats, lib_arg):
     the libraries of the same soname.  A soname no group has is looked for
     as ld.so would, for the first file."""
     if "/" in lib_arg:
-        elf = stats.ldd.files.get(lib_arg, ElfImage(read_elf_file(lib_arg), lib_arg))
+        elf = stats.ldd.files.get(lib_arg, ElfImage(read_elf_file(lib_arg), lib_arg, OPERATION))
         groups = [g for k, g in stats.groups.items() if k == elf.path]
         soname = elf.soname or os.path.basename(lib_arg)
     else:

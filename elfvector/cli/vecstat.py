@@ -25,8 +25,12 @@ from . import check_outputs, command, warn, write_text
                    "error).")
 @click.option("-o", "--output", metavar="FILE",
               help="Write to FILE (replaced atomically) instead of standard output.")
+@click.option("--root", metavar="DIR", type=click.Path(exists=True, file_okay=False),
+              help="Find the libraries as ld.so would in a chroot of DIR (a sysroot: another "
+                   "system's files, say of another architecture): its system directories, "
+                   "its ld.so.cache and LD_LIBRARY_PATH are inside DIR.")
 @click.argument("files", nargs=-1, required=True, metavar="FILE...")
-def main(lib, top, all_functions, no_default_excludes, if_used, output, files):
+def main(lib, top, all_functions, no_default_excludes, if_used, output, root, files):
     """Undefined dynamic functions of FILE... by frequency, per library.
 
     Each function is counted once per file that imports it, under the
@@ -43,7 +47,7 @@ def main(lib, top, all_functions, no_default_excludes, if_used, output, files):
         raise click.UsageError("--all, --no-default-excludes and --if-used need --emit-vec")
     check_outputs(output)
     library_path = [d for d in os.environ.get("LD_LIBRARY_PATH", "").split(":") if d]
-    stats = scan(list(files), library_path)
+    stats = scan(list(files), library_path, root or "")
     for path, reason in stats.unreadable:
         warn("vecstat", f"{path}: cannot read: {reason}")
     for name in sorted(stats.missing):
