@@ -29,8 +29,7 @@ SUPPORTED = {
     "recovervec": (_ALL, None),
     "retrovec": (_ALL, None),
     "vectool --mode=rpathrm": (_ALL, None),
-    "vecstat": (_X86_64, "it finds the library that serves each import with elfvector.ldso, "
-                         "whose model of ld.so is x86-64's"),
+    "vecstat": (_ALL, None),
     "relvec": (_ALL, None),
     "retroimp": (_ALL, None),
     "expvec": (_X86_64, _ELFVECTOR_CODE),
