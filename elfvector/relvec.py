@@ -179,7 +179,7 @@ def relvec(data, path, inclrel, exclrel):
     report.rela_after = len(kept) + 1
     report.relacount_after = sum(r.type == arch.relative for r in kept)
     report.bytes_after = len(out)
-    report.span_after = _span(ElfImage(out, path))
+    report.span_after = _span(ElfImage(out, path, "relvec"))
     return out, report
 
 
@@ -350,7 +350,7 @@ def _rewrite(image, rela_index, rela_shdr, relas, settled, kept, report):
     raw = bytearray(image.data)
     at = image.shoff + rela_index * layout.shdr.size
     raw[at:at + layout.shdr.size] = dataclasses.replace(rela_shdr, size=new_size).pack(layout)
-    image = ElfImage(bytes(raw), image.path)
+    image = ElfImage(bytes(raw), image.path, "relvec")
     appender = Appender(image)
     rela_moves = _make_room(appender, image, 2)
     table = relr_encode((relas[k].offset for k in settled), word_size)
