@@ -154,9 +154,10 @@ def scan(paths, library_path=(), root=""):
 
 def _nothing_counted(paths, unreadable, skipped):
     """The error when no argument could be counted: the one file's reason,
-    or, among several, the first ELF file vecstat does not handle (an
-    i386 library is no "not dynamically linked" file), else that none is
-    a dynamically linked ELF file."""
+    or, among several, the first ELF file vecstat does not handle (a
+    library of another architecture, say 32-bit ARM, is no "not
+    dynamically linked" file), else that none is a dynamically linked ELF
+    file."""
     if len(paths) == 1:
         reason = f"cannot read: {unreadable[0][1]}" if unreadable else skipped[0][1]
         raise ElfvectorError(reason, paths[0])
@@ -219,7 +220,7 @@ def format_report(stats, top=None):
         lines.append(group.label)
         rows = group.ranked()
         lines.extend(f"{n:7d} {label}" for n, label in rows[:top])
-    return "\n".join(lines) + "\n"
+    return "".join(line + "\n" for line in lines)
 
 
 def find_library(stats, lib_arg):
