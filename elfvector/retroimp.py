@@ -41,11 +41,12 @@ from .vecfile import MAGIC
 MARKER_SECTION = ".elfvector.resolvers"
 
 
-def retroimp(xclude_arg, vectors, path, library_path=()):
+def retroimp(xclude_arg, vectors, path, library_path=(), root=""):
     """Return (new file bytes, ImportPlan) for the ELF file at ``path``.
 
     Its libraries are those ld.so loads for it (:mod:`elfvector.ldso`), with
-    ``library_path`` in front of LD_LIBRARY_PATH."""
+    ``library_path`` in front of LD_LIBRARY_PATH, in a chroot of ``root``
+    ("": this system; a sysroot of the file's architecture)."""
     image = ElfImage(read_elf_file(path), path, "retroimp")
     if image.dynamic is None:
         raise UnsupportedElfError("statically linked: nothing to bind", path)
@@ -59,7 +60,8 @@ def retroimp(xclude_arg, vectors, path, library_path=()):
     callable_only = {(syms.names[i], syms.version_of(i)[0]) for i in jump_slots}
     excludes = PatternList.from_arg(xclude_arg, "xclude", DEFAULT_IMPORT_EXCLUDES)
     env_path = [d for d in os.environ.get("LD_LIBRARY_PATH", "").split(":") if d]
-    linkmap = Ldd(":".join(list(library_path) + env_path)).linkmap(path, image)
+    ldd = Ldd(":".join(list(library_path) + env_path), root=root, operation="retroimp")
+    linkmap = ldd.linkmap(path, image)
     decided = plan(linkmap, {v.name: v for v in vectors}, excludes, callable_only)
     groups = _slot_groups(image, syms, jump_slots, decided)
     if not groups:

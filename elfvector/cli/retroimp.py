@@ -14,11 +14,15 @@ USAGE = "retroimp [OPTIONS] XCLUDE EXPORT.VEC... A.ELF"
 @click.option("-o", "--output", metavar="FILE", help="Write the new file to FILE, not stdout.")
 @click.option("-L", "--library-path", "library_path", multiple=True, metavar="DIR",
               help="Look for the vectored libraries in DIR first (also LD_LIBRARY_PATH).")
+@click.option("--root", metavar="DIR", type=click.Path(exists=True, file_okay=False),
+              help="Find the libraries as ld.so would in a chroot of DIR (a sysroot: another "
+                   "system's files, say of another architecture): its system directories, "
+                   "its ld.so.cache, LD_LIBRARY_PATH and -L are inside DIR.")
 @click.option("-v", "--verbose", is_flag=True,
               help="List the functions kept bound by name, and why.")
 @click.argument("xclude")
 @click.argument("args", nargs=-1, required=True, metavar="EXPORT.VEC... A.ELF")
-def main(output, library_path, verbose, xclude, args):
+def main(output, library_path, root, verbose, xclude, args):
     """Bind the PLT of the linked program or library A.ELF through the
     vectors in the EXPORT.VEC files.
 
@@ -40,7 +44,7 @@ def main(output, library_path, verbose, xclude, args):
     data = read_input(path, USAGE)
     check_outputs(output)
     vectors = [read_vec(p) for p in vec_paths]
-    new, decided = retroimp(xclude, vectors, path, library_path)
+    new, decided = retroimp(xclude, vectors, path, library_path, root or "")
     for message in decided.warnings:
         warn("retroimp", message)
     if verbose:
