@@ -8,12 +8,11 @@ pages ld.so writes anyway (:func:`pages_written_anyway`): the GOT's dead
 header words, and the words past ``.bss`` in the last writable page.
 """
 
-from ..elfimage import PF_W, PT_LOAD
+from ..elfimage import PF_W, PT_LOAD, SHF_ALLOC, SHT_NOBITS
 from ..errors import UnsupportedElfError
 from .model import Settle, SettleZero
 from .output import PAGE, align_up, page_end
 
-WORD = 8
 DT_PLTGOT, DT_DEBUG = 3, 21
 
 
@@ -21,7 +20,7 @@ def page_of(address):
     return address // PAGE
 
 
-def added_words(rw, out, count):
+def added_words(rw, out, count, exclude=()):
     """Addresses of ``count`` words for the checks' GLOB_DATs and the
     fix-up (``rw``: the staged rewrite), on pages ld.so writes anyway when
     they have room (a page dirtied for them alone costs a copy-on-write
@@ -31,15 +30,16 @@ def added_words(rw, out, count):
     dead header words, then more words past ``.bss``.  No section header
     covers words past ``.bss`` (the segment's memory size does): ``.bss``
     keeps its size, as valgrind requires, and gdb finds no section its
-    separate debug file lacks."""
+    separate debug file lacks.  ``exclude``: dead header words taken already."""
+    word = rw.arch.word
     last = max((p for p in out.phdrs if p.type == PT_LOAD and p.flags & PF_W),
                key=lambda p: p.vaddr, default=None)
-    dead = dead_got_words(rw)
+    dead = [w for w in dead_got_words(rw) if w not in exclude]
     if last is None and count > len(dead):
         raise UnsupportedElfError("no writable segment for the check words", rw.obj.source)
     dirty = pages_written_anyway(rw, out)
-    bss = align_up(last.vaddr + last.memsz, WORD) if last is not None else None
-    bss_dirty = (page_end(bss + 1) - bss) // WORD if bss is not None and \
+    bss = align_up(last.vaddr + last.memsz, word) if last is not None else None
+    bss_dirty = (page_end(bss + 1) - bss) // word if bss is not None and \
         page_of(bss) in dirty else 0
     words = [w for w in dead if page_of(w) in dirty][:count]
     past_bss = min(count - len(words), bss_dirty)
@@ -47,19 +47,19 @@ def added_words(rw, out, count):
     past_bss = count - len(words)
     in_dead = len(words)
     if past_bss:
-        last.memsz = bss + WORD * past_bss - last.vaddr
-        words += [bss + WORD * k for k in range(past_bss)]
-    rw.report.check_words = _where_words(in_dead, bss, past_bss, bss_dirty)
+        last.memsz = bss + word * past_bss - last.vaddr
+        words += [bss + word * k for k in range(past_bss)]
+    rw.report.check_words = _where_words(in_dead, bss, past_bss, bss_dirty, word)
     rw.report.check_pages = len({page_of(w) for w in words} - dirty)
     return words
 
 
-def _where_words(in_dead, bss, past_bss, bss_dirty):
+def _where_words(in_dead, bss, past_bss, bss_dirty, word):
     """The report's words on where :func:`added_words` put them."""
     where = [f"{in_dead} in the GOT's dead header"] if in_dead else []
     if past_bss:
         page = ("its last page, written anyway" if past_bss <= bss_dirty else
-                "a new page" if page_of(bss + WORD * past_bss - 1) != page_of(bss - 1)
+                "a new page" if page_of(bss + word * past_bss - 1) != page_of(bss - 1)
                 else "its last page")
         where.append(f"{past_bss} at {bss:#x}, past .bss in {page}")
     return ", ".join(where) or "none"
@@ -70,13 +70,34 @@ def dead_got_words(rw):
     resolver, which ``elf_machine_runtime_setup`` stores only for
     DT_JMPREL, which the output keeps only for lazy slots.  Only when they
     are zero writable file bytes that no relocation writes."""
-    got = rw.image.dyn(DT_PLTGOT)
-    if rw.lazy or not got or not rw.in_writable_file_bytes(got + WORD) or \
-            not rw.in_writable_file_bytes(got + 2 * WORD) or \
-            rw.image.read(got + WORD, 2 * WORD) != bytes(2 * WORD) or \
-            any(got + WORD <= r.rela.offset < got + 3 * WORD for r in rw.relocs):
+    got, word = rw.image.dyn(DT_PLTGOT), rw.arch.word
+    if rw.lazy or not got or not rw.in_writable_file_bytes(got + word) or \
+            not rw.in_writable_file_bytes(got + 2 * word) or \
+            rw.image.read(got + word, 2 * word) != bytes(2 * word) or \
+            any(got + word <= r.rela.offset < got + 3 * word for r in rw.relocs):
         return []
-    return [rw.mv(got) + WORD, rw.mv(got) + 2 * WORD]
+    return [rw.mv(got) + word, rw.mv(got) + 2 * word]
+
+
+def padding_words(rw):
+    """Words of the writable segments' file bytes that no section covers
+    (alignment padding, as between ``.got.plt`` and a 32-aligned ``.data``),
+    that hold 0 and that no relocation writes: free words with file
+    contents, at new addresses.  A REL object's fix-up needs one."""
+    image, word = rw.image, rw.arch.word
+    covered = sorted((s.addr, s.addr + s.size) for s in image.shdrs
+                     if s.flags & SHF_ALLOC and s.type != SHT_NOBITS and s.size)
+    written = {r.rela.offset for r in rw.relocs}
+    free = []
+    for p in rw.loads:
+        if not p.flags & PF_W:
+            continue
+        for at in range(align_up(p.vaddr, word), p.vaddr + p.filesz - word + 1, word):
+            if at in written or any(start < at + word and at < end for start, end in covered):
+                continue
+            if image.read(at, word) == bytes(word):
+                free.append(rw.mv(at))
+    return free
 
 
 def pages_written_anyway(rw, out):

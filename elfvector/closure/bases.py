@@ -5,6 +5,13 @@ line's name is the soname, else the file name).  A new addrfile starts at a
 random 2 MiB boundary (:func:`random_top`), as ``prelink -R`` did, so each
 machine gets its own bases; new libraries go below every other base, each
 with room to grow (:func:`elfvector.addrfile.room_for`).
+
+The region depends on the architecture (:func:`region_of`): prelink's
+x86-64 one on 64-bit architectures, prelink's i386 one (between a
+program's heap and the mmap area under the stack) on i386.  An addrfile
+may list the libraries of several architectures: a library other than
+x86-64's is named ``ARCH:soname`` there (i386's libc.so.6 is not
+x86-64's).
 """
 
 import os
@@ -14,6 +21,8 @@ from .. import addrfile as addresses
 
 PAGE = 0x1000
 PT_LOAD = 1
+#: prelink's i386 region (``-r`` default 0x41000000 .. 0x50000000)
+I386_REGION = addresses.Region(top=0x50000000, bottom=0x41000000)
 
 
 def assign_bases(libraries, options):
@@ -23,9 +32,11 @@ def assign_bases(libraries, options):
     bases, limits = {}, {}
     with addresses.locked(path) as assignments:
         assignments = list(assignments)
-        region = addresses.DEFAULT_REGION
+        region = region_of(libraries)
+        # the bases in this architecture's region: another's are elsewhere
+        assignments = [a for a in assignments if region.bottom <= a.base < region.top]
         if not assignments:
-            region = addresses.Region(top=random_top(libraries, options.seed),
+            region = addresses.Region(top=random_top(libraries, options.seed, region),
                                       bottom=region.bottom)
         for elf in libraries:
             name, span = addrfile_name(elf), address_span(elf.image.phdrs)
@@ -37,20 +48,29 @@ def assign_bases(libraries, options):
             bases[elf.path] = base
         for elf in libraries:
             above = [a.base for a in assignments if a.base > bases[elf.path]]
-            limits[elf.path] = min(above, default=addresses.DEFAULT_REGION.top)
+            limits[elf.path] = min(above, default=region_of(libraries).top)
     return bases, limits
 
 
+def region_of(libraries):
+    """Where the bases of ``libraries`` (of one architecture) go."""
+    if libraries and libraries[0].machine.address_end <= 1 << 32:
+        return I386_REGION
+    return addresses.DEFAULT_REGION
+
+
 def addrfile_name(elf):
-    """The addrfile's name of a library: its soname, else its file name."""
-    return elf.soname or os.path.basename(elf.path)
+    """The addrfile's name of a library: its soname, else its file name;
+    ``ARCH:`` before it for an architecture other than x86-64."""
+    name = elf.soname or os.path.basename(elf.path)
+    return name if elf.machine.name == "x86_64" else f"{elf.machine.name}:{name}"
 
 
-def random_top(libraries, seed=None):
-    """Where a new addrfile starts: a 2 MiB boundary chosen at random (from
-    os.urandom, or from ``seed``) in the upper part of the region that
-    leaves room below for the whole closure."""
-    region = addresses.DEFAULT_REGION
+def random_top(libraries, seed=None, region=addresses.DEFAULT_REGION):
+    """Where a new addrfile (or an architecture's first libraries in one)
+    starts: a 2 MiB boundary chosen at random (from os.urandom, or from
+    ``seed``) in the upper part of ``region`` that leaves room below for the
+    whole closure."""
     needed = sum(addresses.room_for(address_span(elf.image.phdrs)) for elf in libraries)
     lowest_top = region.bottom + needed
     choices = max((region.top - lowest_top) // addresses.MIB2, 0) + 1

@@ -27,17 +27,17 @@ import fcntl
 import hashlib
 import os
 import stat
-import struct
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from .. import __version__
 from ..atomic import write_bytes
-from ..elfimage import SHF_ALLOC, SHT_NOBITS
+from ..elfimage import LAYOUTS, SHF_ALLOC, SHT_NOBITS
 from ..errors import OutputError
 from ..ldso import FileCache
 from .bases import address_span, assign_bases
+from .machine import OPERATION
 from .manifest import Manifest, RetroError, with_recorded_settings
 from .refuse import refuse_program
 from .resolve import ClosureOptions, plan_closure, program_lookups, read_closure, summarize
@@ -55,7 +55,9 @@ class RetroOptions:
     takes what DIR's manifest records (:func:`with_recorded_settings`), a
     new DIR none; ``fixed_bases`` False is --no-fixed-bases (no addrfile
     needed); ``seed`` makes a new addrfile's random top reproducible;
-    ``progress``, if given, is called as ``progress(done, total, what)``."""
+    ``progress``, if given, is called as ``progress(done, total, what)``;
+    ``root`` is the directory the programs' ld.so and every path it opens
+    are under (a sysroot of another system's packages; None: this system)."""
 
     outdir: str
     addrfile: str = None
@@ -65,11 +67,12 @@ class RetroOptions:
     fixed_bases: bool = True
     seed: int = None
     progress: object = None
+    root: str = None
 
     def closure_options(self):
         return ClosureOptions(outdir=os.path.abspath(self.outdir), libdir=self.libdir,
                               exclude=tuple(self.exclude or ()),
-                              keep_interposable=bool(self.keep_interposable))
+                              keep_interposable=bool(self.keep_interposable), root=self.root)
 
 
 @dataclass
@@ -136,7 +139,7 @@ def retro(programs, options):
 def _retro(programs, options, outdir, start):
     old = Manifest.read(outdir)
     options, settings = with_recorded_settings(options, old)
-    files = FileCache()
+    files = FileCache(OPERATION)
     programs = _all_programs(old, programs, outdir, files)
     if not programs:
         raise RetroError("no program given, and no earlier run recorded one", outdir)
@@ -284,23 +287,11 @@ def _check_room(plan, outputs, reports, limits):
                              "addrfile and rerun", obj.source)
 
 
-@dataclass
-class _Phdr:
-    type: int
-    vaddr: int
-    memsz: int
-
-
 def _phdrs(data):
-    """The program headers of an ELF64 file (the type, address and size)."""
-    phoff, = struct.unpack_from("<Q", data, 32)
-    phentsize, phnum = struct.unpack_from("<HH", data, 54)
-    out = []
-    for k in range(phnum):
-        ptype, _, _, vaddr, _, _, memsz, _ = struct.unpack_from("<IIQQQQQQ", data,
-                                                               phoff + k * phentsize)
-        out.append(_Phdr(ptype, vaddr, memsz))
-    return out
+    """The program headers of an output file."""
+    layout = LAYOUTS[data[4]]
+    phoff, phentsize, phnum = (layout.ehdr.unpack_from(data)[k] for k in (5, 9, 10))
+    return [layout.unpack_phdr(data, phoff + k * phentsize) for k in range(phnum)]
 
 
 def _rows(closure, plan, outputs, reports, bases):

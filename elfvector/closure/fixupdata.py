@@ -14,10 +14,9 @@ import os
 import struct
 
 from ..elfimage import PT_INTERP, gnu_hash
-from ..relvec import relr_encode
 from .output import PAGE, align_up
-from .x86_64 import fixup, preload
 
+#: the alignment of the strings and tables (a word of either class)
 WORD = 8
 PRELOAD_SUFFIX = (" would interpose pre-bound symbols "
                   "(set ELFVECTOR_PRELOAD=ignore to run anyway)\n")
@@ -29,23 +28,22 @@ ENVIRON_PATH = b"/proc/self/environ\0"
 
 class FixupData:
     """The fix-up routine's read-only data (see :mod:`.x86_64.fixup` for the
-    header and entries), the RELR lists, and in a program the preload
+    header and entries, words of the object's class), the RELR lists, and in a program the preload
     check's names and strings.  Its sorted table of pre-bound names goes
     apart (:class:`.layout.PreboundPlace`): loaded when it fits in bytes already
     mapped, else in a section of the file that is not loaded, with a Bloom
     filter of them in loaded bytes when there is room for one."""
 
-    #: words before the strings: DT_DEBUG's address, the file table's
-    #: mapping (3), the loaded table, the filter (address; mask and shift)
-    PRELOAD_WORDS = 7
-
     def __init__(self, rw, own, deps):
         self.rw = rw
+        self.arch = arch = rw.arch
+        self.word = arch.word
+        fixup = arch.fixup
         entries = []
         if own:
-            entries.append((rw.own_word, rw.own_word, _relr_bytes(own)))
+            entries.append((rw.own_word, rw.own_expected, arch.relr_encode(own)))
         for word, (check, _) in zip(rw.check_words, rw.checks):
-            entries.append((word, check.expected, _relr_bytes(deps[check.obj])))
+            entries.append((word, check.expected, arch.relr_encode(deps[check.obj])))
         self.entries = entries
         self.lists_at = fixup.HEADER_SIZE + fixup.ENTRY_SIZE * len(entries)
         self.size = self.lists_at + sum(len(relr) for _, _, relr in entries)
@@ -54,7 +52,7 @@ class FixupData:
             self._preload_data()
 
     def _preload_data(self):
-        obj = self.rw.obj
+        obj, preload, word = self.rw.obj, self.arch.preload, self.word
         names = {os.path.basename(n).encode("utf-8", "surrogateescape")
                  for n in obj.expected_objects}
         names |= {preload.VDSO_NAME.encode()} | self._interp_names()
@@ -67,15 +65,17 @@ class FixupData:
                         b"elfvector: " + program + b": LD_PRELOAD'ed ",
                         PRELOAD_SUFFIX.encode(), PRELOAD_UNREADABLE.encode(),
                         ENVIRON_PATH, preload.PROC_EXE, PRELOAD_IGNORE]
-        fields = self.size
-        offsets, cursor = [], fields + self.PRELOAD_WORDS * WORD
+        # words before the strings: DT_DEBUG's address, the file table's
+        # mapping (3), the loaded table, the filter (address; u32 mask and shift)
+        fields = align_up(self.size, WORD)
+        offsets, cursor = [], fields + 6 * word + 8
         for data in self.strings:
             offsets.append(cursor)
             cursor += align_up(len(data), WORD)
         self.size = cursor
         self.preload = preload.PreloadLayout(
             debug=fields, names=offsets[0], names_count=len(self.strings[0]) // 4,
-            table=fields + WORD, loaded=fields + 4 * WORD, filter=fields + 5 * WORD,
+            table=fields + word, loaded=fields + 4 * word, filter=fields + 5 * word,
             header=offsets[1], prebound_count=len(self.prebound) // 4,
             prefix=offsets[2], prefix_len=len(self.strings[2]),
             suffix=offsets[3], suffix_len=len(self.strings[3]),
@@ -104,44 +104,41 @@ class FixupData:
         each, :func:`.preload.bloom_positions`)."""
         words = [0] * max((1 << bits) // 64, 1)
         for name in self.prebound_names:
-            for bit in preload.bloom_positions(gnu_hash(name), bits):
+            for bit in self.arch.preload.bloom_positions(gnu_hash(name), bits):
                 words[bit // 64] |= 1 << (bit % 64)
         return struct.pack(f"<{len(words)}Q", *words)
 
     def content(self, at, place=None):
         """The bytes at link-time address ``at``; ``place`` says where a
         program's pre-bound names went."""
-        rw = self.rw
-        out = bytearray(struct.pack("<QQQ", at, rw.result_word, at + self.lists_at))
+        rw, pack = self.rw, self._pack
+        out = bytearray(pack(at, rw.result_word or 0, at + self.lists_at))
         lists, cursor = bytearray(), at + self.lists_at
         for word, expected, relr in self.entries:
-            out += struct.pack("<QQQQ", word, expected, cursor, cursor + len(relr))
+            out += pack(word, expected, cursor, cursor + len(relr))
             lists += relr
             cursor += len(relr)
         out += lists
         if self.preload is not None:
+            out += bytes(self.preload.debug - len(out))
             out += self._preload_fields(place)
             for data in self.strings:
                 out += data + bytes(align_up(len(data), WORD) - len(data))
         assert len(out) == self.size
         return bytes(out)
 
+    def _pack(self, *words):
+        return b"".join(self.arch.pack_word(w) for w in words)
+
     def _preload_fields(self, place):
         mapping = (0, 0, 0)
         if place.file_offset is not None:
             page = place.file_offset // PAGE * PAGE
-            mapping = (page, place.file_offset + len(self.file_table()) - page,
+            mapping = (page // self.arch.preload.MAP_OFFSET_UNIT, place.file_offset + len(self.file_table()) - page,
                        place.file_offset - page)
         bits = place.filter_bits
-        filter_fields = (place.filter_at, (1 << bits) - 1 if bits else 0,
-                         32 - bits if bits else 0)
-        return struct.pack("<QQQQQQII", self.rw.debug_word(), *mapping, place.loaded,
-                           *filter_fields)
-
-
-def _relr_bytes(words):
-    entries = relr_encode(words)
-    return struct.pack(f"<{len(entries)}Q", *entries)
+        return (self._pack(self.rw.debug_word(), *mapping, place.loaded, place.filter_at)
+                + struct.pack("<II", (1 << bits) - 1 if bits else 0, 32 - bits if bits else 0))
 
 
 def _hash_table(names, low_bit=False):

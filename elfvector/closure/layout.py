@@ -26,21 +26,23 @@ object needs.
 
 from dataclasses import dataclass
 
-from ..elfimage import (PF_R, PF_W, PF_X, PHDR, PT_LOAD, RELA, SHF_ALLOC, SHF_EXECINSTR,
+from ..elfimage import (PF_R, PF_W, PF_X, PT_LOAD, SHF_ALLOC, SHF_EXECINSTR,
                         SHT_NOBITS, SHT_PROGBITS)
 from ..errors import UnsupportedElfError
 from .model import IrelativeForeign
 from .output import NewSection, align_up, page_end
-from .x86_64 import asm, fixup, plt
+from .x86_64 import asm
 
+#: the alignment of the data the rewrite adds (a word on either class)
 WORD = 8
-SHT_RELA, SHT_NOTE = 4, 7
+SHT_NOTE = 7
 FIXUP_SECTION, DATA_SECTION = ".elfvector.text", ".elfvector.data"
 PREBOUND_SECTION, FILTER_SECTION = ".elfvector.prebound", ".elfvector.filter"
 
 #: the tables the window may lay out again (besides every SHT_NOTE section)
 WINDOW_TABLES = (".interp", ".gnu.hash", ".hash", ".dynsym", ".dynstr", ".gnu.version",
-                 ".gnu.version_d", ".gnu.version_r", ".rela.dyn", ".rela.plt", ".relr.dyn")
+                 ".gnu.version_d", ".gnu.version_r", ".rela.dyn", ".rela.plt", ".rel.dyn",
+                 ".rel.plt", ".relr.dyn")
 
 
 @dataclass
@@ -114,7 +116,7 @@ def table_window(image):
     if first.offset != 0 or first.flags & PF_W:
         raise UnsupportedElfError("the first PT_LOAD does not map the headers read-only",
                                   image.path)
-    phdrs_end = first.vaddr + image.phoff + image.phnum * PHDR.size
+    phdrs_end = first.vaddr + image.phoff + image.phnum * image.layout.phdr.size
     inside = sorted((i for i, s in enumerate(image.shdrs)
                      if s.flags & SHF_ALLOC and first.vaddr <= s.addr < first.vaddr + first.memsz
                      and s.addr >= phdrs_end),
@@ -171,13 +173,13 @@ class Placement:
     def _contents(self, image):
         rw, obj = self.rw, self.rw.obj
         self.contents = rw.symbols.tables()
-        self.contents[".rela.dyn"] = bytes(rw.rela_count * RELA.size)
-        self.contents[".rela.plt"] = rw.lazy_table()
+        self.contents[rw.arch.dynamic_section] = bytes(rw.rela_count * rw.arch.entry_size)
+        self.contents[rw.arch.plt_section] = rw.lazy_table()
         if rw.settles_relr:
             self.contents[".relr.dyn"] = b""
         if obj.is_program and obj.interp is not None:
             self.contents[".interp"] = obj.interp.encode("utf-8", "surrogateescape") + b"\0"
-        self.rela_size = rw.rela_count * RELA.size
+        self.rela_size = rw.rela_count * rw.arch.entry_size
         verneed = rw.verneed_table()
         if verneed is not None:
             self.contents[".gnu.version_r"] = verneed
@@ -185,7 +187,7 @@ class Placement:
     def _spaces(self, image):
         rw, d = self.rw, self.rw.delta
         first = image.phdrs[self.window.segment]
-        grow = PHDR.size if self.added else 0
+        grow = image.layout.phdr.size if self.added else 0
         if grow and not self.window.sections:
             raise NoRoom("no room to grow the program header table")
         self.table_space = Space("first PT_LOAD", self.window.start + d + grow,
@@ -223,6 +225,7 @@ class Placement:
         in one free region if one holds it, else threaded over the dead PLT
         bytes, else in the added PT_LOAD."""
         rw = self.rw
+        plt = rw.arch.plt
         self.stubs, tails = {}, self._dead_plt_regions()
         for r in rw.relocs:
             if isinstance(r.decision, IrelativeForeign):
@@ -236,7 +239,7 @@ class Placement:
                 self.stubs[r.rela.offset] = at
         self.routine, self.code_where = None, "none"
         if rw.needs_fixup:
-            self.routine = asm.Routine(fixup.fixup_lines(rw.blob.preload))
+            self.routine = asm.Routine(rw.arch.fixup.fixup_lines(rw.blob.preload), rw.arch.bits)
             self._place_routine(tails)
 
     def _dead_plt_regions(self):
@@ -244,6 +247,7 @@ class Placement:
         and every lazy tail, less what the slots kept lazy still run: their
         lazy code and PLT0."""
         rw, d = self.rw, self.rw.delta
+        plt = rw.arch.plt
         dead = plt.dead_plt(rw.sections)
         if dead is None:
             return []
@@ -259,6 +263,7 @@ class Placement:
 
     def _stub_room(self, tails):
         """10 bytes for an IFUNC stub: from a dead PLT region, else like code."""
+        plt = self.rw.arch.plt
         for k, (start, end) in enumerate(tails):
             if end - start >= plt.FOREIGN_STUB_SIZE:
                 rest = [(start + plt.FOREIGN_STUB_SIZE, end)]
@@ -388,7 +393,7 @@ class Placement:
         self._clear_window()
         fixup_at = self.routine.entry if self.routine is not None else None
         rela, self.relacount = rw.new_relocations(fixup_at, self.stubs)
-        self.contents[".rela.dyn"] = rela
+        self.contents[rw.arch.dynamic_section] = rela
         rw.follow_sections(out, {i: at - out.shdrs[i].addr for i, (at, _) in self.moves.items()})
         self.contents[".dynsym"] = rw.symbols.packed()
         for i, (at, size) in self.moves.items():
@@ -397,14 +402,14 @@ class Placement:
             shdr.addr, shdr.size, shdr.offset = at, size, out.offset_of(at, 0)
         for name, at in self.new_tables.items():
             out.put(at, self.contents[name])
-            if name == ".rela.dyn":
+            if name == rw.arch.dynamic_section:
                 dynsym, _ = image.section(".dynsym")
-                out.add_section(NewSection(name, SHT_RELA, SHF_ALLOC, at, len(rela), WORD,
-                                           RELA.size, dynsym or 0))
+                out.add_section(NewSection(name, rw.arch.section_type, SHF_ALLOC, at, len(rela),
+                                           rw.arch.word, rw.arch.entry_size, dynsym or 0))
         if self.routine is not None:
             self._write_fixup()
         for word, at in self.stubs.items():
-            out.put(at, plt.foreign_stub(at, rw.mv(word)))
+            out.put(at, rw.arch.plt.foreign_stub(at, rw.mv(word)))
         spaces = {self.table_space.name} | ({self.blob_space.name} if self.blob_space else set())
         rw.report.tables = ", ".join(sorted(spaces))
 
@@ -466,7 +471,7 @@ class Placement:
     def _clear_window(self):
         """Zero the old window: stale tables would only confuse readers."""
         d = self.rw.delta
-        start = self.window.start + d + (PHDR.size if self.added else 0)
+        start = self.window.start + d + (self.rw.image.layout.phdr.size if self.added else 0)
         end = self.window.original_end + d
         if end > start:
             self.out.put(start, bytes(end - start))

@@ -13,10 +13,9 @@ mode warns about it).
 
 import struct
 
-from ..elfimage import SHF_ALLOC, SHN_LORESERVE, SYM, Sym
+from ..elfimage import SHF_ALLOC, SHN_LORESERVE, Sym
 from .output import align_up
 
-WORD = 8
 PT_GNU_STACK = 0x6474E551
 STT_TLS = 6
 
@@ -28,6 +27,8 @@ class Move:
     def __init__(self, image, delta):
         self.image = image
         self.delta = delta
+        self.word = image.layout.word
+        self.word_format = "<Q" if self.word == 8 else "<I"
 
     def headers(self, out):
         """Program headers and allocated sections' addresses."""
@@ -40,9 +41,9 @@ class Move:
                 s.addr += self.delta
 
     def entry(self, out):
-        entry = struct.unpack_from("<Q", out.data, 24)[0]
+        entry = struct.unpack_from(self.word_format, out.data, 24)[0]
         if entry:
-            struct.pack_into("<Q", out.data, 24, entry + self.delta)
+            struct.pack_into(self.word_format, out.data, 24, entry + self.delta)
 
     def symbol(self, sym, shifts=None):
         """``sym`` moved with the object, and with its section when ``shifts``
@@ -63,12 +64,12 @@ class Move:
         _, symtab = self.image.section(".symtab")
         if symtab is None:
             return
-        for at in range(symtab.offset, symtab.offset + symtab.size - SYM.size + 1, SYM.size):
-            sym = Sym(*SYM.unpack_from(out.data, at))
+        layout = self.image.layout
+        size = layout.sym.size
+        for at in range(symtab.offset, symtab.offset + symtab.size - size + 1, size):
+            sym, = layout.iter_syms(out.data[at:at + size])
             if self.moves(sym):
-                moved = self.symbol(sym, shifts)
-                SYM.pack_into(out.data, at, moved.name, moved.info, moved.other, moved.shndx,
-                              moved.value, moved.size)
+                out.data[at:at + size] = layout.pack_sym(self.symbol(sym, shifts))
 
     def probes(self, out):
         """systemtap's ``.note.stapsdt``: each note's pc, base and semaphore
@@ -80,15 +81,16 @@ class Move:
         while at + 12 <= end:
             namesz, descsz, _ = struct.unpack_from("<III", out.data, at)
             desc = at + 12 + align_up(namesz, 4)
-            for k in range(min(3, descsz // WORD)):
-                value = struct.unpack_from("<Q", out.data, desc + WORD * k)[0]
+            for k in range(min(3, descsz // self.word)):
+                value = struct.unpack_from(self.word_format, out.data, desc + self.word * k)[0]
                 if value:
-                    struct.pack_into("<Q", out.data, desc + WORD * k, value + self.delta)
+                    struct.pack_into(self.word_format, out.data, desc + self.word * k,
+                                     value + self.delta)
             at = desc + align_up(descsz, 4)
 
     def got0(self, out, dynamic):
         """``.got.plt[0]``, the link-time address of ``_DYNAMIC`` (``dynamic``)."""
         _, got = self.image.section(".got.plt")
-        if got is not None and got.size >= WORD and \
-                struct.unpack_from("<Q", out.data, got.offset)[0] == dynamic:
-            struct.pack_into("<Q", out.data, got.offset, dynamic + self.delta)
+        if got is not None and got.size >= self.word and \
+                struct.unpack_from(self.word_format, out.data, got.offset)[0] == dynamic:
+            struct.pack_into(self.word_format, out.data, got.offset, dynamic + self.delta)

@@ -10,8 +10,7 @@ not loaded go after every other byte.
 
 from dataclasses import dataclass, field
 
-from ..elfimage import (EHDR, PHDR, PT_LOAD, PT_PHDR, SHF_ALLOC, SHT_NOBITS, SHT_PROGBITS,
-                        Phdr, Shdr)
+from ..elfimage import PT_LOAD, PT_PHDR, SHF_ALLOC, SHT_NOBITS, SHT_PROGBITS, Phdr, Shdr
 
 PAGE = 0x1000
 #: sections whose size valgrind asserts equal in the file and in its separate
@@ -137,7 +136,7 @@ class Output:
         the section name table (rewritten at the end)."""
         image = self.image
         added = self.added[0] if self.added else None
-        end = image.phoff + len(self.phdrs) * PHDR.size
+        end = image.phoff + len(self.phdrs) * image.layout.phdr.size
         for p in self.phdrs:
             if p.type == PT_LOAD and p is not added:
                 end = max(end, p.offset + p.filesz)
@@ -158,18 +157,19 @@ class Output:
             if sec.data is not None:
                 out.extend(bytes(sec.offset - len(out)))
                 out.extend(sec.data)
+        layout = image.layout
         for p in self.phdrs:
             if p.type == PT_PHDR:
-                p.filesz = p.memsz = len(self.phdrs) * PHDR.size
-        table = b"".join(p.pack() for p in self.phdrs)
+                p.filesz = p.memsz = len(self.phdrs) * layout.phdr.size
+        table = b"".join(p.pack(layout) for p in self.phdrs)
         out[image.phoff:image.phoff + len(table)] = table
         shdrs = self._section_headers(out)
         shoff = align_up(len(out), 8)
         out.extend(bytes(shoff - len(out)))
-        out.extend(b"".join(s.pack() for s in shdrs))
-        header = list(EHDR.unpack_from(out))
+        out.extend(b"".join(s.pack(layout) for s in shdrs))
+        header = list(layout.ehdr.unpack_from(out))
         header[6], header[10], header[12] = shoff if shdrs else 0, len(self.phdrs), len(shdrs)
-        out[:EHDR.size] = EHDR.pack(*header)
+        out[:layout.ehdr.size] = layout.ehdr.pack(*header)
         return bytes(out)
 
     def _section_headers(self, out):

@@ -15,6 +15,7 @@ import stat
 from ..ldso import FileCache
 from ..retroimp import MARKER_SECTION as RETROIMP_SECTION
 from . import layout
+from .machine import OPERATION
 from .manifest import Manifest, RetroError
 from .symbols import CHECK_NAME
 
@@ -45,7 +46,7 @@ def refuse_program(path, outdir, files=None, old=None):
     if _has_capabilities(path):
         raise RetroError("has file capabilities (security.capability): its outputs would "
                          "load libraries through a run path, so it is not rewritten", path)
-    refuse_output(path, (files or FileCache()).get(path).image, old)
+    refuse_output(path, (files or FileCache(OPERATION)).get(path).image, old)
     real, top = os.path.realpath(path), os.path.realpath(outdir)
     if os.path.commonpath([real, top]) == top:
         raise RetroError(f"is inside the output directory {outdir}: give the original "

@@ -20,12 +20,16 @@ What the rewriting may settle, and why the rest stays (``Keep.why``):
 ``into ld.so``              bound into ld.so, which is never at a fixed base
 ``conflict``                bound differently by different programs
 ``unique``                  an STB_GNU_UNIQUE definition
-``ifunc address``           a GLOB_DAT or R_X86_64_64 to another object's IFUNC
+``ifunc address``           a GLOB_DAT or absolute word (R_X86_64_64, R_386_32)
+                            to another object's IFUNC
+``foreign ifunc``           (i386) a JUMP_SLOT bound to another library's
+                            IFUNC: a REL IRELATIVE finds its resolver in the
+                            word itself, so no stub can jump through it
 ``protected data``          data with STV_PROTECTED visibility
 ``interposable``            a library's own symbol, with --keep-interposable
 ``undefined``               nothing defines it (ld.so stops if it is used)
 ``absolute symbol``         bound to an SHN_ABS symbol
-``weak undefined+addend``   an R_X86_64_64 whose weak symbol is nowhere
+``weak undefined+addend``   an absolute word whose weak symbol is nowhere
 ``ld.so``                   ld.so's own relocations: it relocates itself
 ``type N``                  a relocation type the rewriting does not handle
 ==========================  ==================================================
@@ -37,12 +41,11 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from ..errors import ElfvectorError
-from ..ldso import (R_X86_64_64, R_X86_64_COPY, R_X86_64_GLOB_DAT,
-                    R_X86_64_IRELATIVE, R_X86_64_JUMP_SLOT, R_X86_64_NONE, R_X86_64_RELATIVE,
-                    SHN_ABS, STB_GNU_UNIQUE, STB_LOCAL, STB_WEAK, STT_FUNC, STT_GNU_IFUNC,
-                    STV_HIDDEN, STV_INTERNAL, STV_PROTECTED, TLS_RELOCATIONS, FileCache,
-                    LdsoConfig, LinkMap, type_class)
+from ..ldso import (SHN_ABS, STB_GNU_UNIQUE, STB_LOCAL, STB_WEAK, STT_FUNC, STT_GNU_IFUNC,
+                    STV_HIDDEN, STV_INTERNAL, STV_PROTECTED, FileCache, LdsoConfig, LinkMap)
+from ..ldso.config import ARCHES
 from ..patterns import DEFAULT_IMPORT_EXCLUDES, PatternList
+from .machine import OPERATION
 from .model import (RELA_DYN, RELA_PLT, Check, ClosurePlan, IrelativeForeign, IrelativeLocal,
                     Keep, ObjectPlan, Relative, Settle, SettleZero, Target)
 
@@ -60,7 +63,9 @@ class ClosureOptions:
     regexes (POSIX ERE words), kept by name besides the default malloc
     family and ``pthread_*``; ``keep_interposable`` keeps a library's
     references to itself; ``library_path`` is the LD_LIBRARY_PATH the
-    closure is read with (None: unset).
+    closure is read with (None: unset); ``root`` the directory ld.so and
+    every path it opens are under (a sysroot of another system's packages;
+    None: this system).
     """
 
     outdir: str
@@ -69,6 +74,7 @@ class ClosureOptions:
     keep_interposable: bool = False
     library_path: str = None
     config: LdsoConfig = None
+    root: str = None
 
     @property
     def rpath(self):
@@ -118,14 +124,14 @@ class Closure:
 def read_closure(programs, options, files=None):
     """Each program's closure as ld.so loads it, every file parsed once
     (``files``: a :class:`FileCache` that may already hold some)."""
-    files = FileCache() if files is None else files
-    config = options.config or LdsoConfig.probe()
+    files = FileCache(OPERATION) if files is None else files
+    config = options.config or (LdsoConfig.probe() if options.root is None else None)
     linkmaps, seen = [], set()
     for path in programs:
         if os.path.realpath(path) not in seen:
             seen.add(os.path.realpath(path))
             linkmaps.append(LinkMap(path, library_path=options.library_path, config=config,
-                                    files=files, system_preload=False))
+                                    files=files, system_preload=False, root=options.root))
     objects, outputs = [], []
     for linkmap in linkmaps:
         output = os.path.join(options.outdir, "bin", os.path.basename(linkmap.main.name))
@@ -232,20 +238,20 @@ class _Planner:
     # -- one relocation -------------------------------------------------------------
     def decide(self, elf, table, n, reloc):
         _, rtype, sym_index, addend = reloc
-        if rtype == R_X86_64_RELATIVE:
+        m = elf.machine
+        if rtype == m.relative:
             if self.closure.is_program(elf) and not elf.is_executable:
                 return Keep("relative")
             return Settle(Target(self.index[elf], addend))
-        simple = {R_X86_64_NONE: "none", R_X86_64_IRELATIVE: "ifunc resolver",
-                  R_X86_64_COPY: "copy"}
+        simple = {m.none: "none", m.irelative: "ifunc resolver", m.copy: "copy"}
         if rtype in simple:
             return Keep(simple[rtype])
-        if rtype in TLS_RELOCATIONS:
+        if rtype in ARCHES[m.name].tls:
             return Keep("tls")
-        if rtype not in (R_X86_64_GLOB_DAT, R_X86_64_JUMP_SLOT, R_X86_64_64):
+        if rtype not in (m.glob_dat, m.jump_slot, m.word):
             return Keep(f"type {rtype}")
         ref = elf.symbols[sym_index]
-        extra = addend if rtype == R_X86_64_64 else 0
+        extra = addend if rtype == m.word else 0
         if ref.bind == STB_LOCAL or ref.visibility in (STV_HIDDEN, STV_INTERNAL):
             return self.bound_to(elf, elf, ref, rtype, extra)      # resolve_map: no lookup
         if self.excluded.matches(ref.name):
@@ -284,10 +290,13 @@ class _Planner:
         """A word of ``elf`` whose value is ``sym`` of ``definer`` (+ ``extra``)."""
         if sym.shndx == SHN_ABS:
             return Keep("absolute symbol")
+        m = elf.machine
         if sym.type == STT_GNU_IFUNC and sym.defined:
-            if definer is elf and (rtype != R_X86_64_64 or extra == 0):
+            if definer is elf and (rtype != m.word or extra == 0):
                 return IrelativeLocal(sym.value)
-            if rtype == R_X86_64_JUMP_SLOT and definer is not elf:
+            if rtype == m.jump_slot and definer is not elf:
+                if not m.rela:
+                    return Keep("foreign ifunc")
                 return IrelativeForeign(Target(self.index[definer], sym.value))
             return Keep("ifunc address")
         if definer is elf:
@@ -375,10 +384,11 @@ def summarize(plan, closure):
         before = closure.startup(linkmap).lookups_of(mapped)
         remaining = _remaining_lookups(elf, plan.objects[i])
         decisions = Counter(_label(d) for d in plan.objects[i].decisions.values())
-        relative = sum(1 for _, rtype, _, _ in elf.rela_dyn if rtype == R_X86_64_RELATIVE)
+        relative_type = elf.machine.relative
+        relative = sum(1 for _, rtype, _, _ in elf.rela_dyn if rtype == relative_type)
         kept = sum(1 for (table, n), d in plan.objects[i].decisions.items()
                    if table == RELA_DYN and isinstance(d, Keep)
-                   and elf.rela_dyn[n][1] == R_X86_64_RELATIVE)
+                   and elf.rela_dyn[n][1] == relative_type)
         out.append(ObjectSummary(elf.path, plan.objects[i].output, before,
                                  sum(remaining.values()), relative, kept, len(elf.relr),
                                  remaining, decisions))
@@ -414,10 +424,12 @@ def _remaining_lookups(elf, object_plan):
     per-object cache of the previous lookup, and one per check."""
     remaining = Counter()
     previous = None
+    m = elf.machine
+    type_class = ARCHES[m.name].type_class
     for table, relocs in _tables(elf):
         for n, (_, rtype, sym_index, _) in enumerate(relocs):
             decision = object_plan.decisions[(table, n)]
-            if not isinstance(decision, Keep) or rtype in (R_X86_64_RELATIVE, R_X86_64_NONE):
+            if not isinstance(decision, Keep) or rtype in (m.relative, m.none):
                 continue
             ref = elf.symbols[sym_index]
             if ref.bind == STB_LOCAL or ref.visibility in (STV_HIDDEN, STV_INTERNAL):

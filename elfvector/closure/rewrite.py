@@ -10,7 +10,9 @@ in the order of docs/design.md ("Closure rewrite"):
    addends, ``.got.plt[0]`` and the addresses of systemtap probes
    (``.eh_frame`` is PC-relative and needs nothing);
 2. **settle** every Settle/SettleZero/IrelativeForeign word in the file;
-3. write one new ``.rela.dyn``: kept RELATIVEs (``DT_RELACOUNT``), the
+3. write one new ``.rela.dyn`` (``.rel.dyn`` on i386, whose kept
+   RELATIVE and IRELATIVE addends go into their words): kept RELATIVEs
+   (``DT_RELACOUNT``), the
    other kept relocations, the checks' GLOB_DATs, the fix-up's IRELATIVE,
    then every other IRELATIVE; and a ``.rela.plt`` of the JUMP_SLOTs kept by
    name, lazy as in the stock file (their PLT entries push their new
@@ -38,21 +40,18 @@ import struct
 from collections import Counter
 from dataclasses import dataclass, field
 
-from ..elfimage import (DYN, PF_W, PT_DYNAMIC, PT_INTERP, PT_LOAD, RELA, SHN_UNDEF,
-                        SHT_PROGBITS, ElfImage, Rela)
+from ..elfimage import (PF_W, PT_DYNAMIC, PT_INTERP, PT_LOAD, SHN_UNDEF, SHT_PROGBITS, ElfImage,
+                        Rela)
 from ..errors import UnsupportedElfError
-from ..relvec import relr_decode
 from . import layout
-from .addedwords import added_words
+from .addedwords import added_words, dead_got_words, padding_words
 from .fixupdata import FixupData
+from .machine import OPERATION, closure_arch
 from .model import (RELA_DYN, RELA_PLT, IrelativeForeign, IrelativeLocal, Keep, Relative,
                     Settle, SettleZero)
 from .move import Move
 from .output import PAGE, Output
 from .symbols import DynamicSymbols
-from .x86_64 import plt
-
-WORD = 8
 
 # Constants not (yet) in the shared ELF layout module.
 PT_NOTE, PT_GNU_PROPERTY = 4, 0x6474E553
@@ -61,12 +60,11 @@ DT_RELA, DT_RELASZ, DT_RELAENT, DT_STRSZ, DT_INIT, DT_FINI = 7, 8, 9, 10, 12, 13
 DT_RPATH, DT_REL, DT_PLTREL, DT_DEBUG, DT_JMPREL = 15, 17, 20, 21, 23
 DT_INIT_ARRAY, DT_FINI_ARRAY, DT_RUNPATH, DT_PREINIT_ARRAY = 25, 26, 29, 32
 DT_RELRSZ, DT_RELR, DT_RELRENT = 35, 36, 37
-DT_GNU_HASH, DT_VERSYM, DT_RELACOUNT = 0x6FFFFEF5, 0x6FFFFFF0, 0x6FFFFFF9
+DT_RELSZ, DT_RELENT = 18, 19
+DT_GNU_HASH, DT_VERSYM, DT_RELACOUNT, DT_RELCOUNT = 0x6FFFFEF5, 0x6FFFFFF0, 0x6FFFFFF9, 0x6FFFFFFA
 DT_VERDEF, DT_VERNEED, DT_VERNEEDNUM = 0x6FFFFFFC, 0x6FFFFFFE, 0x6FFFFFFF
 DT_ADDRRNGLO, DT_ADDRRNGHI = 0x6FFFFE00, 0x6FFFFEFF
 DT_CONFIG, DT_DEPAUDIT, DT_AUDIT = 0x6FFFFEFA, 0x6FFFFEFB, 0x6FFFFEFC
-R_X86_64_64, R_X86_64_GLOB_DAT, R_X86_64_JUMP_SLOT = 1, 6, 7
-R_X86_64_RELATIVE, R_X86_64_IRELATIVE = 8, 37
 
 #: DT_* entries whose value is an address (gABI "d_ptr"), moved with the object
 ADDRESS_TAGS = ({DT_PLTGOT, DT_HASH, DT_STRTAB, DT_SYMTAB, DT_RELA, DT_INIT, DT_FINI, DT_REL,
@@ -82,11 +80,10 @@ LAZY_TAGS = {DT_JMPREL, DT_PLTRELSZ, DT_PLTREL}
 TABLE_TAGS = {".dynsym": DT_SYMTAB, ".dynstr": DT_STRTAB, ".gnu.hash": DT_GNU_HASH,
               ".hash": DT_HASH, ".gnu.version": DT_VERSYM, ".gnu.version_d": DT_VERDEF,
               ".gnu.version_r": DT_VERNEED, ".rela.dyn": DT_RELA, ".relr.dyn": DT_RELR,
-              ".rela.plt": DT_JMPREL}
+              ".rela.plt": DT_JMPREL, ".rel.dyn": DT_REL, ".rel.plt": DT_JMPREL}
 #: DT_RELR (gABI): RELATIVE relocations with the addend in the word
 RELR_TAGS = (DT_RELR, DT_RELRSZ, DT_RELRENT)
 SETTLED = (Settle, SettleZero, IrelativeForeign)
-SETTLEABLE_TYPES = (R_X86_64_64, R_X86_64_GLOB_DAT, R_X86_64_JUMP_SLOT, R_X86_64_RELATIVE)
 
 
 @dataclass
@@ -139,14 +136,14 @@ def rewrite_object(plan, index, data):
     kept, no check, no run path or interpreter) comes back unchanged."""
     obj = plan.objects[index]
     if _untouched(obj):
-        image = ElfImage(data, obj.source)
+        image = ElfImage(data, obj.source, OPERATION)
         loads = sum(p.type == PT_LOAD for p in image.phdrs)
-        relas = image.relas(DT_RELA, None) + image.relas(DT_JMPREL, None)
+        relas = image.dynamic_relocations() + image.relas(DT_JMPREL, None)
         lookups = sum(r.sym != 0 for r in relas)
-        relative = sum(r.type == R_X86_64_RELATIVE for r in relas)
+        relative = sum(r.type == image.arch.relative for r in relas)
         return data, ObjectReport(obj.source, obj.output, lookups, lookups, relative, relative,
                                   loads, loads, len(data), len(data), tables="unchanged")
-    return _Rewrite(plan, index, ElfImage(data, obj.source)).run()
+    return _Rewrite(plan, index, ElfImage(data, obj.source, OPERATION)).run()
 
 
 def _untouched(obj):
@@ -171,6 +168,11 @@ class _Rewrite:
         self.obj = obj = plan.objects[index]
         if image.dynamic is None:
             raise UnsupportedElfError("statically linked (no dynamic section)", obj.source)
+        self.arch = arch = closure_arch(image)
+        self.word = arch.word
+        machine = arch.machine
+        self.types = machine
+        self.settleable = (machine.word, machine.glob_dat, machine.jump_slot, machine.relative)
         self.loads = layout.loads(image.phdrs)
         if obj.old_base != self.loads[0].vaddr:
             raise ValueError(f"{obj.source}: old_base {obj.old_base:#x} is not the first "
@@ -179,17 +181,22 @@ class _Rewrite:
         if self.delta % PAGE or (self.delta and obj.is_program):
             raise ValueError(f"{obj.source}: cannot move from {obj.old_base:#x} to "
                              f"{obj.new_base:#x}")
-        if image.dyn(DT_REL):
-            raise UnsupportedElfError("DT_REL relocations are not supported", obj.source)
-        if image.dyn(DT_JMPREL) and image.dyn(DT_PLTREL) not in (None, DT_RELA):
-            raise UnsupportedElfError("DT_PLTREL is not DT_RELA", obj.source)
+        other = DT_REL if arch.rela else DT_RELA
+        if image.dyn(other):
+            raise UnsupportedElfError(f"{'DT_REL' if arch.rela else 'DT_RELA'} relocations "
+                                      f"in an {machine.label} file", obj.source)
+        if image.dyn(DT_JMPREL) and image.dyn(DT_PLTREL) not in (None, arch.table_tag):
+            raise UnsupportedElfError(f"DT_PLTREL is not {'DT_RELA' if arch.rela else 'DT_REL'}",
+                                      obj.source)
         self.dynamic_phdr = next(p for p in image.phdrs if p.type == PT_DYNAMIC)
         self.report = ObjectReport(obj.source, obj.output, bytes_before=len(image.data),
                                    loads_before=len(self.loads))
         self.sections = {n: (s.addr, image.bytes_at(s.offset, s.size), s.entsize)
                          for n, s in zip(image.section_names, image.shdrs)
                          if n in (".plt", ".plt.sec", ".plt.got") and s.type == SHT_PROGBITS}
-        self.plt = plt.plt_entries(self.sections)
+        self.plt = arch.plt.plt_entries(self.sections, image.dyn(DT_PLTGOT))
+        #: REL: {new address: addend} of the words that carry a kept relocation's addend
+        self.implicit = {}
 
     def mv(self, address):
         """The output's link-time address of the original ``address``."""
@@ -214,6 +221,9 @@ class _Rewrite:
         self.lazy = self._lazy_slots(relocs)
         self.preload = bool(self.obj.is_program and self.obj.prebound_names)
         self.needs_fixup = bool(own or self.checks or self.preload)
+        self.result_word = None
+        if self.needs_fixup and not self.arch.rela:
+            self.result_word = self._rel_result_word()
         self.rela_count = (sum(not isinstance(r.decision, (Settle, SettleZero)) for r in relocs)
                            - len(self.lazy) + len(self.checks) + bool(own) + self.needs_fixup)
         self.dynamic = self._dynamic_entries()
@@ -221,7 +231,9 @@ class _Rewrite:
         self.blob = FixupData(self, own, deps)
         self._place(out)
         for address, value in words.items():
-            out.put(address, struct.pack("<Q", value))
+            out.put(address, self.arch.pack_word(value))
+        for address, value in self.implicit.items():
+            out.put(address, self.arch.pack_word(value))
         return self._write(out)
 
     def _add_words(self, out, own):
@@ -230,11 +242,46 @@ class _Rewrite:
         other.  The fix-up's IRELATIVE stores into one of them, which ld.so
         has written already: never a settled word, whose page would
         otherwise stay clean."""
+        if not self.arch.rela:
+            return self._add_rel_words(out, own)
         scratch = self.preload and not own and not self.checks
         extra = added_words(self, out, len(self.checks) + bool(own) + scratch)
         self.check_words = extra[:len(self.checks)]
         self.own_word = extra[len(self.checks)] if own else None
+        self.own_expected = self.own_word
         self.result_word = self.own_word if own else (extra[0] if extra else None)
+
+    def _add_rel_words(self, out, own):
+        """The same with REL relocations, whose addends are in the words:
+        the own words' entry starts at 0 (its RELATIVE makes it the load
+        bias); the fix-up's IRELATIVE has its word (:meth:`_rel_result_word`)."""
+        result = self.result_word
+        extra = added_words(self, out, len(self.checks) + bool(own),
+                            exclude=() if result is None else (result,))
+        self.check_words = extra[:len(self.checks)]
+        self.own_word = extra[len(self.checks)] if own else None
+        self.own_expected = 0
+
+    def _rel_result_word(self):
+        """The word of a REL object's fix-up IRELATIVE, which must hold the
+        routine's address in the file (ld.so calls ``l_addr + *word``) and
+        is 0 in a stock process, the routine's return value: padding in the
+        writable segments' file bytes, else a dead GOT header word, else a
+        weak reference settled to 0.  When none is free, the JUMP_SLOTs kept
+        lazy are bound at start-up instead, which frees the GOT header."""
+        free = padding_words(self) or dead_got_words(self) or sorted(
+            self.mv(r.rela.offset) for r in self.relocs if isinstance(r.decision, SettleZero))
+        if not free and self.lazy:
+            self.lazy = []
+            self.report.demoted.append(("lazy JUMP_SLOTs", "bound at start-up: the fix-up's "
+                                        "IRELATIVE takes the GOT header"))
+            free = dead_got_words(self)
+        if not free:
+            raise UnsupportedElfError("no word for the fix-up routine's R_386_IRELATIVE (no "
+                                      "padding in the writable segments, no dead .got.plt "
+                                      "header word, no weak reference settled to 0)",
+                                      self.obj.source)
+        return free[0]
 
     def _place(self, out):
         """Everything in bytes already mapped, else with one added PT_LOAD."""
@@ -260,7 +307,7 @@ class _Rewrite:
     # -- decisions ------------------------------------------------------------------
     def _relocations(self):
         relocs = []
-        for table, tag in ((RELA_DYN, DT_RELA), (RELA_PLT, DT_JMPREL)):
+        for table, tag in ((RELA_DYN, self.arch.table_tag), (RELA_PLT, DT_JMPREL)):
             for k, r in enumerate(self.image.relas(tag, None)):
                 decision = self.obj.decisions.get((table, k)) or Keep("no decision")
                 relocs.append(_Reloc(table, k, r, self._sound(r, decision)))
@@ -268,17 +315,23 @@ class _Rewrite:
 
     def _sound(self, r, decision):
         """``decision``, or Keep when the rewrite cannot carry it out for ``r``."""
-        if not isinstance(decision, SETTLED):
+        if not isinstance(decision, SETTLED) and (self.arch.rela or not isinstance(
+                decision, (Relative, IrelativeLocal))):
             return decision
         why = None
-        if r.type not in SETTLEABLE_TYPES:
+        if not self.arch.rela and isinstance(decision, (Relative, IrelativeLocal)):
+            if not self.in_writable_file_bytes(r.offset):
+                why = "the addend's word is not in a writable segment's file bytes"
+        elif r.type not in self.settleable:
             why = f"relocation type {r.type} is not settled"
-        elif r.offset % WORD:
+        elif r.offset % self.word:
             why = "unaligned word"
         elif not self.in_writable_file_bytes(r.offset):
             why = "word not in a writable segment's file bytes"
+        elif isinstance(decision, IrelativeForeign) and self.arch.plt.foreign_stub is None:
+            why = "no IFUNC stub on this architecture"
         elif isinstance(decision, IrelativeForeign) and (
-                r.type != R_X86_64_JUMP_SLOT or r.offset not in self.plt):
+                r.type != self.types.jump_slot or r.offset not in self.plt):
             why = "no PLT entry jumps through the word"
         if why is not None:
             self.report.demoted.append((f"relocation at {r.offset:#x}", why))
@@ -308,11 +361,11 @@ class _Rewrite:
                                      f"address {self.mv(self.dynamic_phdr.vaddr):#x}")
 
     def in_writable_file_bytes(self, address):
-        return any(p.flags & PF_W and p.vaddr <= address and address + WORD <= p.vaddr + p.filesz
+        return any(p.flags & PF_W and p.vaddr <= address and address + self.word <= p.vaddr + p.filesz
                    for p in self.loads)
 
     def _count_before(self, relocs):
-        self.report.relative_before = sum(r.rela.type == R_X86_64_RELATIVE for r in relocs) \
+        self.report.relative_before = sum(r.rela.type == self.types.relative for r in relocs) \
             + len(self.relr_words)
         self.report.lookups_before = sum(r.rela.sym != 0 for r in relocs)
 
@@ -446,7 +499,7 @@ class _Rewrite:
         if self.settles_relr:
             for address in self.relr_words:
                 at = self.mv(address)
-                words[at] = struct.unpack("<Q", self.image.read(address, WORD))[0] + self.delta
+                words[at] = self._word_at(address) + self.delta
                 own.append(at)
         self.report.settled = len(words)
         return words, sorted(own), {k: sorted(v) for k, v in deps.items()}
@@ -459,12 +512,12 @@ class _Rewrite:
         addr, size = image.dyn(DT_RELR), image.dyn(DT_RELRSZ) or 0
         if not addr:
             return []
-        if image.dyn(DT_RELRENT) not in (None, WORD) or size % WORD:
-            raise UnsupportedElfError("DT_RELRENT is not 8", self.obj.source)
-        words = relr_decode(struct.unpack(f"<{size // WORD}Q", image.read(addr, size)))
+        if image.dyn(DT_RELRENT) not in (None, self.word) or size % self.word:
+            raise UnsupportedElfError(f"DT_RELRENT is not {self.word}", self.obj.source)
+        words = self.arch.relr_decode(image.read(addr, size))
         if not self.obj.is_program:
             for address in words:
-                if address % WORD or not self.in_writable_file_bytes(address):
+                if address % self.word or not self.in_writable_file_bytes(address):
                     raise UnsupportedElfError(f"DT_RELR word {address:#x} is not in a "
                                               f"writable segment's file bytes", self.obj.source)
         return words
@@ -480,12 +533,12 @@ class _Rewrite:
         not GNU ld's lazy code pushing its index is bound eagerly instead."""
         lazy = []
         for r in relocs:
-            if r.table != RELA_PLT or r.rela.type != R_X86_64_JUMP_SLOT or \
+            if r.table != RELA_PLT or r.rela.type != self.types.jump_slot or \
                     not isinstance(r.decision, Keep) or \
                     not self.in_writable_file_bytes(r.rela.offset):
                 continue
-            target = struct.unpack("<Q", self.image.read(r.rela.offset, WORD))[0]
-            push = plt.lazy_push(self.sections, target)
+            target = self._word_at(r.rela.offset)
+            push = self.arch.plt.lazy_push(self.sections, target)
             if push is not None and push[1] == r.index:
                 lazy.append((r, push[0], target))
         return lazy
@@ -495,43 +548,52 @@ class _Rewrite:
         and its GOT word starts at the lazy code's new address (ld.so adds
         the load bias to it, ``elf_machine_lazy_rel``)."""
         for k, (r, push, target) in enumerate(self.lazy):
-            out.put(self.mv(push), struct.pack("<I", k))
-            out.put(self.mv(r.rela.offset), struct.pack("<Q", self.mv(target)))
+            out.put(self.mv(push), struct.pack("<I", k * self.arch.plt.PUSH_SCALE))
+            out.put(self.mv(r.rela.offset), self.arch.pack_word(self.mv(target)))
+
+    def _word_at(self, address):
+        """The unsigned word of the original file at ``address``."""
+        return int.from_bytes(self.image.read(address, self.word), "little")
 
     def lazy_table(self):
         """The new ``.rela.plt``: the lazy slots, renumbered in order."""
-        return b"".join(Rela(self.mv(r.rela.offset), r.rela.info, r.rela.addend).pack()
+        return b"".join(self.arch.relocation(self.mv(r.rela.offset), r.rela.type,
+                                             r.rela.addend, r.rela.sym).pack()
                         for r, _, _ in self.lazy)
 
     # -- step 3: the new .rela.dyn -----------------------------------------------------------
     def new_relocations(self, fixup_at, stubs):
-        """(bytes, RELATIVE count) of the new .rela.dyn."""
-        d = self.delta
+        """(bytes, RELATIVE count) of the new .rela.dyn (.rel.dyn: the
+        addends go into their words, :attr:`implicit`)."""
+        d, types = self.delta, self.types
         relative, others, irelative = [], [], []
         lazy = {id(r) for r, _, _ in self.lazy}
+        self.implicit = {}
+        entry = self._entry
         for r in self.relocs:
             decision, rela = r.decision, r.rela
             at = self.mv(rela.offset)
             if id(r) in lazy:
                 continue
             if isinstance(decision, Keep):
-                if rela.type == R_X86_64_RELATIVE:
-                    relative.append(Rela(at, rela.info, rela.addend + d))
-                elif rela.type == R_X86_64_IRELATIVE:
-                    irelative.append(Rela(at, rela.info, rela.addend + d))
+                if rela.type == types.relative:
+                    relative.append(entry(at, rela.type, rela.addend + d, rela.sym, bool(d)))
+                elif rela.type == types.irelative:
+                    irelative.append(entry(at, rela.type, rela.addend + d, rela.sym, bool(d)))
                 else:
-                    others.append(Rela(at, rela.info, rela.addend))
+                    others.append(entry(at, rela.type, rela.addend, rela.sym))
             elif isinstance(decision, Relative):
-                relative.append(Rela(at, R_X86_64_RELATIVE, decision.address + d))
+                relative.append(entry(at, types.relative, decision.address + d, changed=True))
             elif isinstance(decision, IrelativeLocal):
-                irelative.append(Rela(at, R_X86_64_IRELATIVE, decision.resolver + d))
+                irelative.append(entry(at, types.irelative, decision.resolver + d, changed=True))
             elif isinstance(decision, IrelativeForeign):
-                irelative.append(Rela(at, R_X86_64_IRELATIVE, stubs[rela.offset]))
+                irelative.append(entry(at, types.irelative, stubs[rela.offset], changed=True))
         if self.own_word is not None:
-            relative.append(Rela(self.own_word, R_X86_64_RELATIVE, self.own_word))
-        checks = [Rela(word, (entry << 32) | R_X86_64_GLOB_DAT, 0)
-                  for word, (_, entry) in zip(self.check_words, self.checks)]
-        fixup = [Rela(self.result_word, R_X86_64_IRELATIVE, fixup_at)] if self.needs_fixup else []
+            relative.append(entry(self.own_word, types.relative, self.own_expected))
+        checks = [entry(word, types.glob_dat, 0, sym)
+                  for word, (_, sym) in zip(self.check_words, self.checks)]
+        fixup = [entry(self.result_word, types.irelative, fixup_at, changed=True)] \
+            if self.needs_fixup else []
         table = relative + others + checks + fixup + irelative
         if len(table) != self.rela_count:
             raise AssertionError("relocation count changed while placing")
@@ -540,6 +602,13 @@ class _Rewrite:
         self.report.lookups_after = sum(e.sym != 0 for e in others) + len(checks) + \
             len(self.lazy)
         return b"".join(e.pack() for e in table), len(relative)
+
+    def _entry(self, at, rtype, addend, sym=0, changed=False):
+        """A relocation of the new table at ``at``.  REL: its addend goes
+        into the word when it changed (``changed``, or a nonzero move)."""
+        if not self.arch.rela and changed:
+            self.implicit[at] = addend
+        return self.arch.relocation(at, rtype, addend, sym)
 
     # -- step 9: .dynamic ----------------------------------------------------------------------
     def _dynamic_entries(self):
@@ -552,11 +621,12 @@ class _Rewrite:
         entries = [[t, v + self.delta if t in ADDRESS_TAGS and v else v]
                    for t, v in image.dynamic if t != DT_NULL and t not in dropped]
         tags = {t for t, _ in entries}
+        arch = self.arch
         if not self.rela_count:
-            entries = [e for e in entries if e[0] not in (DT_RELA, DT_RELASZ, DT_RELAENT,
-                                                          DT_RELACOUNT)]
+            entries = [e for e in entries if e[0] not in (arch.table_tag, arch.size_tag,
+                                                          arch.entry_tag, arch.count_tag)]
         else:
-            for tag in (DT_RELA, DT_RELASZ, DT_RELAENT):
+            for tag in (arch.table_tag, arch.size_tag, arch.entry_tag):
                 if tag not in tags:
                     entries.append([tag, 0])
         if obj.rpath is not None:
@@ -574,13 +644,15 @@ class _Rewrite:
     def debug_word(self):
         """Address of the program's DT_DEBUG value, where ld.so stores &_r_debug."""
         k = [t for t, _ in self.dynamic].index(DT_DEBUG)
-        return self.mv(self.dynamic_phdr.vaddr) + k * DYN.size + WORD
+        return self.mv(self.dynamic_phdr.vaddr) + k * self.image.layout.dyn.size + self.word
 
     def _write_dynamic(self, out):
         pl = self.placement
-        values = {DT_STRSZ: len(self.symbols.strtab), DT_RELASZ: pl.rela_size,
-                  DT_RELAENT: RELA.size, DT_RELACOUNT: pl.relacount, DT_RPATH: self.rpath_offset,
-                  DT_PLTRELSZ: len(self.lazy) * RELA.size, DT_PLTREL: DT_RELA}
+        arch = self.arch
+        values = {DT_STRSZ: len(self.symbols.strtab), arch.size_tag: pl.rela_size,
+                  arch.entry_tag: arch.entry_size, arch.count_tag: pl.relacount,
+                  DT_RPATH: self.rpath_offset,
+                  DT_PLTRELSZ: len(self.lazy) * arch.entry_size, DT_PLTREL: arch.table_tag}
         for name, tag in TABLE_TAGS.items():
             if name in pl.addresses:
                 values[tag] = pl.addresses[name]
@@ -589,8 +661,9 @@ class _Rewrite:
                 entry[1] = values[entry[0]]
             elif entry[0] == DT_NEEDED:
                 entry[1] = self.needed_paths.get(entry[1], entry[1])
-        raw = b"".join(DYN.pack(t, v) for t, v in self.dynamic)
-        raw += bytes(self.image.dynamic_capacity * DYN.size - len(raw))
+        dyn = self.image.layout.dyn
+        raw = b"".join(dyn.pack(t, v) for t, v in self.dynamic)
+        raw += bytes(self.image.dynamic_capacity * dyn.size - len(raw))
         out.put(self.mv(self.dynamic_phdr.vaddr), raw)
 
     def _recompute_small_segments(self, out):

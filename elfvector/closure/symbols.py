@@ -14,9 +14,10 @@ check symbol it needs (:class:`DynamicSymbols`).
 import re
 import struct
 
-from ..elfimage import PT_DYNAMIC, SHN_UNDEF, SYM, ElfImage, Sym, build_sysv_hash, gnu_hash
+from ..elfimage import PT_DYNAMIC, SHN_UNDEF, ElfImage, Sym, build_sysv_hash, gnu_hash
 from ..errors import UnsupportedElfError
 from . import layout
+from .machine import OPERATION
 
 CHECK_PREFIX = "__elfvector_"
 #: a check symbol's name (:func:`check_symbol_name`): the fingerprint is 8 hex digits
@@ -38,7 +39,7 @@ def check_symbol_name(data, soname, fingerprint, new_base=None):
     is linked at ``new_base`` (what importers' :attr:`~.model.Check.expected`
     must be); without ``new_base``, its original address in ``data``.
     """
-    image = ElfImage(data, soname)
+    image = ElfImage(data, soname, OPERATION)
     if isinstance(fingerprint, int):
         fingerprint = f"{fingerprint:08x}"
     if not re.fullmatch(r"[0-9A-Za-z_]+", fingerprint):
@@ -70,12 +71,14 @@ def _salted(base, gnu):
 class GnuHash:
     """A ``.gnu.hash`` table, to which one symbol can be appended."""
 
-    def __init__(self, raw, nsyms):
+    def __init__(self, raw, nsyms, word=8):
         self.nbucket, self.symoffset, self.bloom_size, self.shift = struct.unpack_from(
             "<IIII", raw)
+        self.word = word
+        self.bloom_code = "Q" if word == 8 else "I"
         at = 16
-        self.bloom = list(struct.unpack_from(f"<{self.bloom_size}Q", raw, at))
-        at += 8 * self.bloom_size
+        self.bloom = list(struct.unpack_from(f"<{self.bloom_size}{self.bloom_code}", raw, at))
+        at += word * self.bloom_size
         self.buckets = list(struct.unpack_from(f"<{self.nbucket}I", raw, at))
         at += 4 * self.nbucket
         self.chains = list(struct.unpack_from(f"<{max(nsyms - self.symoffset, 0)}I", raw, at))
@@ -90,8 +93,9 @@ class GnuHash:
             return None
         nsyms = image.dynsym_count()
         nbucket, symoffset, bloom_size, _ = struct.unpack("<IIII", image.read(addr, 16))
-        size = 16 + 8 * bloom_size + 4 * nbucket + 4 * max(nsyms - symoffset, 0)
-        table = cls(image.read(addr, size), nsyms)
+        word = image.layout.word
+        size = 16 + word * bloom_size + 4 * nbucket + 4 * max(nsyms - symoffset, 0)
+        table = cls(image.read(addr, size), nsyms, word)
         if nsyms < table.symoffset or (table.last is not None and
                                        table.chain_end(table.last) != nsyms - 1):
             raise UnsupportedElfError(".dynsym does not end with the last .gnu.hash chain",
@@ -118,14 +122,15 @@ class GnuHash:
         else:
             self.buckets[bucket] = self.nsyms
         self.chains.append(h | 1)
-        self.bloom[(h // 64) % self.bloom_size] |= (1 << (h % 64)) | (1 << ((h >> self.shift)
-                                                                            % 64))
+        bits = 8 * self.word
+        self.bloom[(h // bits) % self.bloom_size] |= (1 << (h % bits)) | (
+            1 << ((h >> self.shift) % bits))
         self.nsyms += 1
         self.last = bucket
 
     def pack(self):
         return (struct.pack("<IIII", self.nbucket, self.symoffset, self.bloom_size, self.shift)
-                + struct.pack(f"<{self.bloom_size}Q", *self.bloom)
+                + struct.pack(f"<{self.bloom_size}{self.bloom_code}", *self.bloom)
                 + struct.pack(f"<{self.nbucket}I", *self.buckets)
                 + struct.pack(f"<{len(self.chains)}I", *self.chains))
 
@@ -172,8 +177,11 @@ class DynamicSymbols:
 
     def packed(self):
         """The .dynsym bytes (``Sym.pack`` goes through ``astuple``: too slow here)."""
-        return b"".join(SYM.pack(s.name, s.info, s.other, s.shndx, s.value, s.size)
-                        for s in self.syms)
+        layout = self.image.layout
+        if layout.sym_order == (0, 1, 2, 3, 4, 5):
+            return b"".join(layout.sym.pack(s.name, s.info, s.other, s.shndx, s.value, s.size)
+                            for s in self.syms)
+        return b"".join(layout.pack_sym(s) for s in self.syms)
 
     def tables(self):
         """Section name -> new contents, for the tables this object has."""

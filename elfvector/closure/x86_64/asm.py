@@ -26,32 +26,43 @@ _BRANCH = re.compile(r"(jmp|call|j[a-z]+) (ev_\w+)$")
 _ENCODED = {}
 
 
-def _encode(line):
+#: keystone 0.9.2 cannot assemble the CET landing pads: their encodings
+_HINTS = {"endbr64": ENDBR64, "endbr32": bytes.fromhex("f30f1efb")}
+_MODES = {64: keystone.KS_MODE_64, 32: keystone.KS_MODE_32}
+
+
+def _encode(line, bits=64):
     """The bytes of one position-independent instruction (cached)."""
-    if line not in _ENCODED:
-        if line == "endbr64":
-            _ENCODED[line] = ENDBR64
+    key = (line, bits)
+    if key not in _ENCODED:
+        if line in _HINTS:
+            _ENCODED[key] = _HINTS[line]
         else:
-            encoding, _ = keystone.Ks(keystone.KS_ARCH_X86, keystone.KS_MODE_64).asm(line, 0)
+            encoding, _ = keystone.Ks(keystone.KS_ARCH_X86, _MODES[bits]).asm(line, 0)
             if not encoding:
                 raise ValueError(f"cannot assemble {line!r}")
-            _ENCODED[line] = bytes(encoding)
-    return _ENCODED[line]
+            _ENCODED[key] = bytes(encoding)
+    return _ENCODED[key]
 
 
 class Routine:
     """Assembly lines laid out over regions of free bytes.
 
-    A line is a label (``name:``), a branch or call to a label, ``lea r11,
-    [rip + DATA]`` (the data's address, given to :meth:`encode`), or one
-    position-independent instruction.  :meth:`layout` places the lines in
+    A line is a label (``name:``), a branch or call to a label, the data's
+    address (given to :meth:`encode`) into a register: ``lea r11, [rip +
+    DATA]`` in 64-bit code, ``lea ebp, [eip + DATA]`` in 32-bit code (which
+    has no PC-relative operand: ``call ev_pc`` and ``add ebp, DATA - the
+    return address``, the routine's ``ev_pc:`` being ``mov ebp, [esp]; ret``),
+    or one position-independent instruction (``bits``: the code's width).
+    :meth:`layout` places the lines in
     the first region and, when one does not fit with room left for a jump,
     jumps to the next region and goes on there (a 10-byte lazy PLT tail
     holds 8 bytes of code and a 2-byte jump to the next).  Branches are
     short where they reach, else long (relaxation until nothing changes).
     """
 
-    def __init__(self, lines):
+    def __init__(self, lines, bits=64):
+        self.bits = bits
         self.items = []
         for line in lines:
             branch = _BRANCH.match(line)
@@ -59,10 +70,10 @@ class Routine:
                 self.items.append(("label", line[:-1]))
             elif branch:
                 self.items.append((branch.group(1), branch.group(2)))
-            elif line == "lea r11, [rip + DATA]":
+            elif line == _DATA_LINES[bits]:
                 self.items.append(("data", None))
             else:
-                self.items.append(("op", _encode(line)))
+                self.items.append(("op", _encode(line, bits)))
         self.placed = None
 
     def _size(self, k, long):
@@ -72,7 +83,7 @@ class Routine:
         if kind == "op":
             return len(arg)
         if kind in ("call", "data"):
-            return 5 if kind == "call" else 7
+            return 5 if kind == "call" else _DATA_SIZES[self.bits]
         return (5 if kind == "jmp" else 6) if k in long else 2
 
     def _ends_flow(self, k):
@@ -136,8 +147,11 @@ class Routine:
                     continue
                 if kind == "op":
                     code = arg
-                elif kind == "data":
+                elif kind == "data" and self.bits == 64:
                     code = b"\x4c\x8d\x1d" + rel32(at + 7, data)
+                elif kind == "data":
+                    code = (b"\xe8" + rel32(at + 5, self.labels["ev_pc"]) + b"\x81\xc5"
+                            + ((data - (at + 5)) & 0xFFFFFFFF).to_bytes(4, "little"))
                 elif kind == "call":
                     code = b"\xe8" + rel32(at + 5, self.labels[arg])
                 elif kind == "jmp":
@@ -156,6 +170,8 @@ class Routine:
 
 
 _SHORTENABLE = {"jmp"} | set(_CONDITIONS)
+_DATA_LINES = {64: "lea r11, [rip + DATA]", 32: "lea ebp, [eip + DATA]"}
+_DATA_SIZES = {64: 7, 32: 11}
 
 
 def _jump_size(source, target):

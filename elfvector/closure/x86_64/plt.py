@@ -23,6 +23,8 @@ from . import ENDBR64, rel32
 
 PLT_ENTRY = 16
 FOREIGN_STUB_SIZE = 10
+#: the lazy push's operand is the slot's index in DT_JMPREL
+PUSH_SCALE = 1
 
 #: ``jmp *disp32(%rip)`` forms at the start of a PLT entry: prefix -> length
 _JUMPS = (bytes.fromhex("ff25"), bytes.fromhex("f2ff25"), ENDBR64 + bytes.fromhex("ff25"),
@@ -50,9 +52,11 @@ def decode_jump(code, address):
     return None
 
 
-def plt_entries(sections):
+def plt_entries(sections, got=None):
     """Every PLT entry of ``sections``: ``{name: (address, bytes, entsize)}``
-    for ``.plt``, ``.plt.sec``, ``.plt.got``.  Returns ``{word: PltEntry}``."""
+    for ``.plt``, ``.plt.sec``, ``.plt.got``.  Returns ``{word: PltEntry}``
+    (``got``, DT_PLTGOT, is for the architectures whose PIC PLT is relative
+    to it; x86-64's is PC-relative)."""
     entries = {}
     for name in (".plt", ".plt.sec", ".plt.got"):
         if name not in sections:

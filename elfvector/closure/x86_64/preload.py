@@ -17,6 +17,8 @@ SYS_WRITEV, SYS_EXIT_GROUP = 20, 231
 
 DT_GNU_HASH = 0x6FFFFEF5
 VDSO_NAME = "linux-vdso.so.1"
+#: the file table's mapping is given to mmap in bytes
+MAP_OFFSET_UNIT = 1
 PROC_EXE = b"/proc/self/exe\0"
 
 

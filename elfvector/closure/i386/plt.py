@@ -1,0 +1,128 @@
+"""i386 PLT decoding (GNU ld's entries, binutils ``elf32-i386.c``)::
+
+    .plt (lazy, non-PIC) ff 25 <abs32>  68 <reloc offset>  e9 <plt0>         16 bytes
+    .plt (lazy, PIC)     ff a3 <disp32> 68 <reloc offset>  e9 <plt0>         16 bytes
+    .plt (IBT)           f3 0f 1e fb  68 <reloc offset>  e9 <plt0>  66 90   16 bytes, dead
+    .plt.sec             f3 0f 1e fb  ff 25 <abs32> | ff a3 <disp32>  nop    16 bytes
+    .plt.got             (f3 0f 1e fb)? ff 25 <abs32> | ff a3 <disp32> nop   8 or 16 bytes
+
+PIC entries jump through ``disp32(%ebx)``, %ebx holding the address of
+``.got.plt`` (``DT_PLTGOT``), which the caller set up; non-PIC ones
+through an absolute address.  The lazy push pushes the slot's byte offset
+in ``DT_JMPREL`` (8 bytes a REL entry), not its index.
+
+A slot bound to another library's IFUNC is not settled on i386
+(:data:`FOREIGN_STUB_SIZE` is None): with REL relocations an
+``R_386_IRELATIVE`` finds its resolver in the word it writes, which the
+slot's stub would have to jump through.
+"""
+
+from dataclasses import dataclass
+
+from . import ENDBR32
+
+PLT_ENTRY = 16
+FOREIGN_STUB_SIZE = None
+#: the lazy push's operand is the slot's byte offset in DT_JMPREL
+PUSH_SCALE = 8
+_LAZY_PUSH = 0x68
+_ABSOLUTE, _EBX = bytes.fromhex("ff25"), bytes.fromhex("ffa3")
+
+
+@dataclass(frozen=True)
+class PltEntry:
+    """A PLT entry that jumps through the GOT word ``word``."""
+
+    address: int
+    word: int
+    section: str
+    #: (address, size) of the dead lazy tail in the same entry, or None
+    tail: tuple = None
+
+
+def decode_jump(code, got):
+    """The GOT word that the PLT entry ``code`` jumps through, or None
+    (``got``: the address %ebx holds in PIC code, ``DT_PLTGOT``)."""
+    if code.startswith(ENDBR32):
+        code = code[4:]
+    if len(code) < 6:
+        return None
+    operand = int.from_bytes(code[2:6], "little", signed=code[:2] == _EBX)
+    if code[:2] == _ABSOLUTE:
+        return operand
+    if code[:2] == _EBX and got:
+        return (got + operand) & 0xFFFFFFFF
+    return None
+
+
+def plt_entries(sections, got=None):
+    """Every PLT entry of ``sections``: ``{name: (address, bytes, entsize)}``
+    for ``.plt``, ``.plt.sec``, ``.plt.got``.  Returns ``{word: PltEntry}``."""
+    entries = {}
+    for name in (".plt", ".plt.sec", ".plt.got"):
+        if name not in sections:
+            continue
+        address, code, entsize = sections[name]
+        step = entsize or PLT_ENTRY
+        if name == ".plt.got" and step not in (8, 16):
+            step = 8
+        first = PLT_ENTRY if name == ".plt" else 0          # PLT0
+        for at in range(first, len(code) - step + 1, step):
+            entry = code[at:at + step]
+            word = decode_jump(entry, got)
+            if word is None:
+                continue
+            tail = None
+            if name == ".plt" and step == PLT_ENTRY and entry[6] == _LAZY_PUSH:
+                tail = (address + at + 6, PLT_ENTRY - 6)
+            entries.setdefault(word, PltEntry(address + at, word, name, tail))
+    return entries
+
+
+def dead_plt(sections):
+    """(address, size) of PLT bytes that are dead without lazy binding and
+    form one block: the whole ``.plt`` of an IBT layout, else PLT0 alone."""
+    if ".plt" not in sections:
+        return None
+    address, code, _ = sections[".plt"]
+    if ".plt.sec" in sections:
+        return address, len(code)
+    return address, min(PLT_ENTRY, len(code))
+
+
+def lazy_push(sections, target):
+    """The lazy PLT code at ``target`` (a JUMP_SLOT's initial GOT value):
+    ``(address of its push's imm32, the slot's index)`` when it is GNU ld's
+    ``(endbr32)? push $offset; jmp PLT0`` in ``.plt``, else None."""
+    if ".plt" not in sections:
+        return None
+    address, code, _ = sections[".plt"]
+    at = target - address
+    if not PLT_ENTRY <= at <= len(code) - 10:
+        return None
+    if code[at:at + 4] == ENDBR32:
+        at += 4
+    jump = at + 5
+    if code[at] != _LAZY_PUSH or jump + 5 > len(code) or code[jump] != 0xE9 or \
+            jump + 5 + int.from_bytes(code[jump + 1:jump + 5], "little", signed=True) != 0:
+        return None
+    offset = int.from_bytes(code[at + 1:at + 5], "little")
+    if offset % PUSH_SCALE:
+        return None
+    return address + at + 1, offset // PUSH_SCALE
+
+
+def lazy_bytes(sections, target):
+    """(start, end) of the PLT bytes a lazy slot still runs: from its GOT
+    word's initial value to the end of that 16-byte ``.plt`` entry."""
+    address = sections[".plt"][0]
+    return target, address + ((target - address) // PLT_ENTRY + 1) * PLT_ENTRY
+
+
+def plt0(sections):
+    """(start, end) of PLT0, which every lazy slot jumps to."""
+    address = sections[".plt"][0]
+    return address, address + PLT_ENTRY
+
+
+foreign_stub = None

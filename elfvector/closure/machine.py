@@ -1,0 +1,157 @@
+"""What the closure rewrite needs of an object's architecture (:func:`closure_arch`).
+
+The rewrite itself is common: the per-architecture code lives in
+``closure/x86_64`` and ``closure/i386`` (PLT decoding, the fix-up routine,
+the preload check), and what differs in the files is the ELF class (word
+size, record formats) and the relocation format: RELA on x86-64, REL on
+i386, where a relocation's addend is the word it relocates, so the
+rewrite writes kept RELATIVE and IRELATIVE addends into the words and
+settles a word by writing its value there (as on x86-64).
+"""
+
+from dataclasses import dataclass
+
+from ..elfstruct import (DT_REL, DT_RELA, DT_RELACOUNT, DT_RELAENT, DT_RELASZ, DT_RELCOUNT,
+                         DT_RELENT, DT_RELSZ)
+from ..errors import UnsupportedElfError
+from . import i386, x86_64
+from .i386 import fixup as i386_fixup
+from .i386 import plt as i386_plt
+from .i386 import preload as i386_preload
+from .x86_64 import fixup as x86_64_fixup
+from .x86_64 import plt as x86_64_plt
+from .x86_64 import preload as x86_64_preload
+
+SHT_RELA, SHT_REL = 4, 9
+#: the command, as :data:`elfvector.arch.SUPPORTED` names it
+OPERATION = "vectool --mode=retro"
+
+
+@dataclass(frozen=True)
+class ClosureArch:
+    """One architecture's facts and code modules for the closure rewrite."""
+
+    machine: object             #: the :class:`~elfvector.elfstruct.Machine`
+    plt: object                 #: PLT decoding (``closure/<arch>/plt.py``)
+    fixup: object               #: the fix-up routine (``closure/<arch>/fixup.py``)
+    preload: object             #: the preload check (``closure/<arch>/preload.py``)
+    bits: int                   #: the fix-up routine's code width
+    landing_pad: bytes          #: what an indirectly called stub starts with
+
+    @property
+    def name(self):
+        return self.machine.name
+
+    @property
+    def layout(self):
+        return self.machine.layout
+
+    @property
+    def word(self):
+        return self.layout.word
+
+    @property
+    def word_format(self):
+        return "<Q" if self.word == 8 else "<I"
+
+    @property
+    def rela(self):
+        return self.machine.rela
+
+    def pack_word(self, value):
+        return (value & ((1 << 8 * self.word) - 1)).to_bytes(self.word, "little")
+
+    # -- the dynamic relocation table: .rela.dyn (DT_RELA) or .rel.dyn (DT_REL) --------
+    @property
+    def table_tag(self):
+        return DT_RELA if self.rela else DT_REL
+
+    @property
+    def size_tag(self):
+        return DT_RELASZ if self.rela else DT_RELSZ
+
+    @property
+    def entry_tag(self):
+        return DT_RELAENT if self.rela else DT_RELENT
+
+    @property
+    def count_tag(self):
+        return DT_RELACOUNT if self.rela else DT_RELCOUNT
+
+    @property
+    def dynamic_section(self):
+        return ".rela.dyn" if self.rela else ".rel.dyn"
+
+    @property
+    def plt_section(self):
+        return ".rela.plt" if self.rela else ".rel.plt"
+
+    @property
+    def section_type(self):
+        return SHT_RELA if self.rela else SHT_REL
+
+    @property
+    def entry_size(self):
+        return self.layout.entry_size(self.rela)
+
+    def relocation(self, offset, rtype, addend=0, sym=0):
+        """A new entry of the dynamic relocation table (REL: ``addend`` is
+        not in it; the caller writes it into the word)."""
+        return self.layout.relocation(offset & ((1 << 8 * self.word) - 1), sym, rtype, addend,
+                                      self.rela)
+
+    # -- RELR lists of the fix-up ------------------------------------------------------
+    def relr_encode(self, addresses):
+        """The RELR encoding (gABI) of word-aligned ``addresses``, as bytes
+        of this class: a bitmap covers ``8 * word - 1`` words."""
+        word, bits = self.word, 8 * self.word - 1
+        addrs = sorted(set(addresses))
+        if any(a % word for a in addrs):
+            raise ValueError(f"RELR can only list {word}-aligned words")
+        out, i = [], 0
+        while i < len(addrs):
+            out.append(addrs[i])
+            base = addrs[i] + word
+            i += 1
+            while True:
+                bitmap = 0
+                while i < len(addrs) and addrs[i] - base < bits * word:
+                    bitmap |= 1 << ((addrs[i] - base) // word)
+                    i += 1
+                if not bitmap:
+                    break
+                out.append((bitmap << 1) | 1)
+                base += bits * word
+        return b"".join(self.pack_word(e) for e in out)
+
+    def relr_decode(self, raw):
+        """The addresses the RELR table ``raw`` lists."""
+        word, bits = self.word, 8 * self.word - 1
+        addrs, base = [], None
+        for k in range(0, len(raw) - len(raw) % word, word):
+            entry = int.from_bytes(raw[k:k + word], "little")
+            if not entry & 1:
+                addrs.append(entry)
+                base = entry + word
+                continue
+            if base is None:
+                raise ValueError("RELR table starts with a bitmap")
+            addrs += [base + i * word for i in range(bits) if entry >> (i + 1) & 1]
+            base += bits * word
+        return addrs
+
+
+_ARCHES = {
+    "x86_64": lambda m: ClosureArch(m, x86_64_plt, x86_64_fixup, x86_64_preload, 64,
+                                    x86_64.ENDBR64),
+    "i386": lambda m: ClosureArch(m, i386_plt, i386_fixup, i386_preload, 32, i386.ENDBR32),
+}
+
+
+def closure_arch(image):
+    """The :class:`ClosureArch` of ``image`` (an ElfImage)."""
+    make = _ARCHES.get(image.arch.name)
+    if make is None:
+        raise UnsupportedElfError(f"vectool --mode=retro does not handle {image.arch.label} "
+                                  "files yet", image.path)
+    return make(image.arch)
