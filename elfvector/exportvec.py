@@ -8,6 +8,7 @@ definitions (never an interposed one, and without a dynamic relocation).
 
 import os
 import re
+import struct
 import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ from .atomic import move_into_place
 from .elffile import ElfFile
 from .elfimage import STT_FUNC, STT_GNU_IFUNC, ElfImage, read_elf_file
 from .errors import ElfvectorError, LinkError, VecFormatError, VectorMismatchError
-from .linkcmd import LinkCommand, run_tool
+from .linkcmd import LinkCommand
 from .patterns import PatternList
 from .retrovec import LibrarySymbols, check_slots
 from .vecfile import MAGIC, Slot, Vector, parse_vec, read_text, vector_name_for_soname
@@ -118,6 +119,10 @@ def _old_vector(incl_arg, name):
     return Vector(name, slots)
 
 
+#: the operation named when expvec opens a file (:data:`elfvector.arch.SUPPORTED`)
+OPERATION = "expvec"
+
+
 def build(incl_arg, excl_arg, vscript, loader_words, rebuild=False, vector_only=False):
     """Run the wrapped link twice and return an :class:`ExportResult`.
 
@@ -136,7 +141,8 @@ def build(incl_arg, excl_arg, vscript, loader_words, rebuild=False, vector_only=
     with tempfile.TemporaryDirectory(prefix="expvec-") as tmp, blamed_on(output, tmp):
         trial = trial_link(trial_cmd, tmp)
         vector, notes = choose_vector(trial, cmd, incl_arg, incl, excl)
-        obj, script = write_vector_objects(tmp, trial.arch, vector)
+        obj, script = write_vector_objects(tmp, cmd.toolchain(trial.arch), vector,
+                                           link_features(trial))
         final_path = os.path.join(tmp, "final.so")
         final_cmd.with_output(final_path).with_extra(
             obj, script, *vector_version_script(final_cmd, tmp)).run("final link", blame=output)
@@ -175,14 +181,14 @@ def _scratch_name(name, output):
     return output if linked else f"(elfvector's {name})"
 
 
-def check_final(path, vector, output):
+def check_final(path, vector, output, operation=OPERATION):
     """The linked library must export the vector and its layout symbols, and
     every slot must reach its function (:func:`check_slots`).
 
     Functions the final version script made local (vector-only) are looked
     up in ``.symtab``; returns a note naming how many there are.
     """
-    image = ElfImage(read_elf_file(path), output)
+    image = ElfImage(read_elf_file(path), output, operation)
     lib = LibrarySymbols(image)
     for symbol in [vector.name] + vector.layout_symbols():
         if not any(lib.syms[i].defined for i in lib.named(symbol)):
@@ -205,7 +211,7 @@ def check_final(path, vector, output):
             f"script): {', '.join(str(s) for s in local[:5])}{' ...' if len(local) > 5 else ''}"]
 
 
-def seal_table(data, vector, path):
+def seal_table(data, vector, path, operation=OPERATION):
     """``data``, a library linked with ``vector``'s table, with the table's
     seal written into the 8 bytes the table object keeps before it.
 
@@ -213,7 +219,7 @@ def seal_table(data, vector, path):
     this library (:func:`elfvector.importvec.prebind`) compares it at
     start-up, so a rebuild at the same base whose functions moved is seen.
     """
-    image = ElfImage(data, path)
+    image = ElfImage(data, path, operation)
     lib = LibrarySymbols(image)
     table = next((lib.syms[i] for i in lib.named(vector.name) if lib.syms[i].defined), None)
     if table is None or table.size != 4 * len(vector.slots):
@@ -250,11 +256,12 @@ def _symtab_functions(image):
     return functions
 
 
-def trial_link(cmd, tmp, *extra):
-    """Link to a scratch file; it must be a shared library."""
+def trial_link(cmd, tmp, operation=OPERATION):
+    """Link to a scratch file; it must be a shared library of an
+    architecture ``operation`` handles."""
     trial_path = os.path.join(tmp, "trial.so")
-    cmd.with_output(trial_path).with_extra(*extra).run("trial link", blame=cmd.output)
-    trial = ElfFile(trial_path)
+    cmd.with_output(trial_path).run("trial link", blame=cmd.output)
+    trial = ElfFile(trial_path, operation=operation)
     if not trial.is_shared_object:
         raise LinkError("the link did not produce a shared library", cmd.output)
     return trial
@@ -293,15 +300,19 @@ def _exported_functions(image):
     return slots, {slot.key for slot, entry in zip(slots, found) if entry[3]}
 
 
-def write_vector_objects(tmp, arch, vector):
-    """Assemble the table into ``export.vec.o``; write the alias script beside it."""
+def write_vector_objects(tmp, toolchain, vector, features=None):
+    """Assemble the table into ``export.vec.o`` with ``toolchain`` (a
+    :class:`~elfvector.linkcmd.Toolchain` of the output's architecture);
+    write the alias script beside it.  ``features`` (:func:`link_features`) are the
+    arch module's options."""
     aliases = alias_names(vector)
     obj = os.path.join(tmp, "export.vec.o")
     asm = os.path.join(tmp, "export.vec.s")
     with open(asm, "wb") as f:
-        f.write(arches.for_arch(arch).export_table_asm(vector, aliases)
+        f.write(arches.for_arch(toolchain.arch).export_table_asm(vector, aliases,
+                                                                 **(features or {}))
                 .encode("utf-8", "surrogateescape"))
-    run_tool(["as", "--64", "-o", obj, asm], "assembling the export vector")
+    toolchain.assemble(asm, obj, "assembling the export vector")
     script_path = os.path.join(tmp, "export.vec.ld")
     with open(script_path, "wb") as f:
         f.write(alias_script(vector, aliases).encode("utf-8", "surrogateescape"))
@@ -340,3 +351,38 @@ def vector_version_script(cmd, tmp):
     with open(path, "w") as f:
         f.write("ELFVECTOR { global: __V_*; };\n")
     return [cmd.linker_option(f"--version-script={path}")]
+
+
+#: ``GNU_PROPERTY_AARCH64_FEATURE_1_AND`` and its BTI bit
+_AARCH64_FEATURE_1_AND, _FEATURE_1_BTI = 0xC0000000, 1
+
+
+def link_features(trial):
+    """The arch module's options for the objects linked with the trial
+    ``trial`` (an ElfFile): ``bti`` on AArch64 when every object of the
+    trial was built for BTI, so that ours keep the output marked."""
+    return {"bti": True} if trial.arch == "aarch64" and bti_marked(trial.image) else {}
+
+
+def bti_marked(image):
+    """True if the linked ``image`` carries ``GNU_PROPERTY_AARCH64_FEATURE_1_BTI``
+    in ``.note.gnu.property``: every object of that link was built for BTI,
+    so the import vector must keep the mark (and its pages PROT_BTI)."""
+    _, note = image.section(".note.gnu.property")
+    if note is None or note.type == 8:          # SHT_NOBITS
+        return False
+    data = image.bytes_at(note.offset, note.size)
+    pos = 0
+    while pos + 12 <= len(data):
+        namesz, descsz, kind = struct.unpack_from("<3I", data, pos)
+        name_end = pos + 12 + (namesz + 3) // 4 * 4
+        desc = data[name_end:name_end + descsz]
+        if kind == 5 and data[pos + 12:pos + 12 + namesz] == b"GNU\0":
+            at = 0
+            while at + 8 <= len(desc):
+                pr_type, pr_size = struct.unpack_from("<2I", desc, at)
+                if pr_type == _AARCH64_FEATURE_1_AND and pr_size >= 4:
+                    return bool(struct.unpack_from("<I", desc, at + 8)[0] & _FEATURE_1_BTI)
+                at += 8 + (pr_size + 7) // 8 * 8
+        pos = name_end + (descsz + 7) // 8 * 8
+    return False

@@ -15,17 +15,20 @@ import tempfile
 from dataclasses import dataclass, field
 
 from . import arch as arches
-from .arch import x86_64
 from .atomic import move_into_place
 from .elffile import ElfFile
 from .elfimage import ET_EXEC, PT_LOAD, STB_LOCAL, ElfImage
 from .errors import VectorMismatchError
-from .exportvec import blamed_on
+from .exportvec import blamed_on, bti_marked
 from .ldso import CLASS_NORMAL, CLASS_PLT, STT_FUNC, STT_GNU_IFUNC, Ldd
 from .ldso.lookup import lookup_in
-from .linkcmd import LinkCommand, run_tool
+from .linkcmd import LinkCommand
 from .patterns import DEFAULT_IMPORT_EXCLUDES, PatternList
 from .vecfile import read_vec, vector_name_for_soname
+
+
+#: the operation named when impvec opens a file (:data:`elfvector.arch.SUPPORTED`)
+OPERATION = "impvec"
 
 
 @dataclass
@@ -44,6 +47,7 @@ class ImportPlan:
     program: str
     in_executable: bool
     arch: str
+    bti: bool = False               # AArch64: the output is BTI-marked (:func:`bti_marked`)
     vectors: list = field(default_factory=list)      # (Vector, [SlotChoice])
     libraries: dict = field(default_factory=dict)     # vector name -> the MappedObject
     kept: list = field(default_factory=list)          # (name, why)
@@ -57,16 +61,17 @@ class ImportPlan:
         machine = arches.for_arch(self.arch)
         groups = [(vec.layout_symbol(), [(s.name, s.index, s.exported) for s in slots])
                   for vec, slots in self.vectors]
+        features = {"bti": True} if self.bti else {}
         return machine.import_vector_asm(groups, self.in_executable,
                                          os.path.basename(self.program),
-                                         bind_at_relocation=self.prebindable())
+                                         bind_at_relocation=self.prebindable(), **features)
 
     def prebindable(self):
         """True if :func:`prebind` would bind some vector: its library has a
         fixed base and a sealed table.  Only pre-bound slots need the binder
         to run while ld.so relocates (an unbound slot binds on its first call)."""
         machine = arches.for_arch(self.arch)
-        return any(_sealed_table(machine, self.libraries[vec.name], vec) is not None
+        return machine.bound_slot is not None and any(_sealed_table(machine, self.libraries[vec.name], vec) is not None
                    for vec, _ in self.vectors)
 
 
@@ -259,26 +264,38 @@ def read_vectors(vec_paths):
     return vectors
 
 
-def link_time_ldd(cmd):
+def link_time_ldd(cmd, operation=OPERATION):
     """ld.so's view of a link's output: the link command's libraries and
-    ``-L`` directories first, then ld.so's search with the LD_LIBRARY_PATH
-    given in front of the command and this process's."""
+    ``-L`` directories first (a cross compiler's own library directories
+    after them), then ld.so's search with the LD_LIBRARY_PATH given in
+    front of the command and this process's.  Files of the architectures
+    ``operation`` handles are read."""
     env_path = [d for d in os.environ.get("LD_LIBRARY_PATH", "").split(":") if d]
-    return Ldd(":".join(cmd.search_env() + env_path), cmd.input_files, cmd.library_dirs)
+    library_path = cmd.search_env() + env_path
+    files, dirs = cmd.input_files, cmd.library_dirs + cmd.cross_library_dirs()
+    root = cmd.cross_root()
+    if root:
+        # ld.so and the system's libraries are the cross toolchain's, under
+        # its root; the link's own paths are this machine's, which the
+        # model takes a relative path for.
+        library_path, files, dirs = ([os.path.relpath(p) for p in paths]
+                                     for paths in (library_path, files, dirs))
+    return Ldd(":".join(library_path), files, dirs, root=root, operation=operation)
 
 
-def plan_for_link(cmd, elf, vectors, excludes, ldd=None):
+def plan_for_link(cmd, elf, vectors, excludes, ldd=None, operation=OPERATION):
     """The ImportPlan of a trial-linked ``elf`` (an ElfFile), its libraries
     found as ld.so would."""
-    linkmap = (ldd or link_time_ldd(cmd)).linkmap(elf.path, elf.image)
+    linkmap = (ldd or link_time_ldd(cmd, operation)).linkmap(elf.path, elf.image)
     result = plan(linkmap, vectors, excludes)
     result.program = cmd.output
+    result.bti = elf.arch == "aarch64" and bti_marked(elf.image)
     result.warnings += [f"cannot find {name}; its functions stay bound by name"
                         for _, name, _ in linkmap.not_found if name != SHIM_SONAME]
     return result
 
 
-def build(xclude_arg, vec_paths, loader_words, link=False, prebound=False):
+def build(xclude_arg, vec_paths, loader_words, link=False, prebound=False, operation=OPERATION):
     """Trial-link, plan, and (with ``link``) assemble and do the final link.
 
     ``prebound`` (vectool) binds the slots in the output where it can
@@ -289,13 +306,14 @@ def build(xclude_arg, vec_paths, loader_words, link=False, prebound=False):
     excludes = PatternList.from_arg(xclude_arg, "xclude", DEFAULT_IMPORT_EXCLUDES)
     cmd = LinkCommand(loader_words)
     output = cmd.output
-    ldd = link_time_ldd(cmd)        # one: each library is read once
+    ldd = link_time_ldd(cmd, operation)     # one: each library is read once
     with tempfile.TemporaryDirectory(prefix="impvec-") as tmp, blamed_on(output, tmp):
-        trial = trial_link(cmd, tmp, vectors, ldd)
+        trial = trial_link(cmd, tmp, vectors, ldd, operation)
         result = plan_for_link(cmd, trial, vectors, excludes, ldd)
         asm_text = result.assembly() if result.slot_count else None
         if link:
-            extra = [assemble_import(tmp, asm_text)] if asm_text else []
+            toolchain = cmd.toolchain(trial.arch)
+            extra = [assemble_import(tmp, toolchain, asm_text)] if asm_text else []
             final_path = os.path.join(tmp, "final")
             final = cmd.with_output(final_path).with_extra(*extra)
             if prebound and not cmd.calls_ld_directly and \
@@ -320,10 +338,13 @@ def prebind(data, result, path):
     The pre-binding record says where the slots and the tables were and
     what the seals were; at start-up the binder checks it and binds anew
     what moved (:mod:`elfvector.arch.x86_64`), so a wrong pre-binding costs
-    a rebinding, never a call to the wrong place.
+    a rebinding, never a call to the wrong place.  An architecture without
+    pre-binding (``bound_slot`` None: i386, AArch64) binds at start-up.
     """
     machine = arches.for_arch(result.arch)
-    image = ElfImage(data, path)
+    if machine.bound_slot is None:
+        return data, 0
+    image = ElfImage(data, path, OPERATION)
     _, section = image.section(".elfvector.slots")
     _, index = image.section(".elfvector.index")
     if section is None or index is None:
@@ -422,7 +443,7 @@ def _sealed_table(machine, lib, vec):
 SHIM_SONAME = "elfvector-vector-only.so"
 
 
-def trial_link(cmd, tmp, vectors, ldd):
+def trial_link(cmd, tmp, vectors, ldd, operation=OPERATION):
     """The trial-linked output, with ``--noinhibit-exec``.
 
     A call to a vector-only function has no definition the link editor can
@@ -434,13 +455,14 @@ def trial_link(cmd, tmp, vectors, ldd):
     trial_path = os.path.join(tmp, os.path.basename(cmd.output))
     trial = cmd.with_output(trial_path).with_extra(cmd.linker_option("--noinhibit-exec"))
     trial.run("trial link", blame=cmd.output)
-    elf = ElfFile(trial_path)
+    elf = ElfFile(trial_path, operation=operation)
     libraries = ldd.linkmap(trial_path, elf.image).search_list[1:]
     only = sorted(_vector_only_names(libraries, vectors))
     if not only:
         return elf
-    trial.with_extra(_shim_library(tmp, only)).run("trial link", blame=cmd.output)
-    return ElfFile(trial_path)
+    shim = _shim_library(tmp, cmd.toolchain(elf.arch), only)
+    trial.with_extra(shim).run("trial link", blame=cmd.output)
+    return ElfFile(trial_path, operation=operation)
 
 
 def _vector_only_names(libraries, vectors):
@@ -455,27 +477,30 @@ def _vector_only_names(libraries, vectors):
     return names
 
 
-def _shim_library(tmp, names):
-    """A shared library defining each of ``names`` as a function."""
-    asm = "".join(f"\t.globl {n}\n\t.type {n},@function\n{n}:\n\tret\n"
-                  for n in map(x86_64.asm_symbol, names))
-    obj = _assemble(tmp, "vector-only", '\t.section .note.GNU-stack,"",@progbits\n\t.text\n'
-                    + asm, "assembling the vector-only shim")
+def _shim_library(tmp, toolchain, names):
+    """A shared library defining each of ``names`` as a function (``ret``
+    is one on every architecture we handle)."""
+    asm_symbol = arches.for_arch(toolchain.arch).asm_symbol
+    asm = "".join(f"\t.globl {n}\n\t.type {n},%function\n{n}:\n\tret\n"
+                  for n in map(asm_symbol, names))
+    obj = _assemble(tmp, toolchain, "vector-only",
+                    '\t.section .note.GNU-stack,"",%progbits\n\t.text\n' + asm,
+                    "assembling the vector-only shim")
     shim = os.path.join(tmp, SHIM_SONAME)
-    run_tool(["ld", "-shared", f"-soname={SHIM_SONAME}", "-o", shim, obj],
-             "linking the vector-only shim")
+    toolchain.link_shared(shim, SHIM_SONAME, [obj], "linking the vector-only shim")
     return shim
 
 
-def assemble_import(tmp, asm_text):
-    """Assemble an import vector; return the object's path."""
-    return _assemble(tmp, "import", asm_text, "assembling the import vector")
+def assemble_import(tmp, toolchain, asm_text):
+    """Assemble an import vector with ``toolchain``; return the object's path."""
+    return _assemble(tmp, toolchain, "import", asm_text, "assembling the import vector")
 
 
-def _assemble(tmp, stem, asm_text, what):
+def _assemble(tmp, toolchain, stem, asm_text, what):
     asm = os.path.join(tmp, f"{stem}.s")
     obj = os.path.join(tmp, f"{stem}.o")
     with open(asm, "wb") as f:
         f.write(asm_text.encode("utf-8", "surrogateescape"))
-    run_tool(["as", "--64", "-o", obj, asm], what)
+    toolchain.assemble(asm, obj, what)
     return obj
+

@@ -7,6 +7,7 @@ libfoo.so.5 foo.o``, or ``ld ...`` directly), optionally preceded by
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 
@@ -95,6 +96,43 @@ class LinkCommand:
         """Existing non-option words: objects, archives, libraries by path."""
         return [w for w in self.words[1:] if not w.startswith("-") and os.path.isfile(w)]
 
+    def cross_library_dirs(self):
+        """The directories a cross compiler's link editor searches by
+        default (``aarch64-linux-gnu-gcc -print-search-dirs``), where its
+        target's libc is; none for a native compiler, whose libraries are
+        where ld.so looks anyway."""
+        for line in self._ask_cross_compiler("-print-search-dirs").splitlines():
+            if line.startswith("libraries: ="):
+                dirs = line[len("libraries: ="):].split(":")
+                return [os.path.normpath(d) for d in dirs if os.path.isdir(d)]
+        return []
+
+    def cross_root(self):
+        """The directory a cross compiler's target files are under, as a
+        chroot would have them (``/usr/aarch64-linux-gnu``, whose ``lib/``
+        holds the target's libc and ld.so), found from where its libc is;
+        "" for a native compiler."""
+        libc = os.path.normpath(self._ask_cross_compiler("-print-file-name=libc.so.6").strip())
+        libdir = os.path.dirname(libc)
+        if not os.path.isabs(libc) or os.path.basename(libdir) != "lib":
+            return ""
+        return os.path.dirname(libdir)
+
+    def _ask_cross_compiler(self, option):
+        """What the wrapped cross compiler prints for ``option`` ("" for a
+        native compiler, a linker, or a compiler that cannot run)."""
+        if self.calls_ld_directly or not _tool_prefix(self.words[0]):
+            return ""
+        try:
+            return _run([self.words[0], option], dict(os.environ, **self.env)).stdout
+        except OSError:
+            return ""               # the link itself will say what is wrong
+
+    def toolchain(self, arch):
+        """The :class:`Toolchain` that builds objects for ``arch`` (the
+        output's architecture) beside this command's compiler or linker."""
+        return Toolchain(_tool_prefix(self.words[0]), arch)
+
     def search_env(self):
         """LD_LIBRARY_PATH directories given in front of the command."""
         value = self.env.get("LD_LIBRARY_PATH", "")
@@ -165,6 +203,52 @@ class LinkCommand:
             raise LinkError(f"{what} failed: {_first_error(proc, self.words[0])}",
                             blame or self.output)
         return proc
+
+
+#: GNU as's option for each architecture's word size (a multi-target as
+#: such as x86-64's needs it); GNU ld's emulation of each
+_AS_OPTIONS = {"x86_64": ["--64"], "i386": ["--32"], "aarch64": []}
+_LD_EMULATIONS = {"x86_64": "elf_x86_64", "i386": "elf_i386", "aarch64": "aarch64linux"}
+_DRIVER = re.compile(r"(.*-)?(gcc|cc|c\+\+|g\+\+|clang|clang\+\+|ld(\.bfd|\.gold|\.lld)?)"
+                     r"(-[0-9.]+)?")
+
+
+def _tool_prefix(program):
+    """The cross prefix of the wrapped compiler or linker, with its
+    directory: ``aarch64-linux-gnu-gcc`` -> ``aarch64-linux-gnu-``,
+    ``/opt/x/bin/i686-linux-gnu-gcc-12`` -> ``/opt/x/bin/i686-linux-gnu-``,
+    ``gcc`` -> ``""``."""
+    directory, name = os.path.split(program)
+    m = _DRIVER.fullmatch(name)
+    prefix = m.group(1) or "" if m else ""
+    return os.path.join(directory, prefix) if directory and prefix else prefix
+
+
+class Toolchain:
+    """The GNU as and ld of the wrapped command's target: the objects
+    elfvector generates must be linked into the user's output, so they are
+    assembled by the same cross binutils as the user's compiler would use
+    (``aarch64-linux-gnu-gcc`` -> ``aarch64-linux-gnu-as``)."""
+
+    def __init__(self, prefix, arch):
+        self.prefix, self.arch = prefix, arch
+
+    def _program(self, name, what):
+        program = self.prefix + name
+        if shutil.which(program) is None:
+            raise LinkError(f"{what} needs {program} (GNU {name} for {self.arch}), "
+                            "which is not on PATH")
+        return program
+
+    def assemble(self, source, obj, what):
+        """Assemble ``source`` into ``obj``; a LinkError naming ``what`` if it fails."""
+        run_tool([self._program("as", what), *_AS_OPTIONS.get(self.arch, []), "-o", obj,
+                  source], what)
+
+    def link_shared(self, output, soname, objects, what):
+        """``ld -shared`` of ``objects`` into ``output``."""
+        run_tool([self._program("ld", what), "-m", _LD_EMULATIONS[self.arch], "-shared",
+                  f"-soname={soname}", "-o", output, *objects], what)
 
 
 def _first_error(proc, program):

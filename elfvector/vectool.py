@@ -23,11 +23,12 @@ import tempfile
 from dataclasses import dataclass, field
 
 from . import addrfile
+from . import arch as arches
 from .atomic import write_bytes
 from .elfimage import PT_LOAD, ElfImage
 from .errors import LinkError, VectorMismatchError
-from .exportvec import (blamed_on, check_final, choose_vector, seal_table, trial_link,
-                        vector_version_script, write_vector_objects)
+from .exportvec import (blamed_on, check_final, choose_vector, link_features, seal_table,
+                        trial_link, vector_version_script, write_vector_objects)
 from .importvec import assemble_import, plan_for_link, prebind, read_vectors
 from .importvec import build as build_program_with_vectors
 from .linkcmd import LinkCommand
@@ -44,6 +45,8 @@ DEFAULT_EXCLEXP = r"^__V_ ^_init$ ^_fini$"
 # which changes nothing anyone can observe; --inclrel opts symbols in.
 DEFAULT_INCLREL = ""
 DEFAULT_EXCLREL = r"^__ti ^__environ$ ^__ctype_"
+#: the operation named when vectool's lib and prog modes open a file
+OPERATION = "vectool --mode=lib|prog"
 
 
 @dataclass
@@ -83,33 +86,37 @@ def build_library(options, loader_words):
     old_vec, variant_of = _previous_vector(options.rpathdir, soname, output, vec_path)
     cmd = cmd.with_extra(f"-L{options.rpathdir}")
     with tempfile.TemporaryDirectory(prefix="vectool-") as tmp, blamed_on(output, tmp):
-        trial = trial_link(cmd, tmp)
+        trial = trial_link(cmd, tmp, OPERATION)
+        toolchain = cmd.toolchain(trial.arch)
+        notes = []
+        use_relvec = options.relvec and _relvec_handles(trial.arch, notes)
         if old_vec:
-            vector, notes = choose_vector(trial, cmd, "@" + old_vec, None, excl)
+            vector, chosen = choose_vector(trial, cmd, "@" + old_vec, None, excl)
         else:
-            vector, notes = choose_vector(trial, cmd, ".", PatternList(["."]), excl)
+            vector, chosen = choose_vector(trial, cmd, ".", PatternList(["."]), excl)
+        notes += chosen
         if variant_of:
             _check_same_vector(vector, read_vec(old_vec), output, variant_of)
-        objects = list(write_vector_objects(tmp, trial.arch, vector))
+        objects = list(write_vector_objects(tmp, toolchain, vector, link_features(trial)))
         objects += vector_version_script(cmd, tmp)
         imports = plan_for_link(cmd, trial, _needed_vectors(options.rpathdir, trial),
-                                PatternList(DEFAULT_IMPORT_EXCLUDES))
+                                PatternList(DEFAULT_IMPORT_EXCLUDES), operation=OPERATION)
         if imports.slot_count:
-            objects.append(assemble_import(tmp, imports.assembly()))
+            objects.append(assemble_import(tmp, toolchain, imports.assembly()))
         unplaced = _link(cmd, tmp, "unplaced.so", objects, "link")
-        span = _span(unplaced, options, inclrel, exclrel)
+        span = _span(unplaced, use_relvec, inclrel, exclrel)
         with addrfile.locked(options.addrfile) as assignments:
             base, is_new = addrfile.choose_base(assignments, soname, span, options.region,
                                                 options.addrfile)
             placed = _link(cmd, tmp, "placed.so", objects + [
                 cmd.linker_option(f"-Ttext-segment={base:#x}")], "final link")
-            notes += check_final(placed, vector, output)
+            notes += check_final(placed, vector, output, OPERATION)
             with open(placed, "rb") as f:
-                data = seal_table(f.read(), vector, output)
+                data = seal_table(f.read(), vector, output, OPERATION)
             if imports.slot_count:
                 data, prebound = prebind(data, imports, output)
                 notes.append(f"{prebound} of {len(imports.vectors)} import vectors pre-bound")
-            if options.relvec:
+            if use_relvec:
                 data, report = relvec(data, output, inclrel, exclrel)
                 notes.append(str(report))
             write_bytes(output, data, mode=0o755)
@@ -132,7 +139,7 @@ def build_program(options, loader_words):
     vecs = sorted(os.path.join(options.rpathdir, f) for f in os.listdir(options.rpathdir)
                   if f.endswith(".vec"))
     return build_program_with_vectors("", vecs, list(loader_words) + [f"-L{options.rpathdir}"],
-                                      link=True, prebound=True)
+                                      link=True, prebound=True, operation=OPERATION)
 
 
 def _previous_vector(rpathdir, soname, output, vec_path):
@@ -169,13 +176,24 @@ def _link(cmd, tmp, name, extra, what):
     return path
 
 
-def _span(path, options, inclrel, exclrel):
+def _relvec_handles(arch, notes):
+    """True if relvec handles ``arch``; else a note in ``notes`` that the
+    library keeps its relocations (it stays correct at its base and
+    anywhere else, ld.so applies them at every start)."""
+    if arches.handles("relvec", arch):
+        return True
+    notes.append(f"relvec skipped: not ported to {arch} yet (the library keeps its "
+                 "RELATIVE relocations)")
+    return False
+
+
+def _span(path, use_relvec, inclrel, exclrel):
     """Bytes of address space the finished library will cover (relvec adds segments)."""
     with open(path, "rb") as f:
         data = f.read()
-    if options.relvec:
+    if use_relvec:
         data, _ = relvec(data, path, inclrel, exclrel)
-    image = ElfImage(data, path)
+    image = ElfImage(data, path, OPERATION)
     loads = [p for p in image.phdrs if p.type == PT_LOAD]
     return max(p.vaddr + p.memsz for p in loads) - min(p.vaddr for p in loads)
 
