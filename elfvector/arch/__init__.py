@@ -32,9 +32,9 @@ SUPPORTED = {
     "vecstat": (_ALL, None),
     "relvec": (_ALL, None),
     "retroimp": (_ALL, None),
-    "expvec": (_X86_64, _ELFVECTOR_CODE),
-    "impvec": (_X86_64, _ELFVECTOR_CODE),
-    "vectool --mode=lib|prog": (_X86_64, _ELFVECTOR_CODE),
+    "expvec": (_ALL, None),
+    "impvec": (_ALL, None),
+    "vectool --mode=lib|prog": (_ALL, None),
     "vectool --mode=retro": (_X86_64, _ELFVECTOR_CODE),
 }
 
