@@ -24,7 +24,6 @@ import tempfile
 from dataclasses import dataclass
 
 from ..errors import ElfvectorError
-from ..ldso import R_X86_64_COPY, R_X86_64_NONE, R_X86_64_RELATIVE
 from .model import (RELA_DYN, RELA_PLT, IrelativeForeign, Keep, Settle, SettleZero,
                     Target)
 
@@ -83,13 +82,14 @@ def verify_program(closure, plan, linkmap, args, gdb):
     for lay in sorted(layouts, key=lambda lay: not lay.plan.is_interp):
         lay.check_installed()
     stop_path, stop_address, stop_obj = _first_constructor(linkmap, index)
-    stock = _run(gdb, [linkmap.main.name, *args], {lay.stock_path: lay.stock_spec()
-                                                   for lay in layouts},
+    stock = _run(gdb, [*_stock_command(linkmap), *args], {lay.stock_path: lay.stock_spec()
+                                                          for lay in layouts},
                  (stop_path, stop_address), bind_now=True)
     stop_layout = next(lay for lay in layouts if lay.index == stop_obj)
     output = _run(gdb, [program.output, *args],
                   {lay.output_path: lay.output_spec() for lay in layouts},
                   (stop_layout.output_path, stop_layout.mv(stop_address)), bind_now=True)
+    stock.size = output.size = linkmap.main.elf.image.layout.word
     for lay in layouts:
         lay.stock_bias = stock.bias[lay.stock_path]
         lay.output_bias = output.bias[lay.output_path]
@@ -109,6 +109,17 @@ def verify_program(closure, plan, linkmap, args, gdb):
                     f"word {lay.mv(offset):#x} ({what}, {_label(decision)}) holds {got:#x} "
                     f"where ld.so gives the stock program {expected:#x}")))
     return result
+
+
+def _stock_command(linkmap):
+    """How the stock program starts: itself; under a sysroot, by the
+    sysroot's ld.so searching the sysroot's system directories, as the
+    closure was read (the sysroot holds no ld.so.cache)."""
+    config = linkmap.config
+    if not config.root:
+        return [linkmap.main.name]
+    dirs = ":".join(config.host_path(d) for d in config.system_dirs)
+    return [config.host_path(config.interp), "--library-path", dirs, linkmap.main.path]
 
 
 def _label(decision):
@@ -133,6 +144,7 @@ class _Layout:
             runtime = os.path.join(program.rpath, os.path.basename(obj.output))
         self.output_path = os.path.realpath(runtime)
         loads = [p for p in elf.image.phdrs if p.type == PT_LOAD]
+        self.machine = elf.machine
         self.low = min(p.vaddr for p in loads)
         self.high = max(p.vaddr + p.memsz for p in loads)
         self.writable = [(p.vaddr, p.vaddr + p.memsz) for p in loads if p.flags & PF_W]
@@ -155,7 +167,7 @@ class _Layout:
         decision, then each DT_RELR word (moved by the rewrite: Settle)."""
         for table, relocs in ((RELA_DYN, self.elf.rela_dyn), (RELA_PLT, self.elf.rela_plt)):
             for n, (offset, rtype, _, _) in enumerate(relocs):
-                if rtype not in (R_X86_64_NONE, R_X86_64_COPY):
+                if rtype not in (self.machine.none, self.machine.copy):
                     yield f"{table} #{n}", offset, self.plan.decisions[(table, n)]
         own = Settle(Target(self.index, 0))
         for k, offset in enumerate(self.elf.relr):
@@ -203,6 +215,7 @@ def _translate(value, hint, layouts, by_index):
 def _first_constructor(linkmap, index):
     """(real path, address, object index) where to stop: the first function
     ld.so's _dl_init calls (after every relocation), else the entry point."""
+    word = linkmap.main.elf.image.layout.word
     for obj in reversed(linkmap.initfini()):
         if obj.is_main or obj.is_rtld:
             continue
@@ -212,9 +225,9 @@ def _first_constructor(linkmap, index):
         if tags.get(DT_INIT_ARRAYSZ):
             at = tags[DT_INIT_ARRAY]
             relative = [a for off, rtype, _, a in obj.elf.rela_dyn
-                        if off == at and rtype == R_X86_64_RELATIVE]
+                        if off == at and rtype == obj.elf.machine.relative]
             address = relative[0] if relative else \
-                struct.unpack("<Q", obj.elf.image.read(at, 8))[0]
+                int.from_bytes(obj.elf.image.read(at, word), "little")
             return obj.path, address, index[obj.elf]
     main = linkmap.main
     return main.path, main.elf.image.entry, index[main.elf]
@@ -226,11 +239,13 @@ class _Memory:
 
     bias: dict
     ranges: dict
+    size: int = 8               #: bytes of a word
 
     def word(self, path, address):
         for start, blob in self.ranges[path]:
-            if start <= address and address + 8 <= start + len(blob):
-                return struct.unpack_from("<Q", blob, address - start)[0]
+            if start <= address and address + self.size <= start + len(blob):
+                return int.from_bytes(blob[address - start:address - start + self.size],
+                                      "little")
         raise VerifyError(f"{address:#x} is in no writable segment", path)
 
 
