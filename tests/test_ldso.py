@@ -489,3 +489,33 @@ def test_version_hash_and_missing_versions(versioned):
     assert report.returncode == 1 and report.lookups is None    # _dl_check_all_versions
     missing = LinkMap(str(prog)).missing_versions()
     assert [(Path(o.name).name, f, v) for o, f, v in missing] == [("ver_old", "libver.so.1", "V1")]
+
+
+# -- a root directory (a sysroot), and ld.so's of other architectures --------------
+
+def test_root_keeps_symbolic_links_inside_it(tmp_path):
+    """Under a root, an absolute link names a file of the root (Debian's
+    /lib64/ld-linux-x86-64.so.2 is one) and ``..`` stops at the root, as in
+    a chroot; the model never reads this system's file instead."""
+    (tmp_path / "lib/x").mkdir(parents=True)
+    (tmp_path / "lib/x/libdep.so.1").write_bytes(b"")
+    (tmp_path / "lib64").mkdir()
+    os.symlink("/lib/x/libdep.so.1", tmp_path / "lib64/absolute")
+    os.symlink("../../../../lib/x", tmp_path / "lib64/up")
+    config = LdsoConfig(root=str(tmp_path))
+    assert config.host_path("/lib64/absolute") == f"{tmp_path}/lib/x/libdep.so.1"
+    assert config.host_path("/lib64/up/libdep.so.1") == f"{tmp_path}/lib/x/libdep.so.1"
+    assert config.host_path("/../lib/x/libdep.so.1") == f"{tmp_path}/lib/x/libdep.so.1"
+    assert config.name_in_root(f"{tmp_path}/lib64/absolute") == "/lib/x/libdep.so.1"
+    assert LdsoConfig().host_path("/lib64/absolute") == "/lib64/absolute"
+
+
+def test_an_ldso_that_cannot_run_here_has_its_defaults(tmp_path):
+    """A root without the architecture's ld.so: its settings are the
+    table's (the AArch64 system directories and cache flags, no hwcaps)."""
+    config = LdsoConfig.for_arch("aarch64", str(tmp_path))
+    assert (config.arch, config.root, config.interp) == \
+        ("aarch64", str(tmp_path), "/lib/ld-linux-aarch64.so.1")
+    assert config.system_dirs[0] == "/lib/aarch64-linux-gnu/" and config.hwcaps_subdirs == ()
+    assert config.cache_flags == 0x0a03 and config.subdirectories[-1] == ""
+    assert LdsoConfig.for_arch("x86_64") == LdsoConfig.probe()

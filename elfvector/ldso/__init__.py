@@ -1,4 +1,5 @@
-"""The dynamic linker's rules, as glibc 2.36's ld.so applies them on x86-64.
+"""The dynamic linker's rules, as glibc 2.36's ld.so applies them on x86-64,
+i386 and AArch64.
 
 This is the one model of ld.so that the commands ask when they must predict
 what the dynamic linker will do with a set of files: which file a DT_NEEDED
@@ -6,16 +7,29 @@ name loads, the order of the global scope, and which definition every
 symbol reference binds to.  Each rule follows the glibc 2.36 source named in
 its docstring (``elf/dl-load.c``, ``dl-deps.c``, ``dl-cache.c``,
 ``dl-hwcaps.c``, ``dl-lookup.c``, ``dl-reloc.c``, ``dl-sort-maps.c``,
-``rtld.c``) and is tested against ld.so itself (``LD_DEBUG=bindings``).
+``rtld.c``) and is tested against ld.so itself (``LD_DEBUG=bindings``),
+natively for x86-64 and i386, under qemu-user for AArch64.
+
+The rules are the same on the three architectures; what differs (the
+interpreter, the system directories, the ld.so.cache entries taken, the
+relocation types, REL or RELA, the word size) are facts of the file's
+:class:`~elfvector.elfstruct.Machine` and of one table, :data:`ARCHES`
+(:class:`LdsoArch`).  A program's architecture picks its ld.so; a library
+of another ELF class or machine is skipped, as ld.so skips it.  A
+``root`` directory puts the whole system under it, as a chroot would: a
+sysroot of another system's packages is read as its own ld.so would read
+it there.
 
 The modules, from the bottom:
 
 * :mod:`.symbols` - the vocabulary: relocation classes, symbol bindings,
   types and visibilities, :class:`Version`, :class:`LoadError`.
-* :mod:`.config` - :class:`LdsoConfig`, what the running ld.so was built
-  and started with (``$PLATFORM``, ``$LIB``, the active glibc-hwcaps
-  subdirectories, the system directories), asked from ld.so by
-  :meth:`LdsoConfig.probe`.
+* :mod:`.config` - :data:`ARCHES`, each architecture's ld.so facts;
+  :class:`LdsoConfig`, what one ld.so was built and started with
+  (``$PLATFORM``, ``$LIB``, the active glibc-hwcaps subdirectories, the
+  system directories, its root), asked from that ld.so by
+  :meth:`LdsoConfig.probe` (natively, or under qemu-user) through
+  :meth:`LdsoConfig.for_arch`.
 * :mod:`.cache` - :class:`LdCache`, ``/etc/ld.so.cache`` (format
   ``glibc-ld.so.cache1.1``, hwcaps entries included) and its lookup.
 * :mod:`.objects` - :class:`ElfObject`, one file as ld.so sees it: dynamic
@@ -32,7 +46,8 @@ The modules, from the bottom:
   relocation order; :meth:`LinkMap.lookup` and :meth:`LinkMap.startup`.
   Its ``trace`` mode loads as ``ld.so --list`` (ldd) does, and
   :class:`Ldd` makes such link maps for the commands that ask, of many
-  files, which library serves each import.
+  files, which library serves each import (reading the files for the
+  command that asks: ``Ldd(operation="vecstat")``).
 
 The model describes an ordinary (not setuid) process in the base namespace,
 without audit modules; dlopen is out of its scope.
@@ -40,8 +55,8 @@ without audit modules; dlopen is out of its scope.
 
 from ..elfimage import SHN_ABS
 from .cache import LdCache, cache_libcmp
-from .config import LdsoConfig
-from .linkmap import Ldd, LinkMap
+from .config import ARCHES, LdsoArch, LdsoConfig
+from .linkmap import Ldd, LinkMap, config_for
 from .objects import ElfObject, FileCache, MappedObject
 from .search import LibrarySearch
 from .startup import Binding, Startup
@@ -57,8 +72,8 @@ from .symbols import (CLASS_COPY, CLASS_NORMAL, CLASS_PLT, DF_1_NODEFLIB, DF_1_P
                       elf_hash, type_class)
 
 __all__ = [
-    "Binding", "ElfObject", "FileCache", "Ldd", "LdCache", "LdsoConfig", "LibrarySearch",
-    "LinkMap",
+    "ARCHES", "Binding", "ElfObject", "FileCache", "Ldd", "LdCache", "LdsoArch", "LdsoConfig",
+    "LibrarySearch", "LinkMap", "config_for",
     "LoadError", "MappedObject", "Startup", "Symbol", "Version", "cache_libcmp", "elf_hash",
     "type_class",
     "CLASS_COPY", "CLASS_NORMAL", "CLASS_PLT", "DF_1_NODEFLIB", "DF_1_PIE", "DF_SYMBOLIC",

@@ -191,13 +191,15 @@ class LdsoConfig:
         return _resolve_in(self.root, path)
 
     def name_in_root(self, path):
-        """The name ld.so would know the file at the host path ``path`` by:
-        its path inside :attr:`root` if it is there, else ``path``."""
-        if self.root:
-            real = os.path.realpath(path)
-            if real.startswith(self.root + "/"):
-                return real[len(self.root):]
-        return path
+        """The real path ld.so would know the file at the host path ``path``
+        by: inside :attr:`root` if it is there (links resolved in the root),
+        else on this system."""
+        path = os.path.abspath(path)
+        if self.root and not path.startswith(self.root + "/"):
+            path = os.path.realpath(path)
+        if self.root and path.startswith(self.root + "/"):
+            return _resolve_in(self.root, path[len(self.root):])[len(self.root):] or "/"
+        return os.path.realpath(path)
 
     def isa_level_supported(self, level):
         """Whether the CPU has x86 ISA level ``level`` (0: baseline, 1..3:

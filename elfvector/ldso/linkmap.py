@@ -72,7 +72,7 @@ class LinkMap:
         if elf.interp is None and not (self.trace and not elf.is_executable):
             raise UnsupportedElfError("not a dynamically linked program (no PT_INTERP)",
                                       program)
-        origin = os.path.dirname(self.config.name_in_root(os.path.realpath(program)))
+        origin = os.path.dirname(self.config.name_in_root(program))
         main = MappedObject(elf, program, {""}, is_main=True, origin=origin)
         self.loaded.append(main)
         return main
