@@ -15,6 +15,11 @@ binds to), the number of lookups and of lookups from ld.so's cache.  Names
 are compared as paths inside the sysroot; the vDSO (``linux-gate.so.1``,
 ``linux-vdso.so.1``) is no file and is left out.
 
+Targeted cases cross-built into a copy of the sysroot (interposition and
+weak references, versions, COPY relocations and a non-PIE program's
+canonical PLT entries, an IFUNC) pin the rules the three programs may not
+exercise, with the psABI's own relocation types.
+
 vecstat, given the sysroot (``--root``), attributes each import of bzip2,
 xz and sqlite3 to the library ld.so binds it to, and says the same of the
 programs with retrovec'd libraries.  A library of another ELF class or
@@ -32,7 +37,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import missing, run, tool
+from conftest import TESTDATA, missing, require_programs, run, tool
 from ports import (I386, LIBRARIES, PROGRAMS, library, port, sysroot,  # noqa: F401 (fixtures)
                    sysroot_of)
 from test_ldso import VDSO, LdsoReport, _parse_line, model_bindings
@@ -104,7 +109,7 @@ def inside(root, name):
     return name[len(str(root)):] if name.startswith(f"{root}/") else name
 
 
-def assert_model_matches(port, root, argv, library_path=(), emulated=None):
+def assert_model_matches(port, root, argv, library_path=(), emulated=None, min_lookups=100):
     """Everything ld.so reports, predicted; returns the LinkMap and the report."""
     report, linkmap = start(port, root, argv, library_path, emulated)
     assert report.returncode == 0 and report.lookups is not None, (argv, report.returncode)
@@ -120,7 +125,7 @@ def assert_model_matches(port, root, argv, library_path=(), emulated=None):
         assert rows == report.bindings[requester], requester
     assert startup.lookups == report.lookups - report.vdso_lookups
     assert startup.cache_hits == report.cache_hits
-    assert startup.lookups > 100
+    assert startup.lookups > min_lookups
     return linkmap, report
 
 
@@ -235,6 +240,96 @@ def test_vecstat_and_the_model_on_retrovecd_libraries(port, sysroot, vectored_ro
         assert vecstat(root, library(root, port, soname)) == \
             vecstat(sysroot, library(sysroot, port, soname)), soname
     assert_model_matches(port, root, [root / "usr/bin/xz", "--version"])
+
+
+# -- targeted cases, cross-built --------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def workroot(port, sysroot, tmp_path_factory):
+    """A copy of the sysroot the targeted cases are built into, each in a
+    directory of its own, its programs finding their libraries through
+    ``$ORIGIN`` (so natively and in the root alike)."""
+    require_programs(port.cross_gcc)
+    root = tmp_path_factory.mktemp(f"ldso-cases-{port.name}") / "root"
+    shutil.copytree(sysroot, root, symlinks=True)
+    return root
+
+
+def cross(port, directory, *args):
+    run([port.cross_gcc, "-O2", *args], cwd=directory)
+
+
+def case(port, root, name, libraries, main, output, *flags):
+    """Build ``libraries`` ((source, soname, extra flags)) and the program
+    ``main`` into ROOT/cases/NAME; start it under ld.so and the model."""
+    directory = root / "cases" / name
+    directory.mkdir(parents=True)
+    for source, soname, extra in libraries:
+        cross(port, directory, "-fPIC", "-shared", f"-Wl,-soname={soname}", "-o", soname,
+              TESTDATA / "ldso" / source, *extra)
+    cross(port, directory, "-o", "main", TESTDATA / "ldso" / main, *flags, "-L.",
+          *[f"-l:{soname}" for _, soname, _ in libraries], "-Wl,-rpath,$ORIGIN")
+    linkmap, report = assert_model_matches(port, root, [directory / "main"], min_lookups=10)
+    assert report.stdout == output
+    return linkmap, linkmap.startup()
+
+
+def bound(startup, requester, name):
+    """(file name of the definer, Symbol) of the one binding of ``name``
+    by the object whose name ends in ``requester``."""
+    found = {(Path(b.definer.name).name if b.definer else None, b.symbol)
+             for b in startup.bindings if b.name == name and b.table != "rtld"
+             and b.requester.name.endswith(requester)}
+    assert len(found) == 1, found
+    return found.pop()
+
+
+def test_interposition_and_weak_references(port, workroot):
+    _, startup = case(port, workroot, "interpose",
+                      [("first.c", "libfirst.so", ()), ("second.c", "libsecond.so", ())],
+                      "interpose_main.c", "1 1 3 113 0 0\n")
+    assert bound(startup, "libsecond.so", "twice")[0] == "libfirst.so"
+    assert bound(startup, "libfirst.so", "hook")[0] == "main"
+    assert bound(startup, "/main", "nowhere") == (None, None)
+
+
+@pytest.mark.parametrize("variant, output, version", [("new", "2 20\n", "V2"),
+                                                       ("old", "1 20\n", "V1")])
+def test_versions(port, workroot, variant, output, version):
+    _, startup = case(port, workroot, f"ver-{variant}",
+                      [("ver.c", "libver.so.1",
+                        (f"-Wl,--version-script={TESTDATA / 'ldso' / 'ver.vscript'}",))],
+                      "ver_main.c", output, *(["-DOLD"] if variant == "old" else []))
+    b = next(b for b in startup.bindings if b.name == "foo" and b.table != "rtld")
+    assert b.version.name == version
+
+
+@pytest.mark.parametrize("pie", ["-pie", "-no-pie"])
+def test_copy_relocations_and_canonical_plt(port, workroot, pie):
+    """A non-PIE program's COPY (R_386_COPY, R_AARCH64_COPY) binds to the
+    library, the library's GLOB_DAT to the copy (a PIE program of these
+    ports reads the data through its GOT: no copy); a non-PIE program's
+    canonical PLT entry is what the library's address of libfunc binds
+    to, never its JUMP_SLOT."""
+    _, startup = case(port, workroot, f"data{pie}", [("data.c", "libdata.so", ())],
+                      "data_main.c", "1 1 5 1 1\n", pie,
+                      *(["-fno-pic"] if pie == "-no-pie" else []))
+    copies = [(b.name, Path(b.definer.name).name) for b in startup.bindings
+              if b.rtype == b.requester.elf.machine.copy]
+    assert copies == ([("counter", "libdata.so")] if pie == "-no-pie" else [])
+    assert bound(startup, "libdata.so", "counter")[0] == \
+        ("main" if pie == "-no-pie" else "libdata.so")
+    definer, symbol = bound(startup, "libdata.so", "libfunc")
+    if pie == "-no-pie":
+        assert definer == "main" and not symbol.defined and symbol.value
+    else:
+        assert definer == "libdata.so"
+
+
+def test_ifunc_called_and_taken(port, workroot):
+    _, startup = case(port, workroot, "ifunc", [("ifunc.c", "libpick.so", ())],
+                      "ifunc_main.c", "5 5 5\n", "-DADDRESS")
+    assert bound(startup, "/main", "pick")[0] == "libpick.so"
 
 
 # -- the search -------------------------------------------------------------------------
