@@ -142,7 +142,7 @@ def build(incl_arg, excl_arg, vscript, loader_words, rebuild=False, vector_only=
         trial = trial_link(trial_cmd, tmp)
         vector, notes = choose_vector(trial, cmd, incl_arg, incl, excl)
         obj, script = write_vector_objects(tmp, cmd.toolchain(trial.arch), vector,
-                                           link_features(trial))
+                                           link_features(trial, vector))
         final_path = os.path.join(tmp, "final.so")
         final_cmd.with_output(final_path).with_extra(
             obj, script, *vector_version_script(final_cmd, tmp)).run("final link", blame=output)
@@ -270,6 +270,12 @@ def trial_link(cmd, tmp, operation=OPERATION):
 def choose_vector(trial, cmd, incl_arg, incl, excl):
     """The export vector of the trial-linked library, and notes about it."""
     functions, ifuncs = _exported_functions(trial.image)
+    notes = []
+    if trial.arch in IPLT_NEEDS_CALLERS_GOT and ifuncs:
+        notes.append(f"{len(ifuncs)} IFUNCs left out of the vector (an i386 library's IPLT "
+                     "entry jumps through %ebx, the caller's GOT): "
+                     + ", ".join(sorted(str(s) for s in functions if s.key in ifuncs)))
+        functions = [s for s in functions if s.key not in ifuncs]
     soname = cmd.soname or trial.soname or os.path.basename(cmd.output)
     vector = _choose_vector(vector_name_for_soname(soname), functions, incl_arg, incl, excl)
     if not vector.slots:
@@ -280,9 +286,15 @@ def choose_vector(trial, cmd, incl_arg, incl, excl):
             raise VectorMismatchError(
                 f"cannot vector {slot!s}: its name {slot.problem()} (leave it out with excl)",
                 cmd.output)
-    notes = [f"{slot}: IFUNC, its slot goes through the library's IPLT entry"
-             for slot in vector.slots if slot.key in ifuncs]
+    notes += [f"{slot}: IFUNC, its slot goes through an IPLT entry"
+              for slot in vector.slots if slot.key in ifuncs]
     return vector, notes
+
+
+#: architectures whose PIC IPLT entries need the caller to hold the
+#: library's GOT address (i386: ``jmp *name@GOT(%ebx)``), so that a slot
+#: cannot lead there from another object; their IFUNCs stay bound by name
+IPLT_NEEDS_CALLERS_GOT = ("i386",)
 
 
 def _exported_functions(image):
@@ -357,11 +369,19 @@ def vector_version_script(cmd, tmp):
 _AARCH64_FEATURE_1_AND, _FEATURE_1_BTI = 0xC0000000, 1
 
 
-def link_features(trial):
-    """The arch module's options for the objects linked with the trial
-    ``trial`` (an ElfFile): ``bti`` on AArch64 when every object of the
-    trial was built for BTI, so that ours keep the output marked."""
-    return {"bti": True} if trial.arch == "aarch64" and bti_marked(trial.image) else {}
+def link_features(trial, vector=None):
+    """The AArch64 module's options for the objects linked with the trial
+    ``trial`` (an ElfFile): ``bti`` when every object of the trial was
+    built for BTI, so that ours keep the output marked; with the export
+    ``vector``, ``ifunc_slots``, the slots of IFUNCs (which need a veneer
+    there).  None on the other architectures."""
+    if trial.arch != "aarch64":
+        return {}
+    features = {"bti": True} if bti_marked(trial.image) else {}
+    if vector is not None:
+        _, ifuncs = _exported_functions(trial.image)
+        features["ifunc_slots"] = [i for i, s in enumerate(vector.slots) if s.key in ifuncs]
+    return features
 
 
 def bti_marked(image):

@@ -97,7 +97,7 @@ def build_library(options, loader_words):
         notes += chosen
         if variant_of:
             _check_same_vector(vector, read_vec(old_vec), output, variant_of)
-        objects = list(write_vector_objects(tmp, toolchain, vector, link_features(trial)))
+        objects = list(write_vector_objects(tmp, toolchain, vector, link_features(trial, vector)))
         objects += vector_version_script(cmd, tmp)
         imports = plan_for_link(cmd, trial, _needed_vectors(options.rpathdir, trial),
                                 PatternList(DEFAULT_IMPORT_EXCLUDES), operation=OPERATION)
@@ -106,7 +106,8 @@ def build_library(options, loader_words):
         unplaced = _link(cmd, tmp, "unplaced.so", objects, "link")
         span = _span(unplaced, use_relvec, inclrel, exclrel)
         with addrfile.locked(options.addrfile) as assignments:
-            base, is_new = addrfile.choose_base(assignments, soname, span, options.region,
+            region = _region_for(options.region, trial)
+            base, is_new = addrfile.choose_base(assignments, soname, span, region,
                                                 options.addrfile)
             placed = _link(cmd, tmp, "placed.so", objects + [
                 cmd.linker_option(f"-Ttext-segment={base:#x}")], "final link")
@@ -174,6 +175,18 @@ def _link(cmd, tmp, name, extra, what):
     path = os.path.join(tmp, name)
     cmd.with_output(path).with_extra(*extra).run(what, blame=cmd.output)
     return path
+
+
+#: prelink's i386 region, for the 32-bit address space the default region is outside
+REGION_32 = addrfile.Region(top=0x50000000, bottom=0x41000000)
+
+
+def _region_for(region, trial):
+    """``region``, or for a 32-bit library (i386) instead of the default
+    region, which lies above 4 GiB, prelink's i386 region."""
+    if region == addrfile.DEFAULT_REGION and trial.image.arch.address_end <= 1 << 32:
+        return REGION_32
+    return region
 
 
 def _relvec_handles(arch, notes):
