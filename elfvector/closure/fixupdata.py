@@ -43,7 +43,7 @@ class FixupData:
         if own:
             entries.append((rw.own_word, rw.own_expected, arch.relr_encode(own)))
         for word, (check, _) in zip(rw.check_words, rw.checks):
-            entries.append((word, check.expected, arch.relr_encode(deps[check.obj])))
+            entries.append((word, check.expected, arch.relr_encode(deps.get(check.obj, []))))
         self.entries = entries
         self.lists_at = fixup.HEADER_SIZE + fixup.ENTRY_SIZE * len(entries)
         self.size = self.lists_at + sum(len(relr) for _, _, relr in entries)

@@ -228,7 +228,7 @@ class Placement:
         plt = rw.arch.plt
         self.stubs, tails = {}, self._dead_plt_regions()
         for r in rw.relocs:
-            if isinstance(r.decision, IrelativeForeign):
+            if isinstance(r.decision, IrelativeForeign) and r.rela.offset in rw.plt:
                 tail = rw.plt[r.rela.offset].tail
                 if tail is not None and tail[1] >= plt.FOREIGN_STUB_SIZE:
                     self.stubs[r.rela.offset] = tail[0] + rw.delta
@@ -409,7 +409,7 @@ class Placement:
         if self.routine is not None:
             self._write_fixup()
         for word, at in self.stubs.items():
-            out.put(at, rw.arch.plt.foreign_stub(at, rw.mv(word)))
+            out.put(at, rw.foreign_stub(at, word))
         spaces = {self.table_space.name} | ({self.blob_space.name} if self.blob_space else set())
         rw.report.tables = ", ".join(sorted(spaces))
 

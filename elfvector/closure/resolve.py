@@ -22,9 +22,6 @@ What the rewriting may settle, and why the rest stays (``Keep.why``):
 ``unique``                  an STB_GNU_UNIQUE definition
 ``ifunc address``           a GLOB_DAT or absolute word (R_X86_64_64, R_386_32)
                             to another object's IFUNC
-``foreign ifunc``           (i386) a JUMP_SLOT bound to another library's
-                            IFUNC: a REL IRELATIVE finds its resolver in the
-                            word itself, so no stub can jump through it
 ``protected data``          data with STV_PROTECTED visibility
 ``interposable``            a library's own symbol, with --keep-interposable
 ``undefined``               nothing defines it (ld.so stops if it is used)
@@ -295,8 +292,6 @@ class _Planner:
             if definer is elf and (rtype != m.word or extra == 0):
                 return IrelativeLocal(sym.value)
             if rtype == m.jump_slot and definer is not elf:
-                if not m.rela:
-                    return Keep("foreign ifunc")
                 return IrelativeForeign(Target(self.index[definer], sym.value))
             return Keep("ifunc address")
         if definer is elf:

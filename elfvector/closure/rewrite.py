@@ -328,10 +328,10 @@ class _Rewrite:
             why = "unaligned word"
         elif not self.in_writable_file_bytes(r.offset):
             why = "word not in a writable segment's file bytes"
-        elif isinstance(decision, IrelativeForeign) and self.arch.plt.foreign_stub is None:
-            why = "no IFUNC stub on this architecture"
-        elif isinstance(decision, IrelativeForeign) and (
-                r.type != self.types.jump_slot or r.offset not in self.plt):
+        elif isinstance(decision, IrelativeForeign) and r.type != self.types.jump_slot:
+            why = "an IFUNC word other than a JUMP_SLOT"
+        elif isinstance(decision, IrelativeForeign) and not self.arch.plt.STUB_THROUGH_CHECK \
+                and r.offset not in self.plt:
             why = "no PLT entry jumps through the word"
         if why is not None:
             self.report.demoted.append((f"relocation at {r.offset:#x}", why))
@@ -491,6 +491,8 @@ class _Rewrite:
             if isinstance(decision, SettleZero):
                 words[at] = 0
                 continue
+            if isinstance(decision, IrelativeForeign) and self.arch.plt.STUB_THROUGH_CHECK:
+                continue                # the word holds its stub's address (REL)
             words[at] = self.plan.new_address(decision.target)
             if decision.target.obj == self.index:
                 own.append(at)
@@ -521,6 +523,19 @@ class _Rewrite:
                     raise UnsupportedElfError(f"DT_RELR word {address:#x} is not in a "
                                               f"writable segment's file bytes", self.obj.source)
         return words
+
+    def foreign_stub(self, at, word):
+        """The bytes of the IFUNC stub at ``at`` for the slot at the original
+        ``word``: through the settled word (x86-64), or from the library's
+        check word (i386, where the word holds the stub's address)."""
+        plt = self.arch.plt
+        if not plt.STUB_THROUGH_CHECK:
+            return plt.foreign_stub(at, self.mv(word))
+        target = next(r.decision.target for r in self.relocs if r.rela.offset == word
+                      and isinstance(r.decision, IrelativeForeign))
+        k = next(k for k, (check, _) in enumerate(self.checks) if check.obj == target.obj)
+        return plt.foreign_stub(at, self.check_words[k],
+                                self.plan.new_address(target) - self.checks[k][0].expected)
 
     # -- lazy binding of the kept JUMP_SLOTs ---------------------------------------------
     def _lazy_slots(self, relocs):

@@ -11,10 +11,13 @@ PIC entries jump through ``disp32(%ebx)``, %ebx holding the address of
 through an absolute address.  The lazy push pushes the slot's byte offset
 in ``DT_JMPREL`` (8 bytes a REL entry), not its index.
 
-A slot bound to another library's IFUNC is not settled on i386
-(:data:`FOREIGN_STUB_SIZE` is None): with REL relocations an
-``R_386_IRELATIVE`` finds its resolver in the word it writes, which the
-slot's stub would have to jump through.
+A slot bound to another library's IFUNC becomes an ``R_386_IRELATIVE``
+as on x86-64, but a REL IRELATIVE finds its resolver in the word it
+writes (``l_addr + *word``), so the word holds the stub's address and the
+stub cannot jump through it: it finds the resolver from the library's
+check word instead (:func:`foreign_stub`), which ld.so has written before
+any IRELATIVE runs.  At 23 bytes it does not fit a lazy tail; it goes in
+the dead IBT ``.plt`` or the executable segment's last page.
 """
 
 from dataclasses import dataclass
@@ -22,7 +25,9 @@ from dataclasses import dataclass
 from . import ENDBR32
 
 PLT_ENTRY = 16
-FOREIGN_STUB_SIZE = None
+FOREIGN_STUB_SIZE = 23
+#: the stub is found from the library's check word, not through the slot's word
+STUB_THROUGH_CHECK = True
 #: the lazy push's operand is the slot's byte offset in DT_JMPREL
 PUSH_SCALE = 8
 _LAZY_PUSH = 0x68
@@ -125,4 +130,16 @@ def plt0(sections):
     return address, address + PLT_ENTRY
 
 
-foreign_stub = None
+def foreign_stub(at, check_word, displacement):
+    """The resolver an ``R_386_IRELATIVE`` calls for a slot bound to another
+    library's IFUNC, at ``at``: the library's check word (``check_word``,
+    link-time address in this object; it holds the library's run-time
+    ``.dynamic``) plus ``displacement`` (the resolver's address minus the
+    check symbol's, in the library) is the resolver, jumped to::
+
+        endbr32; call 1f; 1: pop %eax; mov disp(%eax), %eax; add $displacement, %eax; jmp *%eax
+    """
+    after_call = at + 9
+    return (ENDBR32 + b"\xe8\x00\x00\x00\x00\x58\x8b\x80"
+            + ((check_word - after_call) & 0xFFFFFFFF).to_bytes(4, "little")
+            + b"\x05" + (displacement & 0xFFFFFFFF).to_bytes(4, "little") + b"\xff\xe0")

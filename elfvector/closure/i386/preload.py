@@ -13,7 +13,7 @@ every register but eax preserved).
 from ..x86_64.preload import BLOOM_MULTIPLIER, PROC_EXE, PreloadLayout, bloom_positions
 
 # Linux i386 system call numbers (arch/x86/entry/syscalls/syscall_32.tbl).
-SYS_READ, SYS_OPEN, SYS_CLOSE, SYS_MUNMAP, SYS_WRITEV = 3, 5, 6, 91, 146
+SYS_READ, SYS_OPEN, SYS_CLOSE, SYS_LSEEK, SYS_MUNMAP, SYS_WRITEV = 3, 5, 6, 19, 91, 146
 SYS_MMAP2, SYS_EXIT_GROUP = 192, 252
 
 DT_GNU_HASH = 0x6FFFFEF5
@@ -223,6 +223,18 @@ def _prebound_lines(p):
         "test eax, eax",
         "js ev_map_done",
         "mov edi, eax",                           # the descriptor
+        "mov ebx, eax",                           # the file must reach the table's end
+        "xor ecx, ecx",                           # (another, shorter file would fault
+        "mov edx, 2",                             # the mapping: SIGBUS)
+        f"mov eax, {SYS_LSEEK:#x}",
+        "int 0x80",
+        "mov edx, dword ptr [ebp]",
+        f"mov ecx, dword ptr [edx + {p.table:#x}]",
+        "shl ecx, 12",
+        f"add ecx, dword ptr [edx + {p.table + 4:#x}]",
+        "mov esi, -1",                            # no mapping
+        "cmp eax, ecx",
+        "jl ev_map_close",
         "mov eax, dword ptr [ebp]",
         f"mov ecx, dword ptr [eax + {p.table + 4:#x}]",
         f"mov ebp, dword ptr [eax + {p.table:#x}]",   # the offset, in pages
@@ -232,6 +244,7 @@ def _prebound_lines(p):
         f"mov eax, {SYS_MMAP2:#x}",
         "int 0x80",
         "mov esi, eax",
+        "ev_map_close:",
         f"mov eax, {SYS_CLOSE:#x}",
         "mov ebx, edi",
         "int 0x80",

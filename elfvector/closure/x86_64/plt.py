@@ -25,6 +25,8 @@ PLT_ENTRY = 16
 FOREIGN_STUB_SIZE = 10
 #: the lazy push's operand is the slot's index in DT_JMPREL
 PUSH_SCALE = 1
+#: the stub jumps through the slot's word (the settled resolver address)
+STUB_THROUGH_CHECK = False
 
 #: ``jmp *disp32(%rip)`` forms at the start of a PLT entry: prefix -> length
 _JUMPS = (bytes.fromhex("ff25"), bytes.fromhex("f2ff25"), ENDBR64 + bytes.fromhex("ff25"),

@@ -12,7 +12,7 @@ probes.
 from dataclasses import dataclass
 
 # Linux x86-64 system call numbers (arch/x86/entry/syscalls/syscall_64.tbl).
-SYS_READ, SYS_OPEN, SYS_CLOSE, SYS_MMAP, SYS_MUNMAP = 0, 2, 3, 9, 11
+SYS_READ, SYS_OPEN, SYS_CLOSE, SYS_LSEEK, SYS_MMAP, SYS_MUNMAP = 0, 2, 3, 8, 9, 11
 SYS_WRITEV, SYS_EXIT_GROUP = 20, 231
 
 DT_GNU_HASH = 0x6FFFFEF5
@@ -269,6 +269,17 @@ def _prebound_lines(p):
         "test eax, eax",
         "js ev_map_done",
         "mov r8d, eax",
+        "mov edi, eax",                           # a shorter file (another one: ld.so
+        "xor esi, esi",                           # run by hand, under valgrind) would
+        "mov edx, 2",                             # fault the mapping's last pages
+        f"mov eax, {SYS_LSEEK:#x}",               # (SIGBUS): its end must reach the table's
+        "syscall",
+        "lea r11, [rip + DATA]",
+        f"mov rcx, qword ptr [r11 + {p.table:#x}]",
+        f"add rcx, qword ptr [r11 + {p.table + 8:#x}]",
+        "mov r9, -1",                             # no mapping
+        "cmp rax, rcx",
+        "jl ev_map_close",
         "lea r11, [rip + DATA]",
         "xor edi, edi",
         f"mov rsi, qword ptr [r11 + {p.table + 8:#x}]",
@@ -278,6 +289,7 @@ def _prebound_lines(p):
         f"mov eax, {SYS_MMAP:#x}",
         "syscall",
         "mov r9, rax",
+        "ev_map_close:",
         f"mov eax, {SYS_CLOSE:#x}",
         "mov edi, r8d",
         "syscall",
