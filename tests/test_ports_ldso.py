@@ -193,6 +193,16 @@ def test_vecstat_describes_a_library(port, sysroot):
     assert set(groups[list(groups)[0]]) == undefined_functions(libbz2)
 
 
+def test_a_root_without_the_dynamic_linker_is_an_error_naming_it(port, sysroot, tmp_path):
+    """ldd runs the ld.so of the program's architecture: a root that lacks
+    it is one line naming it, not the program, as unreadable."""
+    bzip2 = Path(sysroot) / "bin/bzip2"
+    result = tool("vecstat", "--root", tmp_path, bzip2, cwd=tmp_path, check=False)
+    assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr == f"vecstat: {bzip2}: its dynamic linker {port.interp} under " \
+        f"{tmp_path}: cannot read: No such file or directory\n"
+
+
 # -- retrovec'd libraries -------------------------------------------------------------
 
 VECTORED = ("libbz2.so.1.0", "liblzma.so.5", "libz.so.1", "libc.so.6")

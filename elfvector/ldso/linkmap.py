@@ -83,7 +83,12 @@ class LinkMap:
         tracing, it is the running ld.so (``ld.so --list FILE``)."""
         interp = self.main.elf.interp
         path = self.config.interp if self.trace or interp is None else interp
-        elf = self.files.get(self.config.host_path(path))
+        try:
+            elf = self.files.get(self.config.host_path(path))
+        except ElfvectorError as e:
+            where = f" under {self.config.root}" if self.config.root else ""
+            raise LoadError(f"its dynamic linker {path}{where}: {e.reason}",
+                            self.main.name) from None
         names = {path} | ({interp} if interp else set()) | ({elf.soname} if elf.soname else set())
         rtld = MappedObject(elf, path, names, is_rtld=True, origin=self.main.origin)
         self.loaded.append(rtld)
