@@ -23,7 +23,8 @@ class LibrarySearch:
     At link time (impvec), the libraries named on the link command line
     (``link_files``) and its ``-L`` directories (``link_dirs``) come first,
     for every name: they are the files the link editor used, which a
-    program about to be installed may not find at run time yet.
+    program about to be installed may not find at run time yet.  They are
+    paths of this machine, never under the root.
     """
 
     def __init__(self, config, cache, files, main, library_path, link_files=(), link_dirs=()):
@@ -71,10 +72,10 @@ class LibrarySearch:
         ``name`` in the first ``-L`` directory holding a usable file (the
         link editor skips an incompatible one, and so does this)."""
         if name in self.link_files:
-            return self.open_verify(self.link_files[name], loader)
+            return self.open_verify(self.link_files[name], loader, in_root=False)
         for directory in self.link_dirs:
             try:
-                found = self.open_verify(directory + name, loader)
+                found = self.open_verify(directory + name, loader, in_root=False)
             except ElfvectorError:
                 continue
             if found:
@@ -157,13 +158,14 @@ class LibrarySearch:
             return None
         return None
 
-    def open_verify(self, path, loader):
+    def open_verify(self, path, loader, in_root=True):
         """``open_verify``: (path, ElfObject) if ld.so would load the file;
         None if it would try the next candidate (missing, unreadable, of
         another ELF class or machine than the program: ld.so skips an
         i386 library in an x86-64 program's path, and the reverse); False
-        to give up this path list."""
-        host = self.config.host_path(path)
+        to give up this path list.  ``path`` is inside the root unless
+        ``in_root`` is False (a link command's file)."""
+        host = self.config.host_path(path) if in_root else path
         try:
             header = _read_header(host)
         except OSError as e:
