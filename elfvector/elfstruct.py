@@ -294,6 +294,9 @@ class Machine:
     tlsdesc: int
     relocation_types: frozenset
     relocation_prefix: str = ""     #: of the types' names in <elf.h> and readelf ("R_386_")
+    #: the largest page a kernel of the architecture may use (segments the
+    #: commands add are aligned to it when the file's own are)
+    max_page_size: int = 0x1000
 
     @property
     def layout(self):
@@ -321,6 +324,6 @@ AARCH64 = Machine(EM_AARCH64, "aarch64", "AArch64", ELFCLASS64, True, 1 << 48,
                   R_AARCH64_NONE, R_AARCH64_ABS64, R_AARCH64_COPY, R_AARCH64_GLOB_DAT,
                   R_AARCH64_JUMP_SLOT, R_AARCH64_RELATIVE, R_AARCH64_IRELATIVE,
                   R_AARCH64_TLSDESC, frozenset({0, *range(256, 1024), *range(1024, 1033)}),
-                  "R_AARCH64_")
+                  "R_AARCH64_", 0x10000)
 #: the architectures the core reads, by e_machine
 KNOWN_MACHINES = {m.number: m for m in (X86_64, I386, AARCH64)}

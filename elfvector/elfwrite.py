@@ -87,6 +87,14 @@ class NewSection:
     info: int = 0
 
 
+def _segment_alignment(image, loads):
+    """The alignment of the new segments: a page, or the file's own
+    segments' alignment up to its architecture's largest page
+    (``Machine.max_page_size``: an AArch64 file linked for 64 KiB pages
+    must load on a kernel that uses them)."""
+    return max(PAGE, min(max(p.align for p in loads), image.arch.max_page_size))
+
+
 class Appender:
     """Staged changes to an :class:`~elfvector.elfimage.ElfImage`."""
 
@@ -107,8 +115,9 @@ class Appender:
             raise UnsupportedElfError("first PT_LOAD does not map the ELF header", image.path)
         # New segments: file bytes after everything, addresses after
         # everything (.bss included), both page-aligned, so congruent.
-        self.start = align_up(len(image.data), PAGE)
-        self.start_vaddr = align_up(max(p.vaddr + p.memsz for p in loads), PAGE) \
+        self.page = _segment_alignment(image, loads)
+        self.start = align_up(len(image.data), self.page)
+        self.start_vaddr = align_up(max(p.vaddr + p.memsz for p in loads), self.page) \
             + self._elflint_gap(image)
         self.layout = image.layout
         if self.start_vaddr + min(ROOM, image.arch.address_end >> 4) > image.arch.address_end:
@@ -122,8 +131,7 @@ class Appender:
         self.allocations = []
         self.missing_sections = []
 
-    @staticmethod
-    def _elflint_gap(image):
+    def _elflint_gap(self, image):
         """Unused address space between the old segments and the new ones.
 
         eu-elflint judges a relocation by ``r_offset + st_size`` of its
@@ -134,13 +142,13 @@ class Appender:
         """
         if image.dynamic is None or not image.dyn(DT_SYMTAB):
             return 0
-        return align_up(max((s.size for s in image.dynsyms()), default=0), PAGE)
+        return align_up(max((s.size for s in image.dynsyms()), default=0), self.page)
 
     # -- staging ----------------------------------------------------------
     def _segment(self, flags):
         if self.segments:
             last = self.segments[-1]
-            offset = align_up(last.end_offset, PAGE)
+            offset = align_up(last.end_offset, self.page)
             vaddr = last.vaddr + (offset - last.offset)
         else:
             offset, vaddr = self.start, self.start_vaddr
@@ -155,9 +163,9 @@ class Appender:
         a section (``section`` names a new one; or :meth:`move_section`),
         because ``strip`` and ``objcopy`` keep only what sections cover.
         """
-        if align > PAGE:
+        if align > self.page:
             raise UnsupportedElfError(f"a table aligned to {align:#x} bytes cannot move to a "
-                                      "new segment (pages are aligned to 0x1000)",
+                                      f"new segment (pages are aligned to {self.page:#x})",
                                       self.image.path)
         if not self.segments or self.segments[-1].flags != flags:
             if any(s.flags == flags for s in self.segments):
@@ -369,7 +377,7 @@ class Appender:
                 p.filesz = p.memsz = size
         last_load = max(i for i, p in enumerate(old) if p.type == PT_LOAD)
         new = [Phdr(PT_LOAD, seg.flags, seg.offset, seg.vaddr, seg.vaddr, len(seg.data),
-                    len(seg.data), PAGE) for seg in self.segments]
+                    len(seg.data), self.page) for seg in self.segments]
         return old[:last_load + 1] + new + old[last_load + 1:]
 
     def _section_names(self, offset):

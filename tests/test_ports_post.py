@@ -188,6 +188,12 @@ def test_relvec_of_a_cross_built_library(flavour, tmp_path):
     relative = f"{port.relocation_prefix}RELATIVE"
     assert relative not in relocation_types(tmp_path / "relvec/libr.so")
     assert relocation_types(tmp_path / "relvec/libr.so")[f"{port.relocation_prefix}IRELATIVE"] == 1
+    loads = [line.split() for line in run(["readelf", "-lW", tmp_path / "relvec/libr.so"],
+                                          cwd=tmp_path).stdout.splitlines()
+             if line.split()[:1] == ["LOAD"]]
+    page = {"i386": 0x1000, "aarch64": 0x10000}[port.name]      # as the link editor's
+    assert {int(f[-1], 16) for f in loads} == {page}
+    assert all(int(f[1], 16) % page == int(f[2], 16) % page for f in loads)
     main, blocker = tmp_path / "m", tmp_path / "libblock.so"
     stock = outcome(port, main, tmp_path / "based")
     assert stock == (0, "12 two three 9 3\n", "")
