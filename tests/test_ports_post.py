@@ -31,6 +31,7 @@ from conftest import missing, require_programs, run, tool
 from ports import CROSS_LIB, CROSS_MAIN, PORTS
 from elfvector.arch import aarch64 as aarch64_code
 from elfvector.elfimage import ElfImage
+from elfvector.errors import UnsupportedElfError
 from elfvector.patterns import PatternList
 from elfvector.relvec import relvec
 
@@ -356,3 +357,20 @@ def test_retroimp_resolver_stubs_keep_their_landing_pads(tmp_path):
     (tmp_path / "main.vec").write_bytes(bytes(broken))
     returncode, stdout, _ = outcome(port, tmp_path / "main.vec", root / "vec")
     assert returncode != 0 and stdout == ""
+
+
+def test_relvec_refuses_words_out_of_adrp_reach(tmp_path):
+    """An AArch64 library whose words are more than 4 GiB below the new
+    segments (a 5 GiB ``.bss`` between them): the routine's ``adrp``
+    cannot reach them, and relvec says so naming the library."""
+    port = PORTS["aarch64"]
+    require_programs(port.cross_gcc)
+    (tmp_path / "big.c").write_text("static char big[5UL << 30];\nchar *bigp = big;\n"
+                                    "char *get(int i) { return &big[i]; }\n")
+    gcc(port, False, "-fPIC", "-shared", "-o", "libbig.so", "big.c", cwd=tmp_path)
+    lib = tmp_path / "libbig.so"
+    with pytest.raises(UnsupportedElfError) as refused:
+        relvec(lib.read_bytes(), str(lib), None, None)
+    assert re.fullmatch(rf"{re.escape(str(lib))}: the word at 0x[0-9a-f]+ is more than 4 GiB "
+                        r"from the new segments: the fixup routine \(adrp\) cannot reach it",
+                        str(refused.value))

@@ -130,6 +130,78 @@ def test_iplt_entry_forms(prefix):
     assert _iplt_resolver(_Memory(entry, not_a_jump), entry, {got: 0x1130}) is None
 
 
+
+def _aarch64(text, at):
+    import keystone
+    ks = keystone.Ks(keystone.KS_ARCH_ARM64, keystone.KS_MODE_LITTLE_ENDIAN)
+    return bytes(ks.asm(text, at)[0])
+
+
+AARCH64_ENTRY = "adrp x16, 0x20000; ldr x17, [x16, #0x28]; add x16, x16, #0x28; {pac}br x17"
+
+
+@pytest.mark.parametrize("form", ["standard", "bti", "pac", "bti+pac", "ours"])
+def test_aarch64_iplt_entry_forms(form):
+    """ld's PLT/IPLT entries, standard, BTI (``bti c`` first) and PAC
+    (``autia1716`` before ``br``), and retrovec's stub: the word at
+    page + ``ldr`` offset is the GOT word whose IRELATIVE names the resolver."""
+    from elfvector.arch import aarch64
+    entry, got = 0x1050, 0x20028
+    if form == "ours":
+        code = aarch64.iplt_stub(entry, got)
+    else:
+        start = aarch64.BTI_C + "; " if "bti" in form else ""
+        code = _aarch64(start + AARCH64_ENTRY.format(pac="hint #12; " if "pac" in form else ""),
+                        entry)
+    memory = _Memory(entry, code, "aarch64")
+    assert _iplt_resolver(memory, entry, {got: 0x1130}) == 0x1130
+    assert _iplt_resolver(memory, entry, {got + 8: 0x1130}) is None
+
+
+@pytest.mark.parametrize("text", ["adrp x16, 0x20000; ldr x17, [x16, #0x28]; blr x17",
+                                  "adrp x16, 0x20000; ldr x17, [x15, #0x28]; br x17",
+                                  "adrp x16, 0x20000; ldr x17, [x16, #0x28]; br x16",
+                                  "hint #12; adrp x16, 0x20000; ldr x17, [x16, #0x28]; br x17"])
+def test_aarch64_other_code_is_no_iplt_entry(text):
+    from elfvector.arch import aarch64
+    assert aarch64.indirect_jump_target(_aarch64(text, 0x1050), 0x1050) is None
+
+
+@pytest.mark.parametrize("form", ["jmp *ADDR", "endbr32; bnd jmp *ADDR", "ours"])
+def test_i386_iplt_entry_forms(form):
+    """A non-PIC PLT/IPLT entry (with ``-fcf-protection``: ``endbr32``, old
+    ones ``bnd``) and retrovec's stub, which finds its GOT word from its
+    own address; a PIC entry depends on the caller's %ebx: not decoded."""
+    from elfvector.arch import i386
+    entry, got = 0x1050, 0x4000
+    code = {"jmp *ADDR": b"\xff\x25" + struct.pack("<I", got),
+            "endbr32; bnd jmp *ADDR": i386.ENDBR32 + b"\xf2\xff\x25" + struct.pack("<I", got),
+            "ours": i386.iplt_stub(entry, got)}[form]
+    memory = _Memory(entry, code, "i386")
+    assert _iplt_resolver(memory, entry, {got: 0x1130}) == 0x1130
+    assert _iplt_resolver(_Memory(entry, code[:-8] if form == "ours" else code[:-1], "i386"),
+                          entry, {got: 0x1130}) is None
+    pic = b"\xff\xa3" + struct.pack("<i", 0xC)                  # jmp *0xc(%ebx)
+    assert i386.indirect_jump_target(pic, entry) is None
+
+
+def test_post_link_entry_points_have_landing_pads():
+    """Every routine ld.so or another module calls indirectly starts with
+    ``endbr32`` (i386) or ``bti c`` (AArch64), and decodes to the end."""
+    import capstone
+    from elfvector.arch import aarch64, i386
+    cases = [(i386, capstone.CS_ARCH_X86, capstone.CS_MODE_32, "endbr32"),
+             (aarch64, capstone.CS_ARCH_ARM64, capstone.CS_MODE_ARM, "bti")]
+    for module, arch, mode, pad in cases:
+        cs = capstone.Cs(arch, mode)
+        extra = () if module is aarch64 else (0x1234,)
+        for code in (module.iplt_stub(0x10000, 0x30000), module.resolver_stub(0x10000, 7, 0x9000),
+                     module.relvec_fixup(0x10000, 0x20000, 0x20040, 0x30000, *extra)):
+            insns = list(cs.disasm(code, 0x10000))
+            assert insns[0].mnemonic == pad
+            assert sum(i.size for i in insns) == len(code), module.__name__
+
+
 # -- aliases ------------------------------------------------------------------
 
 def test_aliases_all_in_the_vector(build):
