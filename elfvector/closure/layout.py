@@ -30,7 +30,7 @@ from ..elfimage import (PF_R, PF_W, PF_X, PT_LOAD, SHF_ALLOC, SHF_EXECINSTR,
                         SHT_NOBITS, SHT_PROGBITS)
 from ..errors import UnsupportedElfError
 from .model import IrelativeForeign
-from .output import NewSection, align_up, page_end
+from .output import PAGE, NewSection, align_up, page_end
 from .x86_64 import asm
 
 #: the alignment of the data the rewrite adds (a word on either class)
@@ -80,9 +80,11 @@ def loads(phdrs):
 
 def tail_end(phdrs, seg):
     """How far the non-writable segment ``seg`` may grow into bytes mapped
-    anyway: up to its last page end, and not into the next segment's file
-    bytes or addresses."""
-    end = page_end(seg.vaddr + seg.filesz)
+    anyway: up to its last page end (of its own alignment: AArch64's
+    segments are aligned to 64 KiB pages, the padding up to there is in the
+    file, and the same mmap call maps it), and not into the next segment's
+    file bytes or addresses."""
+    end = align_up(seg.vaddr + seg.filesz, max(seg.align, PAGE))
     following = [p for p in loads(phdrs) if p.vaddr > seg.vaddr]
     if following:
         nxt = following[0]
@@ -194,7 +196,7 @@ class Placement:
                                  self.window.end + d, PF_R)
         self.code_spaces, self.data_spaces = [], []
         for p in rw.loads:
-            if p is first or p.flags & PF_W:
+            if (p is first and not p.flags & PF_X) or p.flags & PF_W:
                 continue
             start, end = p.vaddr + p.filesz, tail_end(image.phdrs, p)
             if end <= start or not file_bytes_free(image, p.offset + p.filesz,
@@ -239,7 +241,7 @@ class Placement:
                 self.stubs[r.rela.offset] = at
         self.routine, self.code_where = None, "none"
         if rw.needs_fixup:
-            self.routine = asm.Routine(rw.arch.fixup.fixup_lines(rw.blob.preload), rw.arch.bits)
+            self.routine = rw.arch.routine(rw.arch.fixup.fixup_lines(rw.blob.preload))
             self._place_routine(tails)
 
     def _dead_plt_regions(self):
@@ -262,13 +264,15 @@ class Placement:
         return [(start + d, end + d) for start, end in regions]
 
     def _stub_room(self, tails):
-        """10 bytes for an IFUNC stub: from a dead PLT region, else like code."""
+        """Room for an IFUNC stub: from a dead PLT region, else like code."""
         plt = self.rw.arch.plt
+        size, align = plt.FOREIGN_STUB_SIZE, plt.CODE_ALIGN
         for k, (start, end) in enumerate(tails):
-            if end - start >= plt.FOREIGN_STUB_SIZE:
-                rest = [(start + plt.FOREIGN_STUB_SIZE, end)]
-                return start, tails[:k] + [r for r in rest if r[1] > r[0]] + tails[k + 1:]
-        at, _ = self._take(self.code_spaces, plt.FOREIGN_STUB_SIZE, 2, "an IFUNC stub")
+            at = align_up(start, align)
+            if end - at >= size:
+                rest = [(at + size, end)]
+                return at, tails[:k] + [r for r in rest if r[1] > r[0]] + tails[k + 1:]
+        at, _ = self._take(self.code_spaces, size, align, "an IFUNC stub")
         return at, tails
 
     def _place_routine(self, tails):

@@ -2,7 +2,7 @@
 
 The rewrite itself is common: the per-architecture code lives in
 ``closure/x86_64`` and ``closure/i386`` (PLT decoding, the fix-up routine,
-the preload check), and what differs in the files is the ELF class (word
+the preload check; ``closure/aarch64`` too), and what differs in the files is the ELF class (word
 size, record formats) and the relocation format: RELA on x86-64, REL on
 i386, where a relocation's addend is the word it relocates, so the
 rewrite writes kept RELATIVE and IRELATIVE addends into the words and
@@ -14,10 +14,15 @@ from dataclasses import dataclass
 from ..elfstruct import (DT_REL, DT_RELA, DT_RELACOUNT, DT_RELAENT, DT_RELASZ, DT_RELCOUNT,
                          DT_RELENT, DT_RELSZ)
 from ..errors import UnsupportedElfError
-from . import i386, x86_64
+from . import aarch64, i386, x86_64
+from .aarch64 import asm as aarch64_asm
+from .aarch64 import fixup as aarch64_fixup
+from .aarch64 import plt as aarch64_plt
+from .aarch64 import preload as aarch64_preload
 from .i386 import fixup as i386_fixup
 from .i386 import plt as i386_plt
 from .i386 import preload as i386_preload
+from .x86_64 import asm as x86_asm
 from .x86_64 import fixup as x86_64_fixup
 from .x86_64 import plt as x86_64_plt
 from .x86_64 import preload as x86_64_preload
@@ -36,7 +41,13 @@ class ClosureArch:
     fixup: object               #: the fix-up routine (``closure/<arch>/fixup.py``)
     preload: object             #: the preload check (``closure/<arch>/preload.py``)
     bits: int                   #: the fix-up routine's code width
-    landing_pad: bytes          #: what an indirectly called stub starts with
+
+    def routine(self, lines):
+        """The assembler of the fix-up routine's ``lines`` (its ``layout``
+        and ``encode``)."""
+        if self.name == "aarch64":
+            return aarch64_asm.Routine(lines)
+        return x86_asm.Routine(lines, self.bits)
 
     @property
     def name(self):
@@ -142,9 +153,9 @@ class ClosureArch:
 
 
 _ARCHES = {
-    "x86_64": lambda m: ClosureArch(m, x86_64_plt, x86_64_fixup, x86_64_preload, 64,
-                                    x86_64.ENDBR64),
-    "i386": lambda m: ClosureArch(m, i386_plt, i386_fixup, i386_preload, 32, i386.ENDBR32),
+    "x86_64": lambda m: ClosureArch(m, x86_64_plt, x86_64_fixup, x86_64_preload, 64),
+    "i386": lambda m: ClosureArch(m, i386_plt, i386_fixup, i386_preload, 32),
+    "aarch64": lambda m: ClosureArch(m, aarch64_plt, aarch64_fixup, aarch64_preload, 64),
 }
 
 

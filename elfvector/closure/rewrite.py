@@ -330,7 +330,7 @@ class _Rewrite:
             why = "word not in a writable segment's file bytes"
         elif isinstance(decision, IrelativeForeign) and r.type != self.types.jump_slot:
             why = "an IFUNC word other than a JUMP_SLOT"
-        elif isinstance(decision, IrelativeForeign) and not self.arch.plt.STUB_THROUGH_CHECK \
+        elif isinstance(decision, IrelativeForeign) and self.arch.plt.STUB_NEEDS_ENTRY \
                 and r.offset not in self.plt:
             why = "no PLT entry jumps through the word"
         if why is not None:
@@ -394,7 +394,9 @@ class _Rewrite:
         the GNU hash chains, never a non-PIE program's canonical PLT address
         (st_value != 0): those whose relocations were all settled first."""
         syms, gnu = self.symbols.syms, self.symbols.gnu
-        limit = min(gnu.symoffset, len(syms)) if gnu is not None else len(syms)
+        limit = len(syms)
+        if gnu is not None and gnu.last is not None:
+            limit = min(gnu.symoffset, len(syms))   # a chain holds every symbol after
         named = Counter(r.rela.sym for r in relocs)
         kept = {r.rela.sym for r in relocs if isinstance(r.decision, Keep)}
         free = [i for i in range(1, limit)

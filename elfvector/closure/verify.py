@@ -18,6 +18,7 @@ word.
 import hashlib
 import json
 import os
+import platform
 import struct
 import subprocess
 import tempfile
@@ -31,6 +32,8 @@ SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "gdb_before_in
 DT_INIT, DT_INIT_ARRAY, DT_INIT_ARRAYSZ = 12, 25, 27
 PT_LOAD, PF_W = 1, 2
 GDB_SECONDS = 300
+#: the architectures whose programs gdb runs natively, by this machine's
+RUNS_HERE = {"x86_64": ("x86_64", "i386"), "i686": ("i386",), "aarch64": ("aarch64",)}
 GDB_SETTINGS = ("set debuginfod enabled off", "set auto-load off",
                 "set disable-randomization on", "set startup-with-shell off",
                 "set confirm off", "set pagination off")
@@ -73,6 +76,11 @@ def verify(closure, plan, args=("--version",), gdb="gdb"):
 
 
 def verify_program(closure, plan, linkmap, args, gdb):
+    machine = linkmap.main.elf.machine
+    host = platform.machine()
+    if machine.name not in RUNS_HERE.get(host, ()):
+        raise VerifyError(f"--verify runs the programs under gdb: {machine.label} programs do "
+                          f"not run natively on this {host} machine", linkmap.main.path)
     index = {elf: i for i, elf in enumerate(closure.objects)}
     mapped = [index[o.elf] for o in linkmap.objects]
     if linkmap.rtld not in linkmap.objects:

@@ -28,6 +28,8 @@ PLT_ENTRY = 16
 FOREIGN_STUB_SIZE = 23
 #: the stub is found from the library's check word, not through the slot's word
 STUB_THROUGH_CHECK = True
+STUB_NEEDS_ENTRY = False
+CODE_ALIGN = 2
 #: the lazy push's operand is the slot's byte offset in DT_JMPREL
 PUSH_SCALE = 8
 _LAZY_PUSH = 0x68

@@ -27,6 +27,9 @@ FOREIGN_STUB_SIZE = 10
 PUSH_SCALE = 1
 #: the stub jumps through the slot's word (the settled resolver address)
 STUB_THROUGH_CHECK = False
+#: the stub goes in the slot's PLT entry's dead lazy tail
+STUB_NEEDS_ENTRY = True
+CODE_ALIGN = 2
 
 #: ``jmp *disp32(%rip)`` forms at the start of a PLT entry: prefix -> length
 _JUMPS = (bytes.fromhex("ff25"), bytes.fromhex("f2ff25"), ENDBR64 + bytes.fromhex("ff25"),
