@@ -35,8 +35,7 @@ SUPPORTED = {
     "expvec": (_ALL, None),
     "impvec": (_ALL, None),
     "vectool --mode=lib|prog": (_ALL, None),
-    "vectool --mode=retro": (("x86_64", "i386"), "its fix-up routine and PLT decoding "
-                             "are x86-64 and i386 code"),
+    "vectool --mode=retro": (_ALL, None),
 }
 
 #: retrovec gives a vectored IFUNC a stub; the architectures that have one
