@@ -23,7 +23,6 @@ import tempfile
 from dataclasses import dataclass, field
 
 from . import addrfile
-from . import arch as arches
 from .atomic import write_bytes
 from .elfimage import PT_LOAD, ElfImage
 from .errors import LinkError, VectorMismatchError
@@ -88,13 +87,10 @@ def build_library(options, loader_words):
     with tempfile.TemporaryDirectory(prefix="vectool-") as tmp, blamed_on(output, tmp):
         trial = trial_link(cmd, tmp, OPERATION)
         toolchain = cmd.toolchain(trial.arch)
-        notes = []
-        use_relvec = options.relvec and _relvec_handles(trial.arch, notes)
         if old_vec:
-            vector, chosen = choose_vector(trial, cmd, "@" + old_vec, None, excl)
+            vector, notes = choose_vector(trial, cmd, "@" + old_vec, None, excl)
         else:
-            vector, chosen = choose_vector(trial, cmd, ".", PatternList(["."]), excl)
-        notes += chosen
+            vector, notes = choose_vector(trial, cmd, ".", PatternList(["."]), excl)
         if variant_of:
             _check_same_vector(vector, read_vec(old_vec), output, variant_of)
         objects = list(write_vector_objects(tmp, toolchain, vector, link_features(trial, vector)))
@@ -104,7 +100,7 @@ def build_library(options, loader_words):
         if imports.slot_count:
             objects.append(assemble_import(tmp, toolchain, imports.assembly()))
         unplaced = _link(cmd, tmp, "unplaced.so", objects, "link")
-        span = _span(unplaced, use_relvec, inclrel, exclrel)
+        span = _span(unplaced, options.relvec, inclrel, exclrel)
         with addrfile.locked(options.addrfile) as assignments:
             region = _region_for(options.region, trial)
             base, is_new = addrfile.choose_base(assignments, soname, span, region,
@@ -117,7 +113,7 @@ def build_library(options, loader_words):
             if imports.slot_count:
                 data, prebound = prebind(data, imports, output)
                 notes.append(f"{prebound} of {len(imports.vectors)} import vectors pre-bound")
-            if use_relvec:
+            if options.relvec:
                 data, report = relvec(data, output, inclrel, exclrel)
                 notes.append(str(report))
             write_bytes(output, data, mode=0o755)
@@ -189,22 +185,11 @@ def _region_for(region, trial):
     return region
 
 
-def _relvec_handles(arch, notes):
-    """True if relvec handles ``arch``; else a note in ``notes`` that the
-    library keeps its relocations (it stays correct at its base and
-    anywhere else, ld.so applies them at every start)."""
-    if arches.handles("relvec", arch):
-        return True
-    notes.append(f"relvec skipped: not ported to {arch} yet (the library keeps its "
-                 "RELATIVE relocations)")
-    return False
-
-
-def _span(path, use_relvec, inclrel, exclrel):
+def _span(path, relvec_too, inclrel, exclrel):
     """Bytes of address space the finished library will cover (relvec adds segments)."""
     with open(path, "rb") as f:
         data = f.read()
-    if use_relvec:
+    if relvec_too:
         data, _ = relvec(data, path, inclrel, exclrel)
     image = ElfImage(data, path, OPERATION)
     loads = [p for p in image.phdrs if p.type == PT_LOAD]

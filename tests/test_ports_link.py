@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 
 from conftest import TESTDATA, require_programs, run, tool
-from ports import AARCH64, cross_run, port  # noqa: F401 (fixture)
+from ports import AARCH64, I386, cross_run, port  # noqa: F401 (fixture)
 
 
 class PortBuild:
@@ -250,6 +250,36 @@ def test_threads_call_through_the_slots(pb):
     prog = pb.program("rt_threads_main.c", "threads_main", ["librtv.so.1"], [vec], ["-pthread"])
     lines = pb.same_as_stock(prog).stdout.splitlines()
     assert lines[16].startswith(f"total {16 * 200000} ")
+
+
+def test_binder_reached_before_the_program_is_relocated_exits_127(pb):
+    """A slot called before ld.so relocated the program (from a library's
+    IFUNC resolver, through a function the program exports): the binder
+    finds the layout's GOT word still 0 and stops the program with exit
+    127 and one line, never jumping anywhere."""
+    vec = pb.expvec("rt_vlib.c", "librtv.so.1")
+    pb.plain_lib("rt_ifunchook.c", "librtifunchook.so.1")
+    prog = pb.program("rt_ifunchook_main.c", "hook_main", ["librtifunchook.so.1", "librtv.so.1"],
+                      [vec], ldflags=["-rdynamic"])
+    assert '"v_mul":' in (pb.path / "hook_main.s").read_text()
+    result = pb.run(prog)
+    assert (result.returncode, result.stdout, result.stderr) == \
+        (127, "", "elfvector: hook_main: cannot bind the import vector\n")
+
+
+def test_i386_cf_protection(tmp_path):
+    """i386 code built with -fcf-protection (endbr32) and IBT PLTs
+    (.plt.sec, -z ibtplt); the import vector carries no IBT mark, so the
+    link editor leaves IBT off in the vectored program, which calls
+    through its slots (Debian's crt files carry none either)."""
+    pb = PortBuild(I386, tmp_path)
+    vec = foo_vector(pb, ["-fcf-protection=full"], ["-Wl,-z,ibtplt"])
+    prog = pb.program("testmain.c", "testmain", ["foo.so.5"], [vec], ["-fcf-protection=full"],
+                      ["-Wl,-z,now", "-Wl,-z,ibtplt"])
+    for program in (prog, "testmain.stock"):
+        assert ".plt.sec" in run(["readelf", "-SW", pb.path / program], pb.path).stdout
+    assert pb.same_as_stock(prog).returncode == 7
+    assert_calls_through_the_vector(pb, prog)
 
 
 # -- bad input ------------------------------------------------------------------------
