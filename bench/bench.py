@@ -56,6 +56,7 @@ from pathlib import Path
 import builds
 import closurebench
 import gensrc
+import ports
 import probes
 import realprogs
 import report
@@ -179,8 +180,10 @@ def main():
             results["vectool_group"] = vectoolbench.measure(WORK / "vectool")
         with timing(parts, "closure"):
             results["closure"] = closurebench.measure(WORK / "closure")
+        with timing(parts, "ports"):
+            results["ports"] = ports.measure(WORK / "ports", FUNCTIONS)
         results["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
-    except builds.BenchError as e:
+    except (builds.BenchError, ports.BenchError) as e:
         print(f"bench: {e}", file=sys.stderr)
         return 1
     results["targets"] = report.evaluate_targets(results)

@@ -11,6 +11,7 @@ import platform
 import subprocess
 
 import closurebench
+import ports
 import tooltimes
 
 # Issue 9's link-time targets (see OPEN_ISSUES).
@@ -386,7 +387,7 @@ def print_report(results):
     for part in (_header, _startup_table, _prebound_table, _program_bytes, _library_bytes,
                  _call_costs,
                  _slot_bindings, _real_startup, _real_bytes, _tool_times, _tool_scaling,
-                 vectool_group_lines, _closure, _targets):
+                 vectool_group_lines, _closure, _ports, _targets):
         print("\n".join(part(results)), end="\n\n")
 
 
@@ -802,6 +803,18 @@ def _cpu_wall(t):
 
 def _closure(r):
     return closurebench.report_lines(r["closure"]) if "closure" in r else []
+
+
+def _ports(r):
+    """Issue 10: the start-up program on i386 and AArch64 (bench/ports.py)."""
+    if "ports" not in r:
+        return []
+    notes = [f"  {arch}: instructions {result['instructions']}"
+             for arch, result in r["ports"].items()]
+    functions = next(iter(r["ports"].values()))["functions"]
+    return ([f"start-up on the ports, {functions:,} functions: ld.so's lookups at start-up "
+             "and at exit, relative relocations, callgrind instructions (whole run)"]
+            + ["  " + line for line in ports.table(r["ports"]).splitlines()] + notes)
 
 
 def _targets(r):
