@@ -71,8 +71,9 @@ class ImportPlan:
         fixed base and a sealed table.  Only pre-bound slots need the binder
         to run while ld.so relocates (an unbound slot binds on its first call)."""
         machine = arches.for_arch(self.arch)
-        return machine.bound_slot is not None and any(_sealed_table(machine, self.libraries[vec.name], vec) is not None
-                   for vec, _ in self.vectors)
+        return machine.bound_slot is not None and any(
+            _sealed_table(machine, self.libraries[vec.name], vec) is not None
+            for vec, _ in self.vectors)
 
 
 def plan(linkmap, vectors, excludes, callable_only=None):
@@ -272,15 +273,15 @@ def link_time_ldd(cmd, operation=OPERATION):
     ``operation`` handles are read."""
     env_path = [d for d in os.environ.get("LD_LIBRARY_PATH", "").split(":") if d]
     library_path = cmd.search_env() + env_path
-    files, dirs = cmd.input_files, cmd.library_dirs + cmd.cross_library_dirs()
     root = cmd.cross_root()
     if root:
         # ld.so and the system's libraries are the cross toolchain's, under
-        # its root; the link's own paths are this machine's, which the
-        # model takes a relative path for.
-        library_path, files, dirs = ([os.path.relpath(p) for p in paths]
-                                     for paths in (library_path, files, dirs))
-    return Ldd(":".join(library_path), files, dirs, root=root, operation=operation)
+        # its root; LD_LIBRARY_PATH names this machine's directories, which
+        # the model takes a relative path for (the link's files and -L
+        # directories are always this machine's).
+        library_path = [os.path.relpath(d) for d in library_path]
+    return Ldd(":".join(library_path), cmd.input_files,
+               cmd.library_dirs + cmd.cross_library_dirs(), root=root, operation=operation)
 
 
 def plan_for_link(cmd, elf, vectors, excludes, ldd=None, operation=OPERATION):

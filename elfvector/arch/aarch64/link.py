@@ -29,12 +29,13 @@ instruction cache at their final address (``ic ivau``, ``dsb ish``,
 import hashlib
 import re
 
-__all__ = ["SLOT_SIZE", "SEAL_SIZE", "PAGE_SIZE", "FAR_SLOT_CODE", "asm_symbol",
-           "export_table_asm", "table_seal", "import_vector_asm", "bound_slot",
+__all__ = ["SLOT_SIZE", "SEAL_SIZE", "PAGE_SIZE", "MAX_PAGE_SIZE", "FAR_SLOT_CODE",
+           "asm_symbol", "export_table_asm", "table_seal", "import_vector_asm", "bound_slot",
            "CACHE_MAINTENANCE", "PROT_BTI"]
 
 SLOT_SIZE = 24
-PAGE_SIZE = 4096
+#: the smallest and largest page sizes of AArch64 Linux kernels (4, 16, 64 KiB)
+PAGE_SIZE, MAX_PAGE_SIZE = 4096, 65536
 SEAL_SIZE = 8
 #: slots are bound at start-up only: no pre-binding on AArch64 yet
 bound_slot = None
@@ -46,7 +47,8 @@ PROT_BTI = 0x10
 CACHE_MAINTENANCE = ("dc cvau", "dsb ish", "ic ivau", "dsb ish", "isb")
 
 # Linux AArch64 system call numbers (include/uapi/asm-generic/unistd.h).
-SYS_WRITE, SYS_MMAP, SYS_MPROTECT, SYS_MREMAP, SYS_EXIT_GROUP = 64, 222, 226, 216, 94
+SYS_WRITE, SYS_MMAP, SYS_MUNMAP, SYS_MPROTECT, SYS_MREMAP, SYS_EXIT_GROUP = \
+    64, 222, 215, 226, 216, 94
 
 
 def asm_symbol(name):
@@ -204,7 +206,8 @@ def _binder(vectors, program, bti):
     """The binding routine: once, thread-safe, raw system calls only.
 
     State 0 = unbound, 1 = binding, 2 = bound.  x19 = the state word,
-    x20 = the first slot page, x21 = the bytes of the slot pages, x22 =
+    x20 = the first slot page, x21 = the bytes of the slot pages (pages of
+    the kernel's size, :func:`_page_size`), x22 =
     the new pages, x23 = new - old, x24/x25 = :data:`FAR_SLOT_CODE`.
     """
     safe_name = re.sub(r"[^\w.+-]", "_", program)
@@ -239,10 +242,10 @@ def _binder(vectors, program, bti):
     # another library's IFUNC resolver); fail loudly, never jump wild.
     for layout_symbol, _ in vectors:
         out += _got_word("x0", layout_symbol) + ["\tcbz x0, .Lbind_fail"]
-    out += _address("x20", ".Lslots") + [f"\tand x20, x20, #-{PAGE_SIZE}"]
+    out += _page_size() + _address("x20", ".Lslots") + ["\tbic x20, x20, x10"]
     out += _address("x21", ".Lslots_end") + [
-        f"\tadd x21, x21, #{PAGE_SIZE - 1}",
-        f"\tand x21, x21, #-{PAGE_SIZE}",
+        "\tadd x21, x21, x10",
+        "\tbic x21, x21, x10",
         "\tsub x21, x21, x20",
         # mmap(0, bytes, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0)
         "\tmov x0, #0", "\tmov x1, x21", "\tmov x2, #3", "\tmov x3, #0x22", "\tmov x4, #-1",
@@ -305,6 +308,34 @@ def _binder(vectors, program, bti):
         "",
     ]
     return out
+
+
+def _page_size():
+    """x10 = the kernel's page size - 1 (4, 16 or 64 KiB).  A scratch
+    mapping of :data:`MAX_PAGE_SIZE` bytes starts on a page boundary; the
+    first candidate size at which ``mprotect`` accepts an address inside
+    it (its start plus the candidate) is the page size, since ``mprotect``
+    refuses an address off a page boundary.  Only the scratch mapping is
+    touched, and it is unmapped again."""
+    return [
+        # mmap(0, MAX_PAGE_SIZE, PROT_NONE, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0)
+        "\tmov x0, #0", f"\tmov x1, #{MAX_PAGE_SIZE}", "\tmov x2, #0", "\tmov x3, #0x22",
+        "\tmov x4, #-1", "\tmov x5, #0", f"\tmov x8, #{SYS_MMAP}", "\tsvc #0",
+        "\tcmn x0, #4095", "\tb.hs .Lbind_fail",
+        "\tmov x11, x0",
+        f"\tmov x9, #{PAGE_SIZE}",
+        ".Lpage_size:",
+        "\tcmp x9, #(1 << 16)",
+        "\tb.eq .Lpage_known",         # neither 4 nor 16 KiB: 64 KiB
+        "\tadd x0, x11, x9", "\tmov x1, #1", "\tmov x2, #0", f"\tmov x8, #{SYS_MPROTECT}",
+        "\tsvc #0",
+        "\tcbz x0, .Lpage_known",
+        "\tlsl x9, x9, #2",
+        "\tb .Lpage_size",
+        ".Lpage_known:",
+        "\tmov x0, x11", f"\tmov x1, #{MAX_PAGE_SIZE}", f"\tmov x8, #{SYS_MUNMAP}", "\tsvc #0",
+        "\tsub x10, x9, #1",
+    ]
 
 
 def _cache_lines(operation, start, line_field):
