@@ -46,6 +46,9 @@ SEAL_SIZE = 8
 #: the pre-binding record's slot address for slots bound with far forms only,
 #: which hold wherever the file is loaded (a PIE program's)
 PREBOUND_ANYWHERE = 1
+#: bit 0 of a table address in the pre-binding record: the vector's slots
+#: are not bound, their words hold their targets for that table (:func:`prebinding`)
+NOT_BOUND = 1
 #: ``jmp *8(%rip)`` and two bytes of padding: the far slot's code
 FAR_SLOT_CODE = bytes.fromhex("ff2502000000cccc")
 
@@ -115,11 +118,33 @@ def bound_slot(slot, target):
     """The 16 bytes of the slot at ``slot`` bound to ``target``: ``jmp rel32``
     where it reaches, else the far form, which the binder writes.  With
     ``slot`` None (a file loaded anywhere) always the far form, which
-    holds wherever the slot is."""
+    holds wherever the slot is.  Every form keeps ``target`` in its word,
+    so that the binder can move it with its library (:func:`_shift_group`)."""
     disp = None if slot is None else target - (slot + 5)
     if disp is not None and -(1 << 31) <= disp < (1 << 31):
-        return b"\xe9" + disp.to_bytes(4, "little", signed=True) + b"\xcc" * 3 + bytes(8)
-    return FAR_SLOT_CODE + target.to_bytes(8, "little")
+        return b"\xe9" + disp.to_bytes(4, "little", signed=True) + b"\xcc" * 3 + _word(target)
+    return FAR_SLOT_CODE + _word(target)
+
+
+def unbound_slot(slot, target):
+    """``slot``, an unbound slot as assembled (``call .Llazy``), with
+    ``target`` in its word: where the slot goes if its library is loaded
+    at the base it was linked against.  The slot still binds before its
+    first call; the binder adds to the word how far the library moved."""
+    return bytes(slot[:8]) + _word(target)
+
+
+def prebinding(table, seal, bound):
+    """A vector's 16 bytes of the pre-binding record (:func:`import_layout`):
+    its table's address and seal, and whether its slots are bound (else
+    they hold their targets for a table at ``table`` in their words only,
+    :func:`unbound_slot`).  Unbound is bit 0 of the address (a table is
+    8-aligned), so that no check finds such a vector holding."""
+    return (table | (0 if bound else NOT_BOUND)).to_bytes(8, "little") + seal
+
+
+def _word(value):
+    return value.to_bytes(8, "little")
 
 
 def import_vector_asm(vectors, in_executable, program, bind_at_relocation=False):
@@ -130,7 +155,8 @@ def import_vector_asm(vectors, in_executable, program, bind_at_relocation=False)
     ``.preinit_array`` (runs before every library constructor) over
     ``.init_array.00000`` (the first constructor of a shared library, before
     any of its own, which may call through the slots).  With
-    ``bind_at_relocation`` (slots that will be pre-bound) the binder runs
+    ``bind_at_relocation`` (slots that will be pre-bound or hold their
+    targets for an assumed layout: :func:`prebinding`) the binder runs
     earlier still, as the object's IRELATIVE (:func:`_bind_at_relocation`),
     and that entry then returns at once.
     """
@@ -156,14 +182,20 @@ def import_vector_asm(vectors, in_executable, program, bind_at_relocation=False)
     out += [".Lslots_end:", '\t.section .elfvector.index,"a",@progbits', "\t.balign 8",
             ".Lindex:"] + [f"\t.long {idx}" for _, idx, _ in slots]
     out += ["\t.balign 8", ".Lprebind:", "\t.quad 0"] + ["\t.quad 0,0"] * len(vectors) + [""]
+    out += [f'\t.section {BINDER_SECTION},"ax",@progbits', ".Lbinder:"]
     out += _lazy_trampoline()
-    out += _binder(vectors, program)
+    out += _binder(vectors, program, in_executable or bind_at_relocation)
     out += _bind_at_relocation() if bind_at_relocation else []
     init = ".preinit_array" if in_executable else ".init_array.00000"
     out += [f'\t.section {init},"aw"', "\t.balign 8", "\t.quad .Lbind",
             '\t.section .bss.elfvector,"aw",@nobits', "\t.balign 4", ".Lstate:", "\t.zero 4"]
     return "\n".join(out) + "\n"
 
+
+#: the section of the binder's code: cold code, which GNU ld's scripts put
+#: at the start of ``.text``, away from the slots after it, so that the
+#: slot pages can be made writable while the binder runs (:func:`_rebind`)
+BINDER_SECTION = ".text.unlikely.elfvector"
 
 #: the local IFUNC symbol whose resolver runs the binder while ld.so relocates
 BIND_IFUNC = "__elfvector_bind_at_relocation"
@@ -184,7 +216,10 @@ def _bind_at_relocation():
     ld.so resolves at load time even when lazy).  So the binder has
     run before any constructor and before the IFUNC resolvers of the
     objects relocated later; the ``.preinit_array``/``.init_array`` entry
-    then finds the lock word at 2 and returns at once.
+    then finds the lock word at 2 and returns at once.  Running while
+    ld.so relocates the object, before anything can reach its code but
+    the IFUNC resolvers ld.so calls on this thread, is also what lets
+    the binder write the slot pages in place (:func:`_rebind`).
 
     ld.so calls the resolver with no meaningful argument, at 8 mod 16 like
     any function: one word more and ``.Lbind`` is entered at 8 mod 16 too;
@@ -194,7 +229,7 @@ def _bind_at_relocation():
     IRELATIVE; it is in ``.data.rel.ro``, read-only once relocated.
     """
     return [
-        "\t.text",
+        f'\t.section {BINDER_SECTION},"ax",@progbits',
         "\t.balign 16",
         f"\t.type {BIND_IFUNC},@gnu_indirect_function",
         f"{BIND_IFUNC}:",
@@ -223,24 +258,24 @@ def _lazy_trampoline():
     8 mod 16 as the psABI requires.
     """
     regs = ["%rax", "%rdi", "%rsi", "%rdx", "%rcx", "%r8", "%r9", "%r10"]
-    return (["\t.text", "\t.balign 16", ".Llazy:"]
+    return (["\t.balign 16", ".Llazy:"]
             + [f"\tpush {r}" for r in regs]
             + ["\tcall .Lbind"]
             + [f"\tpop {r}" for r in reversed(regs)]
             + ["\tpop %r11", "\tsub $5,%r11", "\tjmp *%r11", ""])
 
 
-def _binder(vectors, program):
+def _binder(vectors, program, in_place):
     """The binding routine: once, thread-safe, raw system calls only.
 
     It must not call anything that could itself be a vectored slot, so it
     uses no libc.  State 0 = unbound, 1 = binding, 2 = bound.  A first
     pass checks every vector's pre-binding (:func:`_check`); when all hold,
-    nothing is written.  Else the second pass builds the new pages:
-    ``.Lbind_vector`` copies a vector whose pre-binding holds and binds the
-    others, with %rdx = export table, %rdi = its pre-binding record,
-    %r13 = first slot, %r8 = first index, %r15d = count, and %r14 = the
-    distance from the old pages to the new ones.
+    nothing is written.  Else :func:`_rebind` writes the slots, each
+    vector's by ``.Lbind_vector`` with %rdx = export table, %rdi = its
+    pre-binding record, %r13 = first slot, %r8 = first index, %r15d =
+    count, and %r14 = the distance from the slots to where they are
+    written.  All of its code is between ``.Lbinder`` and ``.Lbinder_end``.
     """
     safe_name = re.sub(r"[^\w.+-]", "_", program)
     message = f"elfvector: {safe_name}: cannot bind the import vector\\n"
@@ -279,7 +314,7 @@ def _binder(vectors, program):
                 f"\tlea .Lprebind+{8 + 16 * v}(%rip),%rdi",
                 "\tcall .Lcheck",
                 "\tjne .Lrebind"]
-    out += ["\tjmp .Lbound"] + _rebind(vectors) + [
+    out += ["\tjmp .Lbound"] + _rebind(in_place) + [
         ".Lbound:",
         "\tmovl $2,(%rbx)",             # release: x86 stores are not reordered
         ".Lbind_done:"] + [f"\tpop {r}" for r in reversed(saved)] + [
@@ -290,7 +325,8 @@ def _binder(vectors, program):
         f"\tmov ${SYS_EXIT_GROUP},%eax", "\tmov $127,%edi", "\tsyscall",
         "\thlt",
     ]
-    out += _pages() + _check() + _bind_vector() + _bind_group()
+    out += _bind_all(vectors) + _pages() + _check() + _bind_vector() + _shift_group()
+    out += _bind_group() + [".Lbinder_end:"]
     out += [
         '\t.section .rodata.elfvector,"a",@progbits',
         ".Lbind_message:",
@@ -301,12 +337,37 @@ def _binder(vectors, program):
     return out
 
 
-def _rebind(vectors):
-    """Some pre-binding does not hold: new pages, the bytes around the
-    slots copied, every vector copied or bound, then moved over the old."""
-    out = [
-        ".Lrebind:",
-        "\tcall .Lpages",
+def _rebind(in_place):
+    """Some pre-binding does not hold: write every vector's slots anew.
+
+    In place (``in_place``) when no code of the binder is on the slot
+    pages: they are made read+write (not executable), written, and made
+    read+exec again, as ld.so does for a text relocation.  ``in_place``
+    says that no other thread can be in them then: the binder of a
+    program runs before any constructor (from ``.preinit_array``, or
+    earlier from an IFUNC resolver, on ld.so's thread), and a library's
+    binder runs while ld.so relocates it (:func:`_bind_at_relocation`),
+    before ld.so gives the library to anyone.  Else (a library's binder,
+    which may run from its constructor or its first call while another
+    thread runs the library after a ``dlopen``, or a binder sharing a page
+    with slots) in fresh anonymous pages: a copy of the slot pages,
+    written, made read+exec and moved over the old ones with one
+    ``mremap``, so that a thread running through them sees either the old
+    pages or the new ones, both valid code.  No page is ever writable and
+    executable at once.
+    """
+    out = [".Lrebind:", "\tcall .Lpages"]
+    if in_place:
+        out += [
+            "\tlea .Lbinder(%rip),%rax",
+            "\tlea (%rsi,%rdx),%rcx",
+            "\tcmp %rcx,%rax",
+            "\tjae .Lrebind_in_place",      # the binder starts after the slot pages
+            "\tlea .Lbinder_end(%rip),%rax",
+            "\tcmp %rsi,%rax",
+            "\tjbe .Lrebind_in_place",      # or ends before them
+        ]
+    out += [
         "\tmov %rdx,%rsi", "\txor %edi,%edi", "\tmov $3,%edx", "\tmov $0x22,%r10d",
         "\tmov $-1,%r8", "\txor %r9d,%r9d", f"\tmov ${SYS_MMAP},%eax", "\tsyscall",
         "\tcmp $-4095,%rax", "\tjae .Lbind_fail",
@@ -314,20 +375,40 @@ def _rebind(vectors):
         "\tcall .Lpages",
         "\tmov %r12,%r14",
         "\tsub %rsi,%r14",              # new pages - old pages
-        "\tlea (%rsi,%rdx),%r15",       # end of the old pages
-        "\tmov %r12,%rdi",              # the code before the slots
-        "\tlea .Lslots(%rip),%rcx",
-        "\tsub %rsi,%rcx",
+        "\tmov %r12,%rdi",
+        "\tmov %rdx,%rcx",
         "\tshr $3,%rcx",
-        "\trep movsq",
-        "\tlea .Lslots_end(%rip),%rsi",  # the code and data after them
-        "\tlea (%rsi,%r14),%rdi",
-        "\tmov %r15,%rcx",
-        "\tsub %rsi,%rcx",
-        "\tshr $3,%rcx",
-        "\trep movsq",
-        "\tmov $0x" + FAR_SLOT_CODE[::-1].hex() + ",%r9",
+        "\trep movsq",                  # a copy: the other code and the slots that hold
+        "\tcall .Lbind_all",
+        "\tcall .Lpages",
+        f"\tmov ${SYS_MPROTECT},%eax", "\tmov %r12,%rdi", "\tmov %rdx,%rsi", "\tmov $5,%edx",
+        "\tsyscall",
+        "\ttest %rax,%rax", "\tjnz .Lbind_fail",
+        "\tcall .Lpages",
+        f"\tmov ${SYS_MREMAP},%eax", "\tmov %rsi,%r8", "\tmov %r12,%rdi", "\tmov %rdx,%rsi",
+        "\tmov $3,%r10d",               # MREMAP_MAYMOVE | MREMAP_FIXED
+        "\tsyscall",
+        "\tcmp $-4095,%rax", "\tjae .Lbind_fail",
+        "\tjmp .Lbound",
     ]
+    if in_place:
+        out += [".Lrebind_in_place:"] + _protect_slot_pages(3) + [
+            "\txor %r14d,%r14d",
+            "\tcall .Lbind_all"] + _protect_slot_pages(5) + ["\tjmp .Lbound"]
+    return out
+
+
+def _protect_slot_pages(prot):
+    """``mprotect`` the slot pages to ``prot`` (3 read+write, 5 read+exec)."""
+    return ["\tcall .Lpages",
+            f"\tmov ${SYS_MPROTECT},%eax", "\tmov %rsi,%rdi", "\tmov %rdx,%rsi",
+            f"\tmov ${prot},%edx", "\tsyscall",
+            "\ttest %rax,%rax", "\tjnz .Lbind_fail"]
+
+
+def _bind_all(vectors):
+    """Write every vector's slots at %r14 from where they are."""
+    out = [".Lbind_all:", "\tmov $0x" + FAR_SLOT_CODE[::-1].hex() + ",%r9"]
     first = 0
     for v, (layout_symbol, entries) in enumerate(vectors):
         out += [f"\tmov {layout_symbol}@GOTPCREL(%rip),%rdx",
@@ -339,18 +420,7 @@ def _rebind(vectors):
                 f"\tmov ${len(entries)},%r15d",
                 "\tcall .Lbind_vector"]
         first += len(entries)
-    out += [
-        "\tcall .Lpages",
-        f"\tmov ${SYS_MPROTECT},%eax", "\tmov %r12,%rdi", "\tmov %rdx,%rsi", "\tmov $5,%edx",
-        "\tsyscall",
-        "\ttest %rax,%rax", "\tjnz .Lbind_fail",
-        "\tcall .Lpages",
-        f"\tmov ${SYS_MREMAP},%eax", "\tmov %rsi,%r8", "\tmov %r12,%rdi", "\tmov %rdx,%rsi",
-        "\tmov $3,%r10d",               # MREMAP_MAYMOVE | MREMAP_FIXED
-        "\tsyscall",
-        "\tcmp $-4095,%rax", "\tjae .Lbind_fail",
-    ]
-    return out
+    return out + ["\tret"]
 
 
 def _pages():
@@ -372,7 +442,8 @@ def _check():
     """ZF set iff the vector's slots hold as pre-bound: the slots are where
     they were bound (%ebp), the table at %rdx is at the recorded address
     (%rdi) and carries the recorded seal.  The seal is read only from a
-    table at the recorded address, where the library bound against put it."""
+    table at the recorded address, where the library bound against put it.
+    A vector whose slots are not bound (:data:`NOT_BOUND`) never holds."""
     return [
         ".Lcheck:",
         "\tcmp $1,%ebp",
@@ -387,15 +458,78 @@ def _check():
 
 
 def _bind_vector():
-    """Copy the vector's pre-bound slots into the new pages if they hold, else bind them."""
+    """Leave a vector's slots as they are if they hold; else, when its
+    table is the build they hold their targets for, moved by a whole
+    number of pages, move every target by as much (:func:`_shift_group`);
+    else bind them from the table (:func:`_bind_group`).
+
+    The seal is read before a table found elsewhere only when it is on
+    the table's own page (which is mapped): the recorded table is not at
+    the start of its page, and the new one is at the same offset in its
+    page, as every load of the recorded library puts it.
+    """
     return [
         ".Lbind_vector:",
         "\tcall .Lcheck",
-        "\tjne .Lbind_group",
-        "\tmov %r13,%rsi",
-        "\tlea (%r13,%r14),%rdi",
-        f"\tlea 0(,%r15,{SLOT_SIZE // 8}),%ecx",
-        "\trep movsq",
+        "\tje .Lbind_vector_done",      # they hold: in place, or in the copy
+        "\tmov (%rdi),%rax",
+        f"\tand $-{NOT_BOUND + 1},%rax",  # the recorded table
+        "\tjz .Lbind_group",            # none: bind from the table
+        "\tmov %rdx,%rcx",
+        "\tsub %rax,%rcx",              # how far it moved
+        f"\ttest ${PAGE_SIZE - 1},%ecx",
+        "\tjnz .Lbind_group",
+        f"\ttest ${PAGE_SIZE - 1},%eax",
+        "\tjz .Lbind_group",
+        f"\tmov -{SEAL_SIZE}(%rdx),%rax",
+        "\tcmp 8(%rdi),%rax",
+        "\tjne .Lbind_group",           # another build of the library
+        "\tmov %rcx,%rax",
+        "\tjmp .Lshift_group",
+        ".Lbind_vector_done:",
+        "\tret",
+    ]
+
+
+#: slots a turn of :func:`_shift_group`'s loop: 16 slots span 256 bytes,
+#: which one-byte displacements from the middle reach
+SHIFT_UNROLL = 16
+
+
+def _shift_group():
+    """Move %r15d slots from %r13 (written at %r13 + %r14) by %rax: each
+    gets the far form (%r9, :data:`FAR_SLOT_CODE`) and %rax added to the
+    target in its word (the library moved; every form holds its target
+    there).  Two instructions a slot: one slot a turn until the count is
+    a multiple of :data:`SHIFT_UNROLL`, then that many a turn."""
+    half = SLOT_SIZE * SHIFT_UNROLL // 2
+    out = [
+        "\t.balign 16",
+        ".Lshift_group:",
+        f"\tlea {half}(%r13,%r14),%rdi",
+        "\tmov %r15d,%ecx",
+        f"\ttest ${SHIFT_UNROLL - 1},%cl",
+        "\tjz .Lshift_many",
+        ".Lshift_one:",
+        f"\tmov %r9,-{half}(%rdi)",
+        f"\tadd %rax,{8 - half}(%rdi)",
+        f"\tadd ${SLOT_SIZE},%rdi",
+        "\tdec %ecx",
+        f"\ttest ${SHIFT_UNROLL - 1},%cl",
+        "\tjnz .Lshift_one",
+        ".Lshift_many:",
+        "\ttest %ecx,%ecx",
+        "\tjz .Lshift_done",
+        ".Lshift_turn:",
+    ]
+    for k in range(SHIFT_UNROLL):
+        at = SLOT_SIZE * k - half
+        out += [f"\tmov %r9,{at}(%rdi)", f"\tadd %rax,{at + 8}(%rdi)"]
+    return out + [
+        f"\tadd ${SLOT_SIZE * SHIFT_UNROLL},%rdi",
+        f"\tsub ${SHIFT_UNROLL},%ecx",
+        "\tjnz .Lshift_turn",
+        ".Lshift_done:",
         "\tret",
     ]
 
@@ -406,7 +540,7 @@ def _bind_group():
     Every slot gets the far form, which reaches anywhere and costs what a
     PLT call costs.  One induction variable, %rcx, runs from -4 * count up
     to 0, so that ``(%r8,%rcx)`` is a slot's index and ``(%r13,%rcx,4)``
-    the slot in the new pages (%r8 and %r13 point past the vector's last
+    the slot where it is written (%r8 and %r13 point past the vector's last
     index and slot).  Two slots a turn (one first for an odd count): 6
     instructions a slot.  %r9 holds :data:`FAR_SLOT_CODE`.
     """
