@@ -299,8 +299,8 @@ def plan_for_link(cmd, elf, vectors, excludes, ldd=None, operation=OPERATION):
 def build(xclude_arg, vec_paths, loader_words, link=False, prebound=False, operation=OPERATION):
     """Trial-link, plan, and (with ``link``) assemble and do the final link.
 
-    ``prebound`` (vectool) binds the slots in the output where it can
-    (:func:`prebind`), and puts libc first among the libraries ld.so
+    The output's slots are pre-bound where they can be (:func:`prebind`);
+    ``prebound`` (vectool) also puts libc first among the libraries ld.so
     searches when that changes no binding (:func:`libc_can_come_first`).
     """
     vectors = read_vectors(vec_paths)
@@ -321,7 +321,7 @@ def build(xclude_arg, vec_paths, loader_words, link=False, prebound=False, opera
                     libc_can_come_first(ldd.linkmap(trial.path, trial.image)):
                 final = final.with_leading("-lc")
             final.run("final link", blame=output)
-            if prebound and asm_text:
+            if asm_text:
                 prebind_file(final_path, result, output)
             move_into_place(final_path, output)
     return result, asm_text
@@ -335,7 +335,10 @@ def prebind(data, result, path):
     carries its seal (:func:`elfvector.exportvec.seal_table`).  A file at
     a fixed address (a non-PIE program, a library linked at its base) gets
     ``jmp rel32`` where it reaches; a file loaded anywhere (a PIE program)
-    the far form only, which holds wherever it is.
+    the far form only, which holds wherever it is.  Against a sealed table
+    without a fixed base the slots stay unbound, each holding in its word
+    its target for the library at the base it was linked at: the binder
+    then only adds how far the library moved.
     The pre-binding record says where the slots and the tables were and
     what the seals were; at start-up the binder checks it and binds anew
     what moved (:mod:`elfvector.arch.x86_64`), so a wrong pre-binding costs
@@ -359,17 +362,20 @@ def prebind(data, result, path):
     out = bytearray(data)
     first = bound = 0
     for v, (vec, slots) in enumerate(result.vectors):
-        table = _sealed_table(machine, result.libraries[vec.name], vec)
+        lib = result.libraries[vec.name]
+        table = _sealed_table(machine, lib, vec, fixed_only=False)
         if table is not None:
             address, offsets, seal = table
+            at_base = _lowest_address(lib.elf.image) != 0
             for k, choice in enumerate(slots, start=first):
                 at = section.offset + k * machine.SLOT_SIZE
+                target = address + offsets[choice.index]
                 out[at:at + machine.SLOT_SIZE] = machine.bound_slot(
-                    section.addr + k * machine.SLOT_SIZE if fixed else None,
-                    address + offsets[choice.index])
+                    section.addr + k * machine.SLOT_SIZE if fixed else None, target) \
+                    if at_base else machine.unbound_slot(out[at:at + machine.SLOT_SIZE], target)
             at = index.offset + record + 8 + 16 * v
-            out[at:at + 16] = address.to_bytes(8, "little") + seal
-            bound += 1
+            out[at:at + 16] = machine.prebinding(address, seal, at_base)
+            bound += 1 if at_base else 0
         first += len(slots)
     if bound:
         at = index.offset + record
@@ -426,12 +432,14 @@ def _lowest_address(image):
     return min(p.vaddr for p in image.phdrs if p.type == PT_LOAD)
 
 
-def _sealed_table(machine, lib, vec):
+def _sealed_table(machine, lib, vec, fixed_only=True):
     """(address, offsets, seal) of the export table of the loaded library
-    ``lib`` if it has a fixed base and its table carries its seal, else None."""
+    ``lib`` if its table carries its seal (and, ``fixed_only``, the library
+    has a fixed base), else None."""
     image = lib.elf.image
     table = _by_name(lib, vec.name, CLASS_NORMAL)
-    if _lowest_address(image) == 0 or table is None or table.size < 4 * len(vec.slots) or \
+    if fixed_only and _lowest_address(image) == 0 or table is None or \
+            table.size < 4 * len(vec.slots) or \
             not image.in_file(table.value - machine.SEAL_SIZE, machine.SEAL_SIZE + table.size):
         return None
     words = image.read(table.value, table.size)
