@@ -16,7 +16,8 @@ import pytest
 
 from conftest import run
 from elfvector.elfimage import ElfImage, read_elf_file
-from elfvector.arch.x86_64 import BIND_IFUNC, SEAL_SIZE, SLOT_SIZE, table_seal
+from elfvector.arch.x86_64 import (BIND_IFUNC, NOT_BOUND, SEAL_SIZE, SLOT_SIZE,
+                                   import_layout, table_seal)
 from test_vectool import Group, load_address
 
 MAIN = r"""
@@ -71,12 +72,23 @@ def table_and_seal(path, vector):
     return table.value, seal
 
 
-def mremaps(build, program, *args, env):
-    """(the run, how many times it called mremap: once per object that bound slots)."""
+def slot_page_writes(build, program, *args, env):
+    """(the run, {"copy": mremaps, "in place": mprotects to read+write}): the
+    binder writes the slot pages of an object that binds slots once, either
+    way (nothing else in these programs makes pages writable)."""
     trace = build.path / "strace.out"
-    result = build.run("strace", "-f", "-qq", "-e", "trace=mremap", "-o", trace, program, *args,
-                       env=env)
-    return result, len(re.findall(r"\bmremap\(", trace.read_text()))
+    result = build.run("strace", "-f", "-qq", "-e", "trace=mremap,mprotect", "-o", trace,
+                       program, *args, env=env)
+    text = trace.read_text()
+    return result, {"copy": len(re.findall(r"\bmremap\(", text)),
+                    "in place": len(re.findall(r"\bmprotect\([^)]*, PROT_READ\|PROT_WRITE\)",
+                                               text))}
+
+
+def mremaps(build, program, *args, env):
+    """(the run, how many objects wrote their slot pages, either way)."""
+    result, writes = slot_page_writes(build, program, *args, env=env)
+    return result, sum(writes.values())
 
 
 def same(got, stock):
@@ -176,6 +188,25 @@ def test_a_moved_importer_binds_its_near_slots_anew(group, build):
     assert load_address(build, "./both", "foo.so.5", env) == 0
 
 
+def test_near_slots_follow_a_library_out_of_their_reach(build):
+    """A --near group: the non-PIE program's slot for foo_add is jmp rel32
+    to foo.so.5 at its low base.  A preloaded blocker takes that base and
+    foo.so.5 loads among the mmaps, farther from the program than a rel32
+    reaches: the binder writes the far form, its word (which every form
+    holds) moved as far as the library."""
+    group = Group(build, near=True)
+    group.foo()
+    prog = group.prog("near_main.c", "near_main", "foo.so.5")
+    assert build.run(prog, env={"LD_LIBRARY_PATH": "rp"}).stdout == \
+        "foo_add(2, 3) = 5, slot starts with e9\n"
+    env = blocker(build, group.bases()["foo.so.5"])
+    got = build.run(prog, env=dict(env, LD_LIBRARY_PATH="rp"))
+    assert got.stdout == "foo_add(2, 3) = 5, slot starts with ff\n"
+    foo = group.bases()["foo.so.5"] + load_address(build, prog, "foo.so.5", env)
+    slot = symbol_values(prog)["foo_add"]
+    assert abs(foo - slot) >= 1 << 31
+
+
 def test_two_libraries_given_one_base(build):
     """Two addrfiles give foo.so.5 and libbaz.so.1 one base: one of them
     loads elsewhere, and the program binds that vector's slots anew."""
@@ -222,24 +253,116 @@ def test_a_rebuild_at_the_same_base_is_bound_anew(group, build):
     assert remapped == 2
 
 
-@pytest.mark.parametrize("count", [1, 2, 3, 5])
-def test_the_binder_binds_odd_and_even_counts(build, count):
-    """A library without a fixed base: the binder binds every slot at start-up,
-    two a turn and one alone for an odd count; each must reach its function."""
+WX_MAPPINGS = r"""
+/* How many mappings of this process are writable and executable at once. */
+static int wx_mappings(void)
+{
+    char line[4096], perms[5];
+    int count = 0;
+    FILE *maps = fopen("/proc/self/maps", "r");
+    while (fgets(line, sizeof line, maps))
+        if (sscanf(line, "%*s %4s", perms) == 1 && perms[1] == 'w' && perms[2] == 'x')
+            count++;
+    fclose(maps);
+    return count;
+}
+"""
+
+
+def g_sources(build, count, early=False):
+    """libg's source (``count`` functions g0, g1, ...) and gm.c, which calls
+    each once and prints the sum and how many mappings are W+X; with
+    ``early`` also g0(1) from an IFUNC resolver, while ld.so relocates gm.
+    Returns gm's expected output."""
     names = [f"g{i}" for i in range(count)]
     (build.path / "g.c").write_text("".join(f"int {n}(int x) {{ return x * {i + 2} + {i}; }}\n"
                                             for i, n in enumerate(names)))
     calls = " + ".join(f"{n}({i + 1})" for i, n in enumerate(names))
+    resolver = ("static int early;\nstatic int id_impl(int x) { return x; }\n"
+                "static int (*resolve_id(void))(int) { early = g0(1); return id_impl; }\n"
+                'int id(int x) __attribute__((ifunc("resolve_id")));\n') if early else \
+        "static int early = -1;\nstatic int id(int x) { return x; }\n"
     (build.path / "gm.c").write_text(
-        "#include <stdio.h>\n" + "".join(f"int {n}(int);\n" for n in names)
-        + f'int main(void) {{ printf("%d\\n", {calls}); return 0; }}\n')
+        "#include <stdio.h>\n" + "".join(f"int {n}(int);\n" for n in names) + WX_MAPPINGS
+        + resolver + f"int main(void) {{ int sum = {calls};\n"
+        '  printf("%d early %d wx %d\\n", id(sum), early, wx_mappings()); return 0; }\n')
+    total = sum((i + 1) * (i + 2) + i for i in range(count))
+    return f"{total} early {2 if early else -1} wx 0\n"
+
+
+def link_gm(build):
+    """libg.so by expvec (no fixed base) and gm, a PIE program, by impvec."""
     vec = build.expvec(str(build.path / "g.c"), "libg.so")
     build.gcc("-O2", "-c", "gm.c", "-o", "gm.o")
     build.tool("impvec", "--link", "", vec, "gcc", "-o", "gm", "gm.o", "libg.so")
-    assert slot_opcodes(build.path / "gm") == {0xE8}
-    expected = sum((i + 1) * (i + 2) + i for i in range(count))
-    got, remapped = mremaps(build, "./gm", env={"LD_LIBRARY_PATH": str(build.path)})
-    assert (got.returncode, got.stdout, remapped) == (0, f"{expected}\n", 1)
+    return vec
+
+
+def symbol_values(path):
+    """{name: value} of the symbols ``nm`` lists in ``path``."""
+    fields = (line.split() for line in run(["nm", path], cwd=".").stdout.splitlines())
+    return {f[2]: int(f[0], 16) for f in fields if len(f) == 3}
+
+
+@pytest.mark.parametrize("count", [1, 2, 3, 5, 16, 17, 35])
+def test_slots_hold_their_targets_for_a_library_without_a_fixed_base(build, count):
+    """libg.so has no fixed base: gm's slots stay unbound (call .Llazy), each
+    holding in its word its function's address in libg.so as linked, and
+    the record marks the vector not bound, with libg's table and seal.  At
+    start-up the binder adds where libg.so loaded to every word (two
+    instructions a slot, sixteen slots a turn after the odd ones), in
+    place: gm is a program, bound before any thread can run."""
+    expected = g_sources(build, count)
+    link_gm(build)
+    gm, lib = build.path / "gm", build.path / "libg.so"
+    assert slot_opcodes(gm) == {0xE8}
+    image = ElfImage(read_elf_file(str(gm)), str(gm))
+    _, slots = image.section(".elfvector.slots")
+    _, index = image.section(".elfvector.index")
+    in_gm, in_lib = symbol_values(gm), symbol_values(lib)
+    for i in range(count):
+        word = image.read(in_gm[f"g{i}"] + 8, 8)
+        assert int.from_bytes(word, "little") == in_lib[f"g{i}"]
+    record, _ = import_layout(count, 1)
+    entry = image.read(index.addr + record, 24)
+    table, seal = table_and_seal(lib, "__V_libg_so")
+    assert entry == bytes(8) + (table | NOT_BOUND).to_bytes(8, "little") + seal
+    got, writes = slot_page_writes(build, "./gm", env={"LD_LIBRARY_PATH": str(build.path)})
+    assert (got.returncode, got.stdout, sum(writes.values())) == (0, expected, 1)
+
+
+@pytest.mark.parametrize("count", [1, 2, 3, 5])
+def test_a_rebuilt_library_is_bound_from_its_table(build, count):
+    """libg.so rebuilt with its functions moved, gm not relinked: the seal
+    differs, so the words are not moved but every slot is bound from the
+    table (two a turn, one alone for an odd count); each must reach its
+    function."""
+    expected = g_sources(build, count)
+    vec = link_gm(build)
+    old = table_and_seal(build.path / "libg.so", "__V_libg_so")
+    (build.path / "g_moved.c").write_text(
+        "__attribute__((used)) static int pad(int x) { return x * 7 + 3; }\n"
+        + (build.path / "g.c").read_text())
+    build.expvec(str(build.path / "g_moved.c"), "libg.so", vec="g_moved.vec")
+    assert (build.path / "g_moved.vec").read_text() == (build.path / vec).read_text()
+    assert table_and_seal(build.path / "libg.so", "__V_libg_so")[1] != old[1]
+    got, writes = slot_page_writes(build, "./gm", env={"LD_LIBRARY_PATH": str(build.path)})
+    assert (got.returncode, got.stdout, sum(writes.values())) == (0, expected, 1)
+
+
+@pytest.mark.parametrize("mode", ["lazy", "now"])
+def test_a_program_writes_its_slot_pages_in_place(build, mode):
+    """gm has 403 slots, pages away from its binder (at the start of .text):
+    the binder makes those pages read+write, moves the words and makes
+    them read+exec again (no copy, no mremap, no mapping W+X afterwards).
+    It runs first from gm's IFUNC resolver, which calls g0 while ld.so
+    relocates gm: that call takes the lazy path and binds every slot."""
+    expected = g_sources(build, 403, early=True)
+    link_gm(build)
+    env = {"LD_LIBRARY_PATH": str(build.path)} | ({"LD_BIND_NOW": "1"} if mode == "now" else {})
+    got, writes = slot_page_writes(build, "./gm", env=env)
+    assert (got.returncode, got.stdout) == (0, expected)
+    assert writes == {"copy": 0, "in place": 1}
 
 
 def needed(path):
