@@ -141,9 +141,10 @@ class Output:
             if p.type == PT_LOAD and p is not added:
                 end = max(end, p.offset + p.filesz)
         for i, s in enumerate(self.shdrs):
-            if i != image.shstrndx and s.type != SHT_NOBITS and s.size:
-                end = max(end, s.offset + s.size)
-        return end
+            if i != image.shstrndx and s.type != SHT_NOBITS and s.size and not (
+                    added is not None and s.offset >= added.offset):
+                end = max(end, s.offset + s.size)   # (a table moved into the added
+        return end                                  # PT_LOAD is written with it)
 
     def write(self):
         """The output file's bytes."""
