@@ -133,6 +133,15 @@ def test_outputs_behave_like_stock(rewritten):
                for row in result.rows)
 
 
+def test_a_rerun_takes_the_recorded_sysroot(rewritten):
+    """A rerun into DIR (no program given, no root) reads the closure
+    under the sysroot the manifest records, and finds nothing to write."""
+    port, root, d, _ = rewritten
+    again = retro([], RetroOptions(outdir=str(d / "out"), addrfile=str(d / "addrs")))
+    assert again.settings == [f"--root={root} (as {d / 'out/elfvector-retro.json'} records)"]
+    assert len(again.rows) > 10 and not any(row.written for row in again.rows)
+
+
 def test_verify_is_clean(rewritten):
     """The oracle: every word ld.so writes in the stock processes is the
     output's word, translated to where the objects lie.  gdb cannot run

@@ -86,6 +86,12 @@ class Manifest:
                 raise RetroError("a malformed manifest: settings.keep_interposable is not "
                                  "true or false", self.path)
             out["keep_interposable"] = keep
+        root = self.settings.get("root")
+        if root is not None:
+            if not isinstance(root, str):
+                raise RetroError("a malformed manifest: settings.root is not a string",
+                                 self.path)
+            out["root"] = root
         return out
 
     @classmethod
@@ -103,7 +109,7 @@ class Manifest:
         settings = {"libdir": plan.objects[0].rpath, "fixed_bases": options.fixed_bases,
                     "addrfile": options.addrfile and os.path.abspath(options.addrfile),
                     "exclude": list(options.exclude),
-                    "keep_interposable": options.keep_interposable}
+                    "keep_interposable": options.keep_interposable, "root": options.root}
         return cls(outdir, list(programs), objects, settings)
 
     def write(self):
@@ -157,12 +163,12 @@ def check(outdir):
 # -- the options a rerun inherits -----------------------------------------------------------
 
 #: the options a rerun takes from the manifest when they are not given: (name, default)
-RECORDED_OPTIONS = (("exclude", ()), ("keep_interposable", False))
+RECORDED_OPTIONS = (("exclude", ()), ("keep_interposable", False), ("root", None))
 
 
 def with_recorded_settings(options, old):
-    """(options, notes): --exclude and --keep-interposable not given take
-    the values DIR's manifest records, so that a rerun (after an update, or
+    """(options, notes): --exclude, --keep-interposable and the sysroot
+    (``root``) not given take the values DIR's manifest records, so that a rerun (after an update, or
     to add a program) redoes DIR as it was made, and names kept
     interposable do not silently become pre-bound; a value given replaces
     the recorded one.  ``notes`` says, one line each, which were taken or
@@ -182,6 +188,8 @@ def with_recorded_settings(options, old):
 
 
 def _normalized(name, value):
+    if name == "root":
+        return value
     return tuple(value) if name == "exclude" else bool(value)
 
 
@@ -189,4 +197,6 @@ def _option_text(name, value):
     """The option as a command line gives it."""
     if name == "exclude":
         return f"--exclude={shlex.quote(' '.join(value))}"
+    if name == "root":
+        return f"--root={shlex.quote(value)}"
     return "--keep-interposable" if value else "--no-keep-interposable"
