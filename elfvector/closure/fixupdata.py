@@ -1,6 +1,7 @@
 """The fix-up routine's data in a rewritten object (:class:`FixupData`).
 
-The routine (:mod:`.x86_64.fixup`) reads, from one block of read-only
+The routine (:mod:`.x86_64.fixup`, and its i386 and AArch64 versions: the
+same data in words of the object's class) reads, from one block of read-only
 bytes: a header, one entry per list of words to correct (the object's own
 words, and each library's it has words settled into, with the word that
 tells how far that library moved), the lists themselves RELR-encoded, and

@@ -13,7 +13,7 @@ rewrite adds none in the common case.  The room it uses:
 * **segment tails**: the bytes between a read-only or executable segment's
   end and its last page end, mapped anyway (the executable segment's tail
   is where the fix-up routine goes);
-* **dead PLT bytes** (see :mod:`.x86_64.plt`);
+* **dead PLT bytes** (see each architecture's ``plt`` module, :mod:`.x86_64.plt`);
 * only when all that is not enough, **one added PT_LOAD** after the others.
 
 The module, from the bottom up: the room (:class:`Space`, the table

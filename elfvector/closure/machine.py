@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from ..elfstruct import (DT_REL, DT_RELA, DT_RELACOUNT, DT_RELAENT, DT_RELASZ, DT_RELCOUNT,
                          DT_RELENT, DT_RELSZ)
 from ..errors import UnsupportedElfError
-from . import aarch64, i386, x86_64
 from .aarch64 import asm as aarch64_asm
 from .aarch64 import fixup as aarch64_fixup
 from .aarch64 import plt as aarch64_plt

@@ -28,8 +28,9 @@ in the order of docs/design.md ("Closure rewrite"):
    it settled words into to that library's check symbol; the GLOB_DAT's word
    (like the fix-up's own words) goes where ld.so writes anyway: the GOT's
    dead header or past ``.bss`` in its last page;
-7. the fix-up routine (:mod:`.x86_64.fixup`) goes into executable bytes already
-   mapped: the executable segment's last page, else the dead IBT ``.plt``;
+7. the fix-up routine (``closure/<arch>/fixup.py``, :mod:`.machine`) goes into
+   executable bytes already mapped: the executable segment's last page,
+   else the dead IBT ``.plt``;
 8. each IrelativeForeign gets its stub in the dead lazy tail of its PLT entry;
 9. ``DT_RPATH`` and, in a program, ``PT_INTERP``;
 10. every other section is kept, section headers describe every byte.
@@ -56,12 +57,11 @@ from .symbols import DynamicSymbols
 # Constants not (yet) in the shared ELF layout module.
 PT_NOTE, PT_GNU_PROPERTY = 4, 0x6474E553
 DT_NULL, DT_NEEDED, DT_PLTRELSZ, DT_PLTGOT, DT_HASH, DT_STRTAB, DT_SYMTAB = 0, 1, 2, 3, 4, 5, 6
-DT_RELA, DT_RELASZ, DT_RELAENT, DT_STRSZ, DT_INIT, DT_FINI = 7, 8, 9, 10, 12, 13
+DT_RELA, DT_STRSZ, DT_INIT, DT_FINI = 7, 10, 12, 13
 DT_RPATH, DT_REL, DT_PLTREL, DT_DEBUG, DT_JMPREL = 15, 17, 20, 21, 23
 DT_INIT_ARRAY, DT_FINI_ARRAY, DT_RUNPATH, DT_PREINIT_ARRAY = 25, 26, 29, 32
 DT_RELRSZ, DT_RELR, DT_RELRENT = 35, 36, 37
-DT_RELSZ, DT_RELENT = 18, 19
-DT_GNU_HASH, DT_VERSYM, DT_RELACOUNT, DT_RELCOUNT = 0x6FFFFEF5, 0x6FFFFFF0, 0x6FFFFFF9, 0x6FFFFFFA
+DT_GNU_HASH, DT_VERSYM = 0x6FFFFEF5, 0x6FFFFFF0
 DT_VERDEF, DT_VERNEED, DT_VERNEEDNUM = 0x6FFFFFFC, 0x6FFFFFFE, 0x6FFFFFFF
 DT_ADDRRNGLO, DT_ADDRRNGHI = 0x6FFFFE00, 0x6FFFFEFF
 DT_CONFIG, DT_DEPAUDIT, DT_AUDIT = 0x6FFFFEFA, 0x6FFFFEFB, 0x6FFFFEFC
