@@ -14,7 +14,7 @@ Each is run and must print gensrc's expected number; then:
   relocations only.  Instruction counts were not measured: Debian's qemu
   7.2 ships no instruction-counting plugin.
 
-``python bench/ports.py [N]`` prints a table and the JSON; ``measure(work,
+``python bench/portsbench.py [N]`` prints a table and the JSON; ``measure(work,
 n)`` returns the same dictionary for bench.py.
 """
 
