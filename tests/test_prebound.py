@@ -418,6 +418,22 @@ int main(void)
 }
 """
 
+OWN_IFUNC = r"""
+#include <stdio.h>
+#include "foo.h"
+static int early;
+static int triple_impl(int x) { return 3 * x; }
+/* Runs while ld.so relocates this program: its IRELATIVE is for tab[0]. */
+static int (*resolve_triple(void))(int) { early = foo_add(2, 3); return triple_impl; }
+static int triple(int x) __attribute__((ifunc("resolve_triple")));
+int (*const tab[])(int) = { triple };
+int main(void)
+{
+    printf("early %d late %d triple %d\n", early, foo_add(4, 5), tab[0](early));
+    return 0;
+}
+"""
+
 EARLY_CONSTRUCTOR = r"""
 #include <stdio.h>
 int bar_poly(int x);
@@ -474,6 +490,25 @@ def test_a_dependency_constructor_calls_a_prebound_slot_of_a_moved_library(group
     same(got, build.run("./cbm.stock", env=dict(env, LD_LIBRARY_PATH="stock")))
     assert got.stdout == "early 15\nlate 24\n"
     assert load_address(build, "./cbm", "foo.so.5", env) != 0
+
+
+@pytest.mark.parametrize("mode", ["lazy", "now"])
+def test_the_binder_runs_before_the_programs_own_ifunc_resolvers(group, build, mode):
+    """A PIE program whose constant table holds its own IFUNC, whose
+    resolver calls foo_add through the program's pre-bound far slot while
+    foo.so.5 is moved: the binder's IRELATIVE (its .preinit_array entry)
+    comes before the table's in .rela.dyn, so the slot is bound anew first."""
+    (build.path / "oi.c").write_text(OWN_IFUNC)
+    build.gcc("-O2", "-c", "oi.c", "-o", "oi.o")
+    build.tool("vectool", "--mode=prog", "--rpathdir=rp", "gcc", "-o", "oi", "oi.o", "foo.so.5")
+    assert slot_opcodes(build.path / "oi") == {0xFF}
+    irelatives = [r[1] for r in dynamic_relocations(build.path / "oi")
+                  if r[0] == "R_X86_64_IRELATIVE"]
+    assert len(irelatives) >= 2 and irelatives[0] == bind_resolver(build.path / "oi")
+    env = early_env(build, group, mode)
+    got = build.run("./oi", env=dict(env, LD_LIBRARY_PATH="rp"))
+    assert (got.returncode, got.stdout) == (0, "early 5 late 9 triple 15\n")
+    assert load_address(build, "./oi", "foo.so.5", env) != 0
 
 
 def dynamic_relocations(path):

@@ -187,7 +187,8 @@ def import_vector_asm(vectors, in_executable, program, bind_at_relocation=False)
     out += _binder(vectors, program, in_executable or bind_at_relocation)
     out += _bind_at_relocation() if bind_at_relocation else []
     init = ".preinit_array" if in_executable else ".init_array.00000"
-    out += [f'\t.section {init},"aw"', "\t.balign 8", "\t.quad .Lbind",
+    entry = BIND_IFUNC if bind_at_relocation else ".Lbind"
+    out += [f'\t.section {init},"aw"', "\t.balign 8", f"\t.quad {entry}",
             '\t.section .bss.elfvector,"aw",@nobits', "\t.balign 4", ".Lstate:", "\t.zero 4"]
     return "\n".join(out) + "\n"
 
@@ -221,12 +222,19 @@ def _bind_at_relocation():
     the IFUNC resolvers ld.so calls on this thread, is also what lets
     the binder write the slot pages in place (:func:`_rebind`).
 
+    The IRELATIVE is the ``.preinit_array``/``.init_array`` entry's
+    (:func:`import_vector_asm`): the resolver returns the address of a
+    bare ``ret``, which ld.so stores there and calls later.  GNU ld puts
+    the init arrays before ``.data.rel.ro``, ``.got`` and ``.data`` and
+    sorts the IRELATIVEs of ``.rela.dyn`` by address, so the binder also
+    runs before the resolvers of the file's own IFUNCs whose addresses
+    its data holds (in a PIE program or a library; a non-PIE program's
+    are in ``.rela.plt``, after ``.rela.dyn``, like those of the IFUNCs
+    it calls).
+
     ld.so calls the resolver with no meaningful argument, at 8 mod 16 like
     any function: one word more and ``.Lbind`` is entered at 8 mod 16 too;
-    ``.Lbind`` keeps the callee-saved registers.  The resolver returns the
-    address of a bare ``ret`` (nothing calls it) for ld.so to store in the
-    word below, which exists only to make the link editor emit the
-    IRELATIVE; it is in ``.data.rel.ro``, read-only once relocated.
+    ``.Lbind`` keeps the callee-saved registers.
     """
     return [
         f'\t.section {BINDER_SECTION},"ax",@progbits',
@@ -240,9 +248,6 @@ def _bind_at_relocation():
         ".Lbound_nothing:",
         "\tret",
         f"\t.size {BIND_IFUNC},.-{BIND_IFUNC}",
-        '\t.section .data.rel.ro.elfvector,"aw",@progbits',
-        "\t.balign 8",
-        f"\t.quad {BIND_IFUNC}",
     ]
 
 
