@@ -12,15 +12,17 @@ this very table checks its address and its seal at start-up.
 Import side: each imported function gets one 16-byte slot in
 ``.elfvector.slots`` (16-byte aligned, sharing pages with other code):
 
-    unbound:  e8 <rel32> cc cc cc  00 * 8        call .Llazy
-    near:     e9 <rel32> cc cc cc  00 * 8        jmp target        (pre-bound, within +-2 GiB)
+    unbound:  e8 <rel32> cc cc cc  <0 or abs64>  call .Llazy
+    near:     e9 <rel32> cc cc cc  <abs64>       jmp target        (pre-bound, within +-2 GiB)
     far:      ff 25 02 00 00 00 cc cc <abs64>    jmp *8(%rip)      (anywhere)
 
 The far form is a PLT entry's ``jmp *GOT(%rip)`` with the word in the slot
 itself, so a bound call costs what a bound PLT call costs in every layout;
 it is position-independent, so a PIE program's slots can be pre-bound too
 (for libraries at fixed bases).  The binder writes the far form only.
-The slot indices and the pre-binding record are in ``.elfvector.index``
+Every bound form holds its target in its word, and so does an unbound
+slot whose library has no fixed base but a sealed table
+(:func:`unbound_slot`): its target there as linked.  The slot indices and the pre-binding record are in ``.elfvector.index``
 (:func:`import_layout`).
 
 A file linked at a fixed address (a non-PIE program, a library of a
@@ -29,11 +31,14 @@ vectool group) has its slots bound when it is written (pre-bound,
 with far forms only.  At start-up the binder checks, per vector, that the
 file (for near forms) and the table are where they were and that the
 table carries the recorded seal, and writes nothing when they are.
-Otherwise it builds the slot pages anew in a fresh anonymous mapping
-(copying the bytes around the slots and the vectors that still hold),
-makes it read+exec and moves it over the old pages with one ``mremap``: no
-page is ever writable and executable at once, and a thread running through
-these pages sees either the old ones or the new ones, both valid code.
+Otherwise it writes the far form into the slots of the vectors that do
+not hold: when the table is the recorded build, moved, by adding how far
+it moved to every word (:func:`_shift_group`), else from the table
+(:func:`_bind_group`); in place in a program, or in a pre-bound library
+as ld.so relocates it, else in a copy moved over the old pages with one
+``mremap`` (:func:`_rebind`).  No page is ever writable and executable
+at once, and a thread running through these pages sees either the old
+ones or the new ones, both valid code.
 """
 
 import hashlib
