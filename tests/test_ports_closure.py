@@ -231,6 +231,48 @@ def test_a_preloaded_malloc_still_interposes(rewritten, tmp_path):
     assert got == outcome(stock(port, root, "bin/bzip2", ["-c"], preloading([wrap])), TEXT)
 
 
+def test_every_plt_entry_is_decoded(port, sysroot):
+    """Each JUMP_SLOT of the sysroot's programs and libraries has the PLT
+    entry that jumps through its word (the closure/<arch>/plt.py decoding),
+    and with it the IFUNC stub's and the lazy slots' handling."""
+    from elfvector.closure.machine import OPERATION, closure_arch
+    from elfvector.elfimage import DT_JMPREL, ElfImage
+    DT_PLTGOT = 3
+    checked = 0
+    for path in [Path(sysroot) / p for p in PROGRAMS] + [
+            d / name for d in libdirs(sysroot, port) if d.exists()
+            for name in ("libc.so.6", "libsqlite3.so.0", "liblzma.so.5", "libbz2.so.1.0")
+            if (d / name).exists()]:
+        image = ElfImage(path.read_bytes(), str(path), OPERATION)
+        sections = {n: (h.addr, image.bytes_at(h.offset, h.size), h.entsize)
+                    for n, h in zip(image.section_names, image.shdrs)
+                    if n in (".plt", ".plt.sec", ".plt.got")}
+        entries = closure_arch(image).plt.plt_entries(sections, image.dyn(DT_PLTGOT))
+        slots = {r.offset for r in image.relas(DT_JMPREL, None)
+                 if r.type == image.arch.jump_slot}
+        assert slots and slots <= set(entries), path
+        checked += len(slots)
+    assert checked > 300
+
+
+def test_relr_lists_of_either_class():
+    """The fix-up's RELR lists: words of the class, a bitmap covering 63
+    words in ELF64, 31 (of 4 bytes) in ELF32."""
+    from elfvector.closure.machine import ClosureArch
+    from elfvector.elfstruct import I386 as I386_MACHINE, X86_64
+    i386, x86_64 = (ClosureArch(m, None, None, None, 0) for m in (I386_MACHINE, X86_64))
+    words = [0x1000, 0x1004, 0x1010, 0x1100, 0x2000] + list(range(0x3000, 0x3400, 4))
+    raw = i386.relr_encode(words)
+    assert i386.relr_decode(raw) == words and len(raw) % 4 == 0
+    entries = [int.from_bytes(raw[k:k + 4], "little") for k in range(0, len(raw), 4)]
+    assert 0xFFFFFFFF in entries                # a bitmap of 31 words, all listed
+    assert all(e < 1 << 32 for e in entries)
+    with pytest.raises(ValueError):
+        x86_64.relr_encode(words)
+    even = [w for w in words if w % 8 == 0]
+    assert x86_64.relr_decode(x86_64.relr_encode(even)) == even
+
+
 # -- the PLT forms, cross-built ------------------------------------------------------
 
 #: per port: variant -> (the library's flags, the program's).  The cross

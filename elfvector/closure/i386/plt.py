@@ -70,9 +70,9 @@ def plt_entries(sections, got=None):
         if name not in sections:
             continue
         address, code, entsize = sections[name]
-        step = entsize or PLT_ENTRY
-        if name == ".plt.got" and step not in (8, 16):
-            step = 8
+        step = PLT_ENTRY                                    # GNU ld's sh_entsize is 4
+        if name == ".plt.got":
+            step = entsize if entsize in (8, 16) else 8
         first = PLT_ENTRY if name == ".plt" else 0          # PLT0
         for at in range(first, len(code) - step + 1, step):
             entry = code[at:at + step]
