@@ -56,7 +56,7 @@ from pathlib import Path
 import builds
 import closurebench
 import gensrc
-import ports
+import portsbench
 import probes
 import realprogs
 import report
@@ -181,9 +181,9 @@ def main():
         with timing(parts, "closure"):
             results["closure"] = closurebench.measure(WORK / "closure")
         with timing(parts, "ports"):
-            results["ports"] = ports.measure(WORK / "ports", FUNCTIONS)
+            results["ports"] = portsbench.measure(WORK / "ports", FUNCTIONS)
         results["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
-    except (builds.BenchError, ports.BenchError) as e:
+    except (builds.BenchError, portsbench.BenchError) as e:
         print(f"bench: {e}", file=sys.stderr)
         return 1
     results["targets"] = report.evaluate_targets(results)

@@ -11,7 +11,7 @@ import platform
 import subprocess
 
 import closurebench
-import ports
+import portsbench
 import tooltimes
 
 # Issue 9's link-time targets (see OPEN_ISSUES).
@@ -806,7 +806,7 @@ def _closure(r):
 
 
 def _ports(r):
-    """Issue 10: the start-up program on i386 and AArch64 (bench/ports.py)."""
+    """Issue 10: the start-up program on i386 and AArch64 (bench/portsbench.py)."""
     if "ports" not in r:
         return []
     notes = [f"  {arch}: instructions {result['instructions']}"
@@ -814,7 +814,7 @@ def _ports(r):
     functions = next(iter(r["ports"].values()))["functions"]
     return ([f"start-up on the ports, {functions:,} functions: ld.so's lookups at start-up "
              "and at exit, relative relocations, callgrind instructions (whole run)"]
-            + ["  " + line for line in ports.table(r["ports"]).splitlines()] + notes)
+            + ["  " + line for line in portsbench.table(r["ports"]).splitlines()] + notes)
 
 
 def _targets(r):
