@@ -43,7 +43,7 @@ from ports import (I386, LIBRARIES, PROGRAMS, library, port, sysroot,  # noqa: F
 from test_ldso import VDSO, LdsoReport, _parse_line, model_bindings
 from test_vecstat import report as vecstat_groups
 from test_vecstat import undefined_functions
-from elfvector.ldso import FileCache, LdCache, LdsoConfig, LinkMap
+from elfvector.ldso import DT_SYMBOLIC, FileCache, LdCache, LdsoConfig, LinkMap
 
 VDSOS = (VDSO, "linux-gate.so.1")
 DEBUG = "bindings:scopes:reloc:statistics"    # qemu's -E splits its value at commas
@@ -334,6 +334,59 @@ def test_copy_relocations_and_canonical_plt(port, workroot, pie):
         assert definer == "main" and not symbol.defined and symbol.value
     else:
         assert definer == "libdata.so"
+
+
+def patch_visibility(path, names, visibility):
+    """Give the .dynsym entries ``names`` of ``path`` another visibility
+    (st_other), as an older toolchain would have left them."""
+    elf = FileCache("vecstat").get(str(path))
+    layout = elf.image.layout
+    other = 5 if layout.word == 8 else 13       # st_other in Elf64_Sym, Elf32_Sym
+    data = bytearray(Path(path).read_bytes())
+    table = elf.image.offset_of(elf.tags[6])    # DT_SYMTAB
+    for sym in elf.symbols:
+        if sym.name in names and sym.defined:
+            data[table + layout.sym.size * sym.index + other] = visibility
+    Path(path).write_bytes(bytes(data))
+
+
+def patch_symbolic(path):
+    """Turn the first spare DT_NULL of ``path`` into DT_SYMBOLIC."""
+    elf = FileCache("vecstat").get(str(path))
+    dyn = elf.image.layout.dyn
+    data = bytearray(Path(path).read_bytes())
+    at = elf.image.dynamic_offset + dyn.size * (len(elf.image.dynamic) - 1)
+    assert dyn.unpack_from(data, at + dyn.size) == (0, 0), "no spare DT_NULL"
+    dyn.pack_into(data, at, DT_SYMBOLIC, 0)
+    Path(path).write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("variant, output, to, kind",
+                         [("stock", "2 1\n", "main", "normal"),
+                          ("protected", "1 1\n", "libhook.so", "protected"),
+                          ("symbolic", "1 1\n", "libhook.so", "normal")])
+def test_protected_and_symbolic(port, workroot, variant, output, to, kind):
+    """A library's reference to a function the program also defines
+    (hook) binds to the program, unless the library's symbols are
+    protected or it has DT_SYMBOLIC.  (The PIE program of these ports
+    reads the library's value through its GOT, never a copy: both see the
+    one value.)"""
+    directory = workroot / "cases" / f"hook-{variant}"
+    directory.mkdir(parents=True)
+    cross(port, directory, "-fPIC", "-shared", "-Wl,-soname=libhook.so", "-o", "libhook.so",
+          TESTDATA / "ldso/hook.c")
+    cross(port, directory, "-o", "main", TESTDATA / "ldso/hook_main.c", "-L.", "-l:libhook.so",
+          "-Wl,-rpath,$ORIGIN")
+    if variant == "protected":
+        patch_visibility(directory / "libhook.so", {"hook", "value"}, 3)    # STV_PROTECTED
+    elif variant == "symbolic":
+        patch_symbolic(directory / "libhook.so")
+    linkmap, report = assert_model_matches(port, workroot, [directory / "main"], min_lookups=10)
+    assert report.stdout == output
+    startup = linkmap.startup()
+    assert bound(startup, "libhook.so", "hook")[0] == to
+    lines = report.bindings[f"/cases/hook-{variant}/libhook.so"]
+    assert {k for name, _, _, k in lines if name in ("hook", "value")} == {kind}
 
 
 def test_ifunc_called_and_taken(port, workroot):
