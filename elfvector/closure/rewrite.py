@@ -267,10 +267,15 @@ class _Rewrite:
         routine's address in the file (ld.so calls ``l_addr + *word``) and
         is 0 in a stock process, the routine's return value: padding in the
         writable segments' file bytes, else a dead GOT header word, else a
-        weak reference settled to 0.  When none is free, the JUMP_SLOTs kept
-        lazy are bound at start-up instead, which frees the GOT header."""
-        free = padding_words(self) or dead_got_words(self) or sorted(
-            self.mv(r.rela.offset) for r in self.relocs if isinstance(r.decision, SettleZero))
+        weak reference settled to 0; on a page ld.so writes anyway (a kept
+        relocation's) first, since the IRELATIVE dirties it.  When none is
+        free, the JUMP_SLOTs kept lazy are bound at start-up instead, which
+        frees the GOT header."""
+        written = {self.mv(r.rela.offset) // PAGE for r in self.relocs
+                   if not isinstance(r.decision, (Settle, SettleZero))}
+        free = sorted(padding_words(self) or dead_got_words(self) or [
+            self.mv(r.rela.offset) for r in self.relocs if isinstance(r.decision, SettleZero)],
+            key=lambda word: (word // PAGE not in written, word))
         if not free and self.lazy:
             self.lazy = []
             self.report.demoted.append(("lazy JUMP_SLOTs", "bound at start-up: the fix-up's "
