@@ -57,6 +57,10 @@ _OPTIONS = [
     click.option("--verify-args", default="--version", show_default=True, metavar="ARGS",
                  help="retro mode: the arguments of the programs started by --verify "
                       "(shell words; they stop before main)."),
+    click.option("--root", metavar="DIR", type=click.Path(exists=True, file_okay=False),
+                 help="retro mode: the programs and every file their ld.so opens are under "
+                      "DIR, as in a chroot of DIR (a sysroot: another system's packages "
+                      "unpacked).  Not given: as DIR's manifest records."),
     click.option("--check", "check_only", is_flag=True,
                  help="retro mode: list the outputs of --outdir whose sources changed since "
                       "they were written; exit 1 if any.  Rerunning the command redoes them."),
@@ -82,10 +86,10 @@ def given(name):
 
 
 def main(mode, addrfile, verbose, programs, outdir, libdir, exclude, keep_interposable,
-         no_fixed_bases, seed, json_path, verify, verify_args, check_only):
+         no_fixed_bases, seed, json_path, verify, verify_args, root, check_only):
     """The retro mode, or a usage error for one of its options in another mode."""
     ours = ("outdir", "libdir", "exclude", "keep_interposable", "no_fixed_bases", "seed",
-            "json_path", "verify", "verify_args", "check_only")
+            "json_path", "verify", "verify_args", "root", "check_only")
     if mode != "retro":
         name = next(n for n in ours if given(n))
         raise click.UsageError(f"{_flag(name)} is an option of --mode=retro")
@@ -111,7 +115,7 @@ def main(mode, addrfile, verbose, programs, outdir, libdir, exclude, keep_interp
                            exclude=words if given("exclude") else None,
                            keep_interposable=(keep_interposable if given("keep_interposable")
                                               else None),
-                           fixed_bases=not no_fixed_bases, seed=seed,
+                           fixed_bases=not no_fixed_bases, seed=seed, root=root,
                            progress=_progress if sys.stderr.isatty() else None)
     result = retro(programs, options)
     for message in result.warnings:
