@@ -77,12 +77,12 @@ from .elfimage import (DF_1_PIE, DT_FLAGS_1, DT_GNU_HASH, DT_HASH, DT_JMPREL, DT
                        STB_GLOBAL, STB_WEAK, STT_FUNC, ElfImage)
 from .elfwrite import Appender, align_up
 from .errors import ElfvectorError, UnsupportedElfError
+from .relr import relr_decode, relr_encode  # noqa: F401 (relr_decode: the module's API)
 
 TABLE_SECTION = ".elfvector.relvec"
 CODE_SECTION = ".elfvector.relvec.text"
 
 STV_MASK, STV_DEFAULT, STV_PROTECTED = 3, 0, 3
-WORD = 8                    # an ELF64 word; an ELF32 one is 4
 RIP_REACH = (1 << 31) - (1 << 16)   # a %rip-relative operand, less the routine's own size
 #: architecture -> (how far the routine reaches its data, by what), None: everywhere
 REACH = {"x86_64": (RIP_REACH, "a %rip-relative operand"),
@@ -290,51 +290,6 @@ def _drop_shared_words(relas, settled, report, word):
                 del settled[k]
                 report.kept_reasons.append((f"relocation at {offset:#x}",
                                             "another relocation writes the same word"))
-
-
-# -- the RELR table -----------------------------------------------------------
-
-def relr_encode(addresses, word=WORD):
-    """The ``DT_RELR`` encoding of a set of ``word``-aligned addresses (a
-    bitmap covers ``8 * word - 1`` words)."""
-    addrs = sorted(set(addresses))
-    bits = 8 * word - 1
-    if any(a % word for a in addrs):
-        raise ValueError(f"RELR can only list {word}-aligned words")
-    out, i = [], 0
-    while i < len(addrs):
-        out.append(addrs[i])
-        base = addrs[i] + word
-        i += 1
-        while True:
-            bitmap = 0
-            while i < len(addrs) and addrs[i] - base < bits * word:
-                bitmap |= 1 << ((addrs[i] - base) // word)
-                i += 1
-            if not bitmap:
-                break
-            out.append((bitmap << 1) | 1)
-            base += bits * word
-    return out
-
-
-def relr_decode(entries, word=WORD):
-    """The addresses a ``DT_RELR`` table lists (the inverse of :func:`relr_encode`)."""
-    addrs, base = [], None
-    bits = 8 * word - 1
-    for entry in entries:
-        if not entry & 1:
-            addrs.append(entry)
-            base = entry + word
-            continue
-        if base is None:
-            raise ValueError("RELR table starts with a bitmap")
-        bitmap = entry >> 1
-        for i in range(bits):
-            if bitmap >> i & 1:
-                addrs.append(base + i * word)
-        base += bits * word
-    return addrs
 
 
 # -- writing ------------------------------------------------------------------

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from ..elfstruct import (DT_REL, DT_RELA, DT_RELACOUNT, DT_RELAENT, DT_RELASZ, DT_RELCOUNT,
                          DT_RELENT, DT_RELSZ)
 from ..errors import UnsupportedElfError
+from ..relr import relr_decode, relr_encode
 from .aarch64 import asm as aarch64_asm
 from .aarch64 import fixup as aarch64_fixup
 from .aarch64 import plt as aarch64_plt
@@ -112,43 +113,14 @@ class ClosureArch:
 
     # -- RELR lists of the fix-up ------------------------------------------------------
     def relr_encode(self, addresses):
-        """The RELR encoding (gABI) of word-aligned ``addresses``, as bytes
-        of this class: a bitmap covers ``8 * word - 1`` words."""
-        word, bits = self.word, 8 * self.word - 1
-        addrs = sorted(set(addresses))
-        if any(a % word for a in addrs):
-            raise ValueError(f"RELR can only list {word}-aligned words")
-        out, i = [], 0
-        while i < len(addrs):
-            out.append(addrs[i])
-            base = addrs[i] + word
-            i += 1
-            while True:
-                bitmap = 0
-                while i < len(addrs) and addrs[i] - base < bits * word:
-                    bitmap |= 1 << ((addrs[i] - base) // word)
-                    i += 1
-                if not bitmap:
-                    break
-                out.append((bitmap << 1) | 1)
-                base += bits * word
-        return b"".join(self.pack_word(e) for e in out)
+        """The RELR encoding of word-aligned ``addresses``, as bytes of this class."""
+        return b"".join(self.pack_word(e) for e in relr_encode(addresses, self.word))
 
     def relr_decode(self, raw):
-        """The addresses the RELR table ``raw`` lists."""
-        word, bits = self.word, 8 * self.word - 1
-        addrs, base = [], None
-        for k in range(0, len(raw) - len(raw) % word, word):
-            entry = int.from_bytes(raw[k:k + word], "little")
-            if not entry & 1:
-                addrs.append(entry)
-                base = entry + word
-                continue
-            if base is None:
-                raise ValueError("RELR table starts with a bitmap")
-            addrs += [base + i * word for i in range(bits) if entry >> (i + 1) & 1]
-            base += bits * word
-        return addrs
+        """The addresses the RELR table ``raw`` (bytes of this class) lists."""
+        word = self.word
+        return relr_decode((int.from_bytes(raw[k:k + word], "little")
+                            for k in range(0, len(raw) - len(raw) % word, word)), word)
 
 
 _ARCHES = {

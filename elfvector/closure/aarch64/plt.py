@@ -17,11 +17,12 @@ capstone decodes the entries.
 """
 
 import re
-from dataclasses import dataclass
 
 import capstone
 import keystone
 
+from .. import plt as common
+from ..plt import PltEntry
 from . import BTI_C
 
 PLT0_SIZE = 32
@@ -34,42 +35,28 @@ _ADRP = re.compile(r"x16, #(0x[0-9a-f]+|\d+)$")
 _LDR = re.compile(r"x17, \[x16(?:, #(0x[0-9a-f]+|\d+))?\]$")
 
 
-@dataclass(frozen=True)
-class PltEntry:
-    """A PLT entry that loads the GOT word ``word``."""
-
-    address: int
-    word: int
-    section: str
-    tail: tuple = None          #: always None: no byte of an entry is dead
-
-
 def plt_entries(sections, got=None):
     """Every PLT entry of ``sections`` ({name: (address, bytes, entsize)}):
     ``{word: PltEntry}``, each an ``adrp x16`` followed by ``ldr x17, [x16,
     #lo12]``."""
+    if ".plt" not in sections:
+        return {}
+    address, code, _ = sections[".plt"]
+    md = capstone.Cs(capstone.CS_ARCH_ARM64, capstone.CS_MODE_ARM)
+    insns = list(md.disasm(code[PLT0_SIZE:], address + PLT0_SIZE))
     entries = {}
-    for name in (".plt",):
-        if name not in sections:
-            continue
-        address, code, _ = sections[name]
-        md = capstone.Cs(capstone.CS_ARCH_ARM64, capstone.CS_MODE_ARM)
-        insns = list(md.disasm(code[PLT0_SIZE:], address + PLT0_SIZE))
-        for first, second in zip(insns, insns[1:]):
-            page = _ADRP.match(first.op_str) if first.mnemonic == "adrp" else None
-            load = _LDR.match(second.op_str) if second.mnemonic == "ldr" else None
-            if page and load:
-                word = int(page.group(1), 0) + int(load.group(1) or "0", 0)
-                entries.setdefault(word, PltEntry(first.address, word, name))
+    for first, second in zip(insns, insns[1:]):
+        page = _ADRP.match(first.op_str) if first.mnemonic == "adrp" else None
+        load = _LDR.match(second.op_str) if second.mnemonic == "ldr" else None
+        if page and load:
+            word = int(page.group(1), 0) + int(load.group(1) or "0", 0)
+            entries.setdefault(word, PltEntry(first.address, word, ".plt"))
     return entries
 
 
 def dead_plt(sections):
-    """(address, size) of PLT0, dead when no slot stays lazy (never here)."""
-    if ".plt" not in sections:
-        return None
-    address, code, _ = sections[".plt"]
-    return address, min(PLT0_SIZE, len(code))
+    """(address, size) of PLT0, dead as no slot stays lazy here."""
+    return common.dead_plt(sections, PLT0_SIZE)
 
 
 def lazy_push(sections, target):
@@ -77,7 +64,8 @@ def lazy_push(sections, target):
     return None
 
 
-def lazy_bytes(sections, target):
+def lazy_bytes(sections, target=None):
+    """Never called: no JUMP_SLOT stays lazy on AArch64 (:func:`lazy_push`)."""
     raise AssertionError("no JUMP_SLOT stays lazy on AArch64")
 
 

@@ -20,11 +20,9 @@ any IRELATIVE runs.  At 23 bytes it does not fit a lazy tail; it goes in
 the dead IBT ``.plt`` or the executable segment's last page.
 """
 
-from dataclasses import dataclass
-
+from .. import plt as common
 from . import ENDBR32
 
-PLT_ENTRY = 16
 FOREIGN_STUB_SIZE = 23
 #: the stub is found from the library's check word, not through the slot's word
 STUB_THROUGH_CHECK = True
@@ -32,19 +30,7 @@ STUB_NEEDS_ENTRY = False
 CODE_ALIGN = 2
 #: the lazy push's operand is the slot's byte offset in DT_JMPREL
 PUSH_SCALE = 8
-_LAZY_PUSH = 0x68
 _ABSOLUTE, _EBX = bytes.fromhex("ff25"), bytes.fromhex("ffa3")
-
-
-@dataclass(frozen=True)
-class PltEntry:
-    """A PLT entry that jumps through the GOT word ``word``."""
-
-    address: int
-    word: int
-    section: str
-    #: (address, size) of the dead lazy tail in the same entry, or None
-    tail: tuple = None
 
 
 def decode_jump(code, got):
@@ -65,71 +51,30 @@ def decode_jump(code, got):
 def plt_entries(sections, got=None):
     """Every PLT entry of ``sections``: ``{name: (address, bytes, entsize)}``
     for ``.plt``, ``.plt.sec``, ``.plt.got``.  Returns ``{word: PltEntry}``."""
-    entries = {}
-    for name in (".plt", ".plt.sec", ".plt.got"):
-        if name not in sections:
-            continue
-        address, code, entsize = sections[name]
-        step = PLT_ENTRY                                    # GNU ld's sh_entsize is 4
-        if name == ".plt.got":
-            step = entsize if entsize in (8, 16) else 8
-        first = PLT_ENTRY if name == ".plt" else 0          # PLT0
-        for at in range(first, len(code) - step + 1, step):
-            entry = code[at:at + step]
-            word = decode_jump(entry, got)
-            if word is None:
-                continue
-            tail = None
-            if name == ".plt" and step == PLT_ENTRY and entry[6] == _LAZY_PUSH:
-                tail = (address + at + 6, PLT_ENTRY - 6)
-            entries.setdefault(word, PltEntry(address + at, word, name, tail))
-    return entries
+    return common.scan(sections, _first, _step, lambda entry, _address: decode_jump(entry, got))
+
+
+def _first(name):
+    return common.X86_PLT_ENTRY if name == ".plt" else 0          # past PLT0
+
+
+def _step(name, entsize):
+    if name == ".plt.got":
+        return entsize if entsize in (8, 16) else 8
+    return common.X86_PLT_ENTRY                             # GNU ld's sh_entsize is 4
 
 
 def dead_plt(sections):
-    """(address, size) of PLT bytes that are dead without lazy binding and
-    form one block: the whole ``.plt`` of an IBT layout, else PLT0 alone."""
-    if ".plt" not in sections:
-        return None
-    address, code, _ = sections[".plt"]
-    if ".plt.sec" in sections:
-        return address, len(code)
-    return address, min(PLT_ENTRY, len(code))
+    """:func:`..plt.dead_plt`: the whole ``.plt`` of an IBT layout, else PLT0."""
+    return common.dead_plt(sections, common.X86_PLT_ENTRY)
 
 
 def lazy_push(sections, target):
-    """The lazy PLT code at ``target`` (a JUMP_SLOT's initial GOT value):
-    ``(address of its push's imm32, the slot's index)`` when it is GNU ld's
-    ``(endbr32)? push $offset; jmp PLT0`` in ``.plt``, else None."""
-    if ".plt" not in sections:
-        return None
-    address, code, _ = sections[".plt"]
-    at = target - address
-    if not PLT_ENTRY <= at <= len(code) - 10:
-        return None
-    if code[at:at + 4] == ENDBR32:
-        at += 4
-    jump = at + 5
-    if code[at] != _LAZY_PUSH or jump + 5 > len(code) or code[jump] != 0xE9 or \
-            jump + 5 + int.from_bytes(code[jump + 1:jump + 5], "little", signed=True) != 0:
-        return None
-    offset = int.from_bytes(code[at + 1:at + 5], "little")
-    if offset % PUSH_SCALE:
-        return None
-    return address + at + 1, offset // PUSH_SCALE
+    """:func:`..plt.lazy_push` of ``(endbr32)? push $offset; jmp PLT0``."""
+    return common.lazy_push(sections, target, ENDBR32, PUSH_SCALE)
 
 
-def lazy_bytes(sections, target):
-    """(start, end) of the PLT bytes a lazy slot still runs: from its GOT
-    word's initial value to the end of that 16-byte ``.plt`` entry."""
-    address = sections[".plt"][0]
-    return target, address + ((target - address) // PLT_ENTRY + 1) * PLT_ENTRY
-
-
-def plt0(sections):
-    """(start, end) of PLT0, which every lazy slot jumps to."""
-    address = sections[".plt"][0]
-    return address, address + PLT_ENTRY
+lazy_bytes, plt0 = common.lazy_bytes, common.plt0
 
 
 def foreign_stub(at, check_word, displacement):
