@@ -9,8 +9,8 @@ DIR, with the sysroot as the root ld.so reads them under.
   without ``-L``), and give the output the originals give run by the
   sysroot's ld.so: compression, decompression, SQL, an error path;
 * ``--verify`` (the oracle under gdb) finds every word ld.so writes in
-  the stock process as the outputs hold it (i386; AArch64 programs do not
-  run under gdb here: refused in one line);
+  the stock process as the outputs hold it (AArch64 programs under
+  ``qemu-aarch64 -g`` and ``gdb-multiarch``);
 * ld.so's lookups fall (``LD_DEBUG=statistics``);
 * libraries off their bases (preloaded blockers in the way) behave the
   same: the fix-up routine of each architecture corrects the words;
@@ -36,7 +36,7 @@ import pytest
 from conftest import TESTDATA, require_programs, run, tool
 from ports import (cross_build, libdirs, port, sysroot, sysroot_of)  # noqa: F401 (fixtures)
 from elfvector.closure.driver import RetroOptions, retro
-from elfvector.closure.verify import VerifyError, verify
+from elfvector.closure.verify import verify
 
 RETRO = TESTDATA / "retro"
 PROGRAMS = ("bin/bzip2", "usr/bin/xz", "usr/bin/sqlite3")
@@ -146,14 +146,10 @@ def test_a_rerun_takes_the_recorded_sysroot(rewritten):
 
 def test_verify_is_clean(rewritten):
     """The oracle: every word ld.so writes in the stock processes is the
-    output's word, translated to where the objects lie.  gdb cannot run
-    AArch64 programs here: refused in one line."""
-    require_programs("gdb")
+    output's word, translated to where the objects lie (AArch64 programs
+    run under qemu-aarch64's gdbstub, driven by gdb-multiarch)."""
     port, _, _, result = rewritten
-    if port.name == "aarch64":
-        with pytest.raises(VerifyError, match="AArch64 programs do not run natively"):
-            verify(result.closure, result.plan, ("--version",))
-        return
+    require_programs(*{"i386": ["gdb"], "aarch64": ["gdb-multiarch", "qemu-aarch64"]}[port.name])
     verified = verify(result.closure, result.plan, ("--version",))
     assert verified.failures == []
     assert verified.settled > 10000 and verified.words > verified.settled
