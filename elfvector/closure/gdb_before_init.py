@@ -9,6 +9,13 @@ $ELFVECTOR_SPEC (JSON) names, per real path, the lowest PT_LOAD address
 when there is none.  $ELFVECTOR_DUMP receives, per range, a header "<HQQQ"
 (path length, load bias, start, size), the path, the bytes.  Adapted from
 the resolver tests' testdata/ldso/gdb_before_init.py.
+
+With $ELFVECTOR_REMOTE (a qemu-user gdbstub's socket; ``gdb-multiarch``)
+the program already waits under qemu at its first instruction: there is
+no /proc of the guest, so the objects and their biases come from ld.so's
+link map (``_r_debug``), each name as the guest opened it, under the
+guest's root $ELFVECTOR_ROOT when it is not a file here, and "@main"
+names the program (whose link-map name is empty).
 """
 import json
 import os
@@ -18,6 +25,8 @@ import gdb
 
 spec = json.load(open(os.environ["ELFVECTOR_SPEC"]))
 stop_path, stop_address = spec.pop("@stop")
+main_path = spec.pop("@main", None)
+remote = os.environ.get("ELFVECTOR_REMOTE")
 
 
 def mapped(pid):
@@ -31,14 +40,60 @@ def mapped(pid):
     return found
 
 
-gdb.execute("set stop-on-solib-events 1")
-gdb.execute("run", to_string=True)
+def biases_native():
+    starts = mapped(gdb.selected_inferior().pid)
+    return {path: starts[path] - spec[path][0] for path in starts}
+
+
+def host_path(name):
+    """The file the guest opened as ``name``: ``name`` itself if it exists
+    here (qemu -L falls back to it), else under the guest's root."""
+    if not name:
+        return main_path
+    root = os.environ.get("ELFVECTOR_ROOT", "")
+    if root and not os.path.exists(name):
+        name = os.path.join(root, name.lstrip("/"))
+    return os.path.realpath(name)
+
+
+def biases_remote():
+    """Real path -> load bias (l_addr) of the objects of ld.so's link map."""
+    inferior, found = gdb.selected_inferior(), {}
+    size = gdb.lookup_type("long").sizeof
+
+    def word(address):
+        return int.from_bytes(bytes(inferior.read_memory(address, size)), "little")
+
+    def string(address):
+        """The C string at ``address``, read a page at most at a time (the
+        next page may not be mapped)."""
+        text = b""
+        while b"\0" not in text:
+            chunk = 4096 - (address + len(text)) % 4096
+            text += bytes(inferior.read_memory(address + len(text), chunk))
+        return text.split(b"\0")[0].decode("utf-8", "surrogateescape")
+    entry = word(int(gdb.parse_and_eval("(long) &_r_debug")) + size)   # r_map
+    while entry:
+        bias, name, _, entry = (word(entry + k * size) for k in range(4))
+        path = host_path(string(name) if name else "")
+        if path in spec:
+            found.setdefault(path, bias)
+    return found
+
+
+biases = biases_remote if remote else biases_native
+if remote:
+    gdb.execute(f"target remote {remote}", to_string=True)
+    gdb.execute("set stop-on-solib-events 1")
+    gdb.execute("continue", to_string=True)
+else:
+    gdb.execute("set stop-on-solib-events 1")
+    gdb.execute("run", to_string=True)
 inferior = gdb.selected_inferior()
-while len(mapped(inferior.pid)) < len(spec):
+while len(biases()) < len(spec):
     gdb.execute("continue", to_string=True)
 gdb.execute("set stop-on-solib-events 0")
-starts = mapped(inferior.pid)
-bias = {path: starts[path] - low for path, (low, _) in spec.items()}
+bias = biases()
 gdb.execute(f"tbreak *{bias[stop_path] + stop_address:#x}", to_string=True)
 gdb.execute("continue", to_string=True)
 with open(os.environ["ELFVECTOR_DUMP"], "wb") as out:

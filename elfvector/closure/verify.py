@@ -19,9 +19,11 @@ import hashlib
 import json
 import os
 import platform
+import shutil
 import struct
 import subprocess
 import tempfile
+import time
 from dataclasses import dataclass
 
 from ..errors import ElfvectorError
@@ -34,6 +36,10 @@ PT_LOAD, PF_W = 1, 2
 GDB_SECONDS = 300
 #: the architectures whose programs gdb runs natively, by this machine's
 RUNS_HERE = {"x86_64": ("x86_64", "i386"), "i686": ("i386",), "aarch64": ("aarch64",)}
+#: the others: (qemu-user, the gdb that debugs them through its gdbstub,
+#: the Debian packages of both)
+UNDER_QEMU = {"aarch64": ("qemu-aarch64", "gdb-multiarch", "qemu-user", "gdb-multiarch")}
+QEMU_START_SECONDS = 30
 GDB_SETTINGS = ("set debuginfod enabled off", "set auto-load off",
                 "set disable-randomization on", "set startup-with-shell off",
                 "set confirm off", "set pagination off")
@@ -76,11 +82,7 @@ def verify(closure, plan, args=("--version",), gdb="gdb"):
 
 
 def verify_program(closure, plan, linkmap, args, gdb):
-    machine = linkmap.main.elf.machine
-    host = platform.machine()
-    if machine.name not in RUNS_HERE.get(host, ()):
-        raise VerifyError(f"--verify runs the programs under gdb: {machine.label} programs do "
-                          f"not run natively on this {host} machine", linkmap.main.path)
+    runner = _runner(linkmap, gdb)
     index = {elf: i for i, elf in enumerate(closure.objects)}
     mapped = [index[o.elf] for o in linkmap.objects]
     if linkmap.rtld not in linkmap.objects:
@@ -90,13 +92,15 @@ def verify_program(closure, plan, linkmap, args, gdb):
     for lay in sorted(layouts, key=lambda lay: not lay.plan.is_interp):
         lay.check_installed()
     stop_path, stop_address, stop_obj = _first_constructor(linkmap, index)
-    stock = _run(gdb, [*_stock_command(linkmap), *args], {lay.stock_path: lay.stock_spec()
-                                                          for lay in layouts},
-                 (stop_path, stop_address), bind_now=True)
+    main = next(lay for lay in layouts if lay.plan.is_program)
+    stock = runner.run([*_stock_command(linkmap), *args],
+                       {lay.stock_path: lay.stock_spec() for lay in layouts},
+                       (stop_path, stop_address), main.stock_path)
     stop_layout = next(lay for lay in layouts if lay.index == stop_obj)
-    output = _run(gdb, [program.output, *args],
-                  {lay.output_path: lay.output_spec() for lay in layouts},
-                  (stop_layout.output_path, stop_layout.mv(stop_address)), bind_now=True)
+    output = runner.run([program.output, *args],
+                        {lay.output_path: lay.output_spec() for lay in layouts},
+                        (stop_layout.output_path, stop_layout.mv(stop_address)),
+                        main.output_path)
     stock.size = output.size = linkmap.main.elf.image.layout.word
     for lay in layouts:
         lay.stock_bias = stock.bias[lay.stock_path]
@@ -257,32 +261,121 @@ class _Memory:
         raise VerifyError(f"{address:#x} is in no writable segment", path)
 
 
-def _run(gdb, argv, spec, stop, bind_now):
-    """Start ``argv`` under gdb, stop it at ``stop``, read the ranges of ``spec``."""
-    with tempfile.TemporaryDirectory(prefix="elfvector-verify-") as tmp:
-        spec_path, dump = os.path.join(tmp, "spec.json"), os.path.join(tmp, "dump")
-        with open(spec_path, "w", encoding="utf-8", errors="surrogateescape") as f:
-            json.dump(dict(spec, **{"@stop": list(stop)}), f)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("LD_")}
-        env.update(ELFVECTOR_SPEC=spec_path, ELFVECTOR_DUMP=dump)
-        settings = list(GDB_SETTINGS) + (["set environment LD_BIND_NOW=1"] if bind_now else [])
-        command = [gdb, "-batch", "-nx", *[a for s in settings for a in ("-iex", s)],
-                   "-x", SCRIPT, "--args", *argv]
-        try:
-            proc = subprocess.run(command, env=env, stdin=subprocess.DEVNULL,
-                                  capture_output=True, text=True, errors="replace",
-                                  timeout=GDB_SECONDS)
-        except FileNotFoundError:
-            raise VerifyError("--verify needs gdb (the Debian package gdb)", gdb) from None
-        except subprocess.TimeoutExpired:
-            raise VerifyError(f"--verify: gdb did not stop it within {GDB_SECONDS} s",
-                              argv[0]) from None
-        if proc.returncode != 0 or not os.path.exists(dump):
-            last = (proc.stderr.strip().splitlines() or ["no message"])[-1]
-            raise VerifyError(f"--verify: gdb could not stop it before its first "
-                              f"constructor: {last}", argv[0])
-        with open(dump, "rb") as f:
-            return _parse_dump(f.read())
+def _runner(linkmap, gdb):
+    """How this machine runs the programs of ``linkmap`` under gdb: natively,
+    else under qemu-user's gdbstub; else refused in one line."""
+    machine, host = linkmap.main.elf.machine, platform.machine()
+    if machine.name in RUNS_HERE.get(host, ()):
+        return _Native(gdb)
+    if machine.name not in UNDER_QEMU:
+        raise VerifyError(f"--verify runs the programs under gdb: {machine.label} programs do "
+                          f"not run natively on this {host} machine", linkmap.main.path)
+    qemu, cross_gdb, *packages = UNDER_QEMU[machine.name]
+    for program, package in zip((qemu, cross_gdb), packages):
+        if shutil.which(program) is None:
+            raise VerifyError(f"--verify runs {machine.label} programs under {qemu} and "
+                              f"{cross_gdb}: install the Debian package {package}",
+                              linkmap.main.path)
+    return _UnderQemu(cross_gdb, qemu, linkmap.config.root)
+
+
+class _Native:
+    """gdb starts the program itself, LD_BIND_NOW=1 in its environment."""
+
+    def __init__(self, gdb):
+        self.gdb = gdb
+
+    def run(self, argv, spec, stop, main):
+        """Start ``argv`` under gdb, stop it at ``stop``, read the ranges of
+        ``spec`` (``main``: the program's real path)."""
+        with tempfile.TemporaryDirectory(prefix="elfvector-verify-") as tmp:
+            settings = [*GDB_SETTINGS, "set environment LD_BIND_NOW=1"]
+            return _gdb(self.gdb, settings, ["--args", *argv], argv[0],
+                        _spec_file(tmp, spec, stop, main), {})
+
+
+class _UnderQemu:
+    """qemu-user runs the program (LD_BIND_NOW=1 given to the guest), its
+    gdbstub listening on a socket of a private directory (no port to race
+    for); gdb-multiarch drives it.  qemu is killed on every way out."""
+
+    def __init__(self, gdb, qemu, root):
+        self.gdb, self.qemu, self.root = gdb, qemu, root
+
+    def run(self, argv, spec, stop, main):
+        with tempfile.TemporaryDirectory(prefix="elfvector-verify-") as tmp:
+            socket, log = os.path.join(tmp, "gdb.sock"), os.path.join(tmp, "qemu.log")
+            command = [self.qemu, "-L", self.root or "/", "-g", socket, "-E", "LD_BIND_NOW=1",
+                       *argv]
+            with open(log, "wb") as err:
+                try:
+                    qemu = subprocess.Popen(command, env=_environment(), stdin=subprocess.DEVNULL,
+                                            stdout=subprocess.DEVNULL, stderr=err)
+                except OSError as e:
+                    raise VerifyError(f"--verify: cannot start {self.qemu}: {e.strerror}",
+                                      argv[0]) from None
+                try:
+                    self._wait_for(qemu, socket, log, argv[0])
+                    settings = [*GDB_SETTINGS, "set sysroot /"]
+                    return _gdb(self.gdb, settings, [argv[0]], argv[0],
+                                _spec_file(tmp, spec, stop, main),
+                                {"ELFVECTOR_REMOTE": socket, "ELFVECTOR_ROOT": self.root})
+                finally:
+                    if qemu.poll() is None:
+                        qemu.kill()
+                    qemu.wait()
+
+    def _wait_for(self, qemu, socket, log, program):
+        """Until qemu's gdbstub listens at ``socket``."""
+        deadline = time.monotonic() + QEMU_START_SECONDS
+        while not os.path.exists(socket):
+            if qemu.poll() is not None:
+                with open(log, encoding="utf-8", errors="replace") as f:
+                    last = (f.read().strip().splitlines() or ["no message"])[-1]
+                raise VerifyError(f"--verify: {self.qemu} did not start it: {last}", program)
+            if time.monotonic() > deadline:
+                raise VerifyError(f"--verify: {self.qemu} did not listen within "
+                                  f"{QEMU_START_SECONDS} s", program)
+            time.sleep(0.02)
+
+
+def _environment(**more):
+    """This environment without the loader's variables (LD_BIND_NOW is the
+    program's own), with ``more``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LD_")}
+    env.update(more)
+    return env
+
+
+def _spec_file(tmp, spec, stop, main):
+    path = os.path.join(tmp, "spec.json")
+    with open(path, "w", encoding="utf-8", errors="surrogateescape") as f:
+        json.dump(dict(spec, **{"@stop": list(stop), "@main": main}), f)
+    return path
+
+
+def _gdb(gdb, settings, program, name, spec_path, env):
+    """Run gdb's batch of :data:`SCRIPT` on ``program`` (gdb's arguments
+    after the script), what it read: a :class:`_Memory`."""
+    dump = os.path.join(os.path.dirname(spec_path), "dump")
+    command = [gdb, "-batch", "-nx", *[a for s in settings for a in ("-iex", s)],
+               "-x", SCRIPT, *program]
+    try:
+        proc = subprocess.run(command, env=_environment(ELFVECTOR_SPEC=spec_path,
+                                                        ELFVECTOR_DUMP=dump, **env),
+                              stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                              errors="replace", timeout=GDB_SECONDS)
+    except FileNotFoundError:
+        raise VerifyError(f"--verify needs {gdb} (the Debian package {gdb})", gdb) from None
+    except subprocess.TimeoutExpired:
+        raise VerifyError(f"--verify: {gdb} did not stop it within {GDB_SECONDS} s",
+                          name) from None
+    if proc.returncode != 0 or not os.path.exists(dump):
+        last = (proc.stderr.strip().splitlines() or ["no message"])[-1]
+        raise VerifyError(f"--verify: {gdb} could not stop it before its first "
+                          f"constructor: {last}", name)
+    with open(dump, "rb") as f:
+        return _parse_dump(f.read())
 
 
 def _sha256(path):
