@@ -5,7 +5,7 @@ same data in words of the object's class) reads, from one block of read-only
 bytes: a header, one entry per list of words to correct (the object's own
 words, and each library's it has words settled into, with the word that
 tells how far that library moved), the lists themselves RELR-encoded, and
-in a program the preload check's data (:mod:`.x86_64.preload`): the hashes
+in a program the preload check's data (:mod:`.preload`): the hashes
 of the objects it expects, the messages it may print, and where the
 sorted table of pre-bound names lies.
 """
@@ -15,9 +15,11 @@ import os
 import struct
 
 from ..elfimage import PT_INTERP, gnu_hash
+from .fixup import DataLayout
 from .output import PAGE, align_up
+from .preload import PROC_EXE, PreloadLayout, bloom_positions
 
-#: the alignment of the strings and tables (a word of either class)
+#: the alignment of the strings and tables (8 in either class: it aligns a word of both)
 WORD = 8
 PRELOAD_SUFFIX = (" would interpose pre-bound symbols "
                   "(set ELFVECTOR_PRELOAD=ignore to run anyway)\n")
@@ -28,25 +30,26 @@ ENVIRON_PATH = b"/proc/self/environ\0"
 
 
 class FixupData:
-    """The fix-up routine's read-only data (see :mod:`.x86_64.fixup` for the
-    header and entries, words of the object's class), the RELR lists, and in a program the preload
-    check's names and strings.  Its sorted table of pre-bound names goes
-    apart (:class:`.layout.PreboundPlace`): loaded when it fits in bytes already
-    mapped, else in a section of the file that is not loaded, with a Bloom
-    filter of them in loaded bytes when there is room for one."""
+    """The fix-up routine's read-only data (its header and entries in words
+    of the object's class: :class:`.fixup.DataLayout`), the RELR lists, and
+    in a program the preload check's names and strings.  Its sorted table
+    of pre-bound names goes apart (:class:`.layout.PreboundPlace`): loaded
+    when it fits in bytes already mapped, else in a section of the file that
+    is not loaded, with a Bloom filter of them in loaded bytes when there is
+    room for one."""
 
     def __init__(self, rw, own, deps):
         self.rw = rw
         self.arch = arch = rw.arch
         self.word = arch.word
-        fixup = arch.fixup
         entries = []
         if own:
             entries.append((rw.own_word, rw.own_expected, arch.relr_encode(own)))
         for word, (check, _) in zip(rw.check_words, rw.checks):
             entries.append((word, check.expected, arch.relr_encode(deps.get(check.obj, []))))
         self.entries = entries
-        self.lists_at = fixup.HEADER_SIZE + fixup.ENTRY_SIZE * len(entries)
+        data = DataLayout(self.word)
+        self.lists_at = data.header_size + data.entry_size * len(entries)
         self.size = self.lists_at + sum(len(relr) for _, _, relr in entries)
         self.preload = self.prebound = None
         if rw.preload:
@@ -65,7 +68,7 @@ class FixupData:
         self.strings = [_hash_table(names), self.header,
                         b"elfvector: " + program + b": LD_PRELOAD'ed ",
                         PRELOAD_SUFFIX.encode(), PRELOAD_UNREADABLE.encode(),
-                        ENVIRON_PATH, preload.PROC_EXE, PRELOAD_IGNORE]
+                        ENVIRON_PATH, PROC_EXE, PRELOAD_IGNORE]
         # words before the strings: DT_DEBUG's address, the file table's
         # mapping (3), the loaded table, the filter (address; u32 mask and shift)
         fields = align_up(self.size, WORD)
@@ -74,7 +77,7 @@ class FixupData:
             offsets.append(cursor)
             cursor += align_up(len(data), WORD)
         self.size = cursor
-        self.preload = preload.PreloadLayout(
+        self.preload = PreloadLayout(
             debug=fields, names=offsets[0], names_count=len(self.strings[0]) // 4,
             table=fields + word, loaded=fields + 4 * word, filter=fields + 5 * word,
             header=offsets[1], prebound_count=len(self.prebound) // 4,
@@ -105,7 +108,7 @@ class FixupData:
         each, :func:`.preload.bloom_positions`)."""
         words = [0] * max((1 << bits) // 64, 1)
         for name in self.prebound_names:
-            for bit in self.arch.preload.bloom_positions(gnu_hash(name), bits):
+            for bit in bloom_positions(gnu_hash(name), bits):
                 words[bit // 64] |= 1 << (bit % 64)
         return struct.pack(f"<{len(words)}Q", *words)
 
@@ -135,7 +138,8 @@ class FixupData:
         mapping = (0, 0, 0)
         if place.file_offset is not None:
             page = place.file_offset // PAGE * PAGE
-            mapping = (page // self.arch.preload.MAP_OFFSET_UNIT, place.file_offset + len(self.file_table()) - page,
+            mapping = (page // self.arch.preload.MAP_OFFSET_UNIT,
+                       place.file_offset + len(self.file_table()) - page,
                        place.file_offset - page)
         bits = place.filter_bits
         return (self._pack(self.rw.debug_word(), *mapping, place.loaded, place.filter_at)

@@ -9,12 +9,11 @@ x10 the load bias.
 """
 
 from . import BTI_C
+from ..fixup import DataLayout, routine_lines
 from .preload import preload_lines
 
-WORD = 8
-HEADER_SELF, HEADER_RESULT, HEADER_END, HEADER_SIZE = 0, 8, 16, 24
-ENTRY_SIZE = 32
-RELR_BITS = 63
+#: the fix-up data, read through x9 = its run-time address
+DATA = DataLayout(8)
 
 
 def fixup_lines(preload=None):
@@ -22,16 +21,16 @@ def fixup_lines(preload=None):
     pseudo-instructions): every entry whose word moved has its RELR list
     walked; a program runs the preload check; the routine returns the
     corrected value of its IRELATIVE's word."""
-    lines = [
+    walk = [
         BTI_C,                                    # ld.so calls us with blr
         "stp x29, x30, [sp, #-16]!",
         "mov x29, sp",
         "adr_data x9",
-        f"ldr x10, [x9, #{HEADER_SELF}]",
+        f"ldr x10, [x9, #{DATA.header_self}]",
         "sub x10, x9, x10",                       # the load bias
-        f"ldr x11, [x9, #{HEADER_END}]",
+        f"ldr x11, [x9, #{DATA.header_end}]",
         "add x11, x11, x10",
-        f"add x12, x9, #{HEADER_SIZE}",
+        f"add x12, x9, #{DATA.header_size}",
         "ev_test:",
         "cmp x12, x11",
         "b.hs ev_done",
@@ -46,22 +45,18 @@ def fixup_lines(preload=None):
         "add x16, x16, x10",
         "bl ev_relr",
         "ev_next:",
-        f"add x12, x12, #{ENTRY_SIZE}",
+        f"add x12, x12, #{DATA.entry_size}",
         "b ev_test",
         "ev_done:",
     ]
-    if preload is not None:
-        lines += ["bl ev_preload"]
-    lines += [
-        f"ldr x0, [x9, #{HEADER_RESULT}]",
+    epilogue = [
+        f"ldr x0, [x9, #{DATA.header_result}]",
         "ldr x0, [x0, x10]",
         "ldp x29, x30, [sp], #16",
         "ret",
     ]
-    lines += _relr_lines()
-    if preload is not None:
-        lines += preload_lines(preload)
-    return lines
+    return routine_lines(walk, ["bl ev_preload"], epilogue, _relr_lines(), preload,
+                         preload_lines)
 
 
 def _relr_lines():
@@ -91,7 +86,7 @@ def _relr_lines():
         "add x3, x3, #8",
         "lsr x17, x17, #1",
         "cbnz x17, ev_relr_bit",
-        f"add x1, x1, #{RELR_BITS * WORD}",
+        f"add x1, x1, #{DATA.relr_bits * DATA.word}",
         "b ev_relr",
         "ev_relr_done:",
         "ret",

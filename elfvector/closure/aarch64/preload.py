@@ -1,7 +1,7 @@
 """The preload check of a rewritten program (AArch64), part of its fix-up routine.
 
 The check of :mod:`..x86_64.preload` (what it does and why is there), in
-AArch64 code with the same data (:class:`~..x86_64.preload.PreloadLayout`,
+AArch64 code with the same data (:class:`~..preload.PreloadLayout`,
 8-byte words) and the same Bloom filter.  glibc's AArch64 ``link_map`` and
 ``r_debug`` have x86-64's offsets; system calls are ``svc #0`` with the
 number in x8 (``openat`` with ``AT_FDCWD``: there is no ``open``), and
@@ -10,18 +10,15 @@ fields (the data plus ``debug``), x20 the load bias, x21 the table (0: not
 mapped yet, 1: unreadable), x22 the mapping, x23 the object.
 """
 
-from ..x86_64.preload import BLOOM_MULTIPLIER, PROC_EXE, PreloadLayout, bloom_positions
+from ..preload import BLOOM_MULTIPLIER, DT_GNU_HASH
 
 # Linux AArch64 system call numbers (include/uapi/asm-generic/unistd.h).
 SYS_OPENAT, SYS_CLOSE, SYS_LSEEK, SYS_READ, SYS_WRITEV = 56, 57, 62, 63, 66
 SYS_EXIT_GROUP, SYS_MUNMAP, SYS_MMAP = 94, 215, 222
 AT_FDCWD = -100
 
-DT_GNU_HASH = 0x6FFFFEF5
 VDSO_NAME = "linux-vdso.so.1"
 MAP_OFFSET_UNIT = 1
-
-__all__ = ["PROC_EXE", "PreloadLayout", "VDSO_NAME", "bloom_positions", "preload_lines"]
 
 
 def preload_lines(p):

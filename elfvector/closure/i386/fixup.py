@@ -16,17 +16,12 @@ of the object's code.  Two things differ on i386:
   defines) in a stock process.
 """
 
+from ..fixup import DataLayout, routine_lines
 from .preload import preload_lines
 
-WORD = 4
-
-#: the data starts with its own link-time address, the result word's (unused
-#: on i386, see the module docstring) and the end of the entries; an entry is
-#: (word, expected, list start, list end), each u32, as on x86-64
-HEADER_SELF, HEADER_RESULT, HEADER_END, HEADER_SIZE = 0, 4, 8, 12
-ENTRY_SIZE = 16
-RELR_BITS = 31
-BITS = 32
+#: the fix-up data, read through %ebp = its run-time address; its result
+#: word is unused on i386 (see the module docstring)
+DATA = DataLayout(4)
 
 
 def fixup_lines(preload=None):
@@ -36,14 +31,14 @@ def fixup_lines(preload=None):
     argument.  %ebp is the data's run-time address, %edi the load bias;
     each entry whose word moved has its RELR list walked (:func:`_relr_lines`);
     then a program runs the preload check; the routine returns 0."""
-    lines = [
+    walk = [
         "endbr32",                                # ld.so calls us indirectly
         "push ebx", "push esi", "push edi", "push ebp",
         "lea ebp, [eip + DATA]",
         "mov edi, ebp",
-        f"sub edi, dword ptr [ebp + {HEADER_SELF:#x}]",    # the load bias
-        f"lea ebx, [ebp + {HEADER_SIZE:#x}]",
-        f"mov eax, dword ptr [ebp + {HEADER_END:#x}]",
+        f"sub edi, dword ptr [ebp + {DATA.header_self:#x}]",    # the load bias
+        f"lea ebx, [ebp + {DATA.header_size:#x}]",
+        f"mov eax, dword ptr [ebp + {DATA.header_end:#x}]",
         "add eax, edi",
         "push eax",                               # [esp]: the end of the entries
         "jmp ev_test",
@@ -58,15 +53,13 @@ def fixup_lines(preload=None):
         "add ecx, edi",
         "call ev_relr",
         "ev_next:",
-        f"add ebx, {ENTRY_SIZE:#x}",
+        f"add ebx, {DATA.entry_size:#x}",
         "ev_test:",
         "cmp ebx, dword ptr [esp]",
         "jb ev_entry",
         "pop eax",
     ]
-    if preload is not None:
-        lines += ["call ev_preload"]
-    lines += [
+    epilogue = [
         "xor eax, eax",
         "pop ebp", "pop edi", "pop esi", "pop ebx",
         "ret",
@@ -74,10 +67,8 @@ def fixup_lines(preload=None):
         "mov ebp, dword ptr [esp]",
         "ret",
     ]
-    lines += _relr_lines()
-    if preload is not None:
-        lines += preload_lines(preload)
-    return lines
+    return routine_lines(walk, ["call ev_preload"], epilogue, _relr_lines(), preload,
+                         preload_lines)
 
 
 def _relr_lines():
@@ -110,7 +101,7 @@ def _relr_lines():
         "add ebp, 4",
         "test eax, eax",
         "jnz ev_relr_bit",
-        f"add ebx, {RELR_BITS * WORD:#x}",
+        f"add ebx, {DATA.relr_bits * DATA.word:#x}",
         "jmp ev_relr_entry",
         "ev_relr_done:",
         "pop ebp", "pop ebx",

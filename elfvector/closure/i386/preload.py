@@ -1,7 +1,7 @@
 """The preload check of a rewritten program (i386), part of its fix-up routine.
 
 The check of :mod:`..x86_64.preload`, in 32-bit code with the same data
-(:class:`~..x86_64.preload.PreloadLayout`, its words 4 bytes, the file
+(:class:`~..preload.PreloadLayout`, its words 4 bytes, the file
 table's mapping given in pages as ``mmap2`` takes it) and the same Bloom
 filter.  What differs is the ABI: glibc's i386 ``link_map`` has ``l_name``
 at 4, ``l_ld`` at 8 and ``l_next`` at 12, ``r_debug.r_map`` is at 4, a
@@ -10,18 +10,15 @@ calls go through ``int 0x80`` (arguments in ebx ecx edx esi edi ebp,
 every register but eax preserved).
 """
 
-from ..x86_64.preload import BLOOM_MULTIPLIER, PROC_EXE, PreloadLayout, bloom_positions
+from ..preload import BLOOM_MULTIPLIER, DT_GNU_HASH
 
 # Linux i386 system call numbers (arch/x86/entry/syscalls/syscall_32.tbl).
 SYS_READ, SYS_OPEN, SYS_CLOSE, SYS_LSEEK, SYS_MUNMAP, SYS_WRITEV = 3, 5, 6, 19, 91, 146
 SYS_MMAP2, SYS_EXIT_GROUP = 192, 252
 
-DT_GNU_HASH = 0x6FFFFEF5
 VDSO_NAME = "linux-gate.so.1"
 #: the file table's mapping is given to mmap2 in pages
 MAP_OFFSET_UNIT = 0x1000
-
-__all__ = ["PROC_EXE", "PreloadLayout", "VDSO_NAME", "bloom_positions", "preload_lines"]
 
 # The frame of ev_preload: [ebp] is the fix-up data's address (the caller's
 # %ebp), below it the saved registers and the locals.

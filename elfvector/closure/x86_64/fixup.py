@@ -10,22 +10,11 @@ were settled for, and in a program runs the preload check
 over dead bytes.
 """
 
+from ..fixup import DataLayout, routine_lines
 from .preload import preload_lines
 
-WORD = 8
-
-
-#: The fix-up data (8-aligned, read-only) starts with a header the code reads
-#: through %r11 = its run-time address: its own link-time address (so the
-#: bias is %r11 minus that), the link-time address of the result word, and
-#: of the end of the entries that follow.  An entry is (word, expected,
-#: list start, list end): the word's run-time value minus ``expected`` is
-#: added to every word of the RELR list.  A check's word is its GLOB_DAT's
-#: (the library's displacement); the object's own words have an entry whose
-#: word a RELATIVE sets to ``expected`` plus the bias.
-HEADER_SELF, HEADER_RESULT, HEADER_END, HEADER_SIZE = 0, 8, 16, 24
-ENTRY_SIZE = 32
-RELR_BITS = 63
+#: the fix-up data, read through %r11 = its run-time address
+DATA = DataLayout(8)
 
 
 def fixup_lines(preload=None):
@@ -40,14 +29,14 @@ def fixup_lines(preload=None):
     stores there again.  Every object at its base costs about 6
     instructions an entry.
     """
-    lines = [
+    walk = [
         "endbr64",                                # ld.so calls us indirectly
         "lea r11, [rip + DATA]",
         "mov r10, r11",
-        f"sub r10, qword ptr [r11 + {HEADER_SELF:#x}]",    # the load bias
+        f"sub r10, qword ptr [r11 + {DATA.header_self:#x}]",    # the load bias
         "push rbx",
-        f"lea rbx, [r11 + {HEADER_SIZE:#x}]",
-        f"mov r9, qword ptr [r11 + {HEADER_END:#x}]",
+        f"lea rbx, [r11 + {DATA.header_size:#x}]",
+        f"mov r9, qword ptr [r11 + {DATA.header_end:#x}]",
         "add r9, r10",
         "jmp ev_test",
         "ev_entry:",
@@ -61,23 +50,19 @@ def fixup_lines(preload=None):
         "add rdi, r10",
         "call ev_relr",
         "ev_next:",
-        f"add rbx, {ENTRY_SIZE:#x}",
+        f"add rbx, {DATA.entry_size:#x}",
         "ev_test:",
         "cmp rbx, r9",
         "jb ev_entry",
     ]
-    if preload is not None:
-        lines += ["call ev_preload", "lea r11, [rip + DATA]"]
-    lines += [
-        f"mov rax, qword ptr [r11 + {HEADER_RESULT:#x}]",
+    epilogue = [
+        f"mov rax, qword ptr [r11 + {DATA.header_result:#x}]",
         "mov rax, qword ptr [rax + r10]",
         "pop rbx",
         "ret",
     ]
-    lines += _relr_lines()
-    if preload is not None:
-        lines += preload_lines(preload)
-    return lines
+    return routine_lines(walk, ["call ev_preload", "lea r11, [rip + DATA]"], epilogue,
+                         _relr_lines(), preload, preload_lines)
 
 
 def _relr_lines():
@@ -108,7 +93,7 @@ def _relr_lines():
         "add r8, 8",
         "test rax, rax",
         "jnz ev_relr_bit",
-        f"add rcx, {RELR_BITS * WORD:#x}",
+        f"add rcx, {DATA.relr_bits * DATA.word:#x}",
         "jmp ev_relr",
         "ev_relr_done:",
         "ret",

@@ -4,68 +4,19 @@ A reference settled in a file no longer goes through ld.so, so a preload
 that defines a pre-bound name would be half honoured: the program's fix-up
 routine looks for such preloads among the objects ld.so has loaded, before
 any code of the program runs, and stops the program unless told to run
-anyway (:func:`preload_lines`).  :class:`PreloadLayout` says where its data
-lies; :func:`bloom_positions` is the filter the rewrite builds and the code
-probes.
+anyway (:func:`preload_lines`).  Where its data lies and the Bloom filter
+the code probes are common to the three architectures (:mod:`..preload`).
 """
 
-from dataclasses import dataclass
+from ..preload import BLOOM_MULTIPLIER, DT_GNU_HASH
 
 # Linux x86-64 system call numbers (arch/x86/entry/syscalls/syscall_64.tbl).
 SYS_READ, SYS_OPEN, SYS_CLOSE, SYS_LSEEK, SYS_MMAP, SYS_MUNMAP = 0, 2, 3, 8, 9, 11
 SYS_WRITEV, SYS_EXIT_GROUP = 20, 231
 
-DT_GNU_HASH = 0x6FFFFEF5
 VDSO_NAME = "linux-vdso.so.1"
 #: the file table's mapping is given to mmap in bytes
 MAP_OFFSET_UNIT = 1
-PROC_EXE = b"/proc/self/exe\0"
-
-
-@dataclass
-class PreloadLayout:
-    """Where the preload check's data lies, as offsets from the fix-up data.
-
-    The sorted table of pre-bound names is either loaded (``loaded``: its
-    link-time address; nothing to read but memory) or in a section of the
-    file that is mapped on demand; then a Bloom filter in loaded bytes, if
-    there was room for one, answers "not pre-bound" for most names without
-    a system call (:func:`bloom_positions`)."""
-
-    debug: int               #: u64: link-time address of the program's DT_DEBUG value
-    names: int               #: sorted u32 GNU hashes of the expected objects' basenames
-    names_count: int
-    table: int               #: u64 x3: page-aligned file offset of the pre-bound table's
-    #: mapping, the mapping's length, the table's offset in it
-    loaded: int              #: u64: link-time address of the loaded table, 0: in the file
-    filter: int              #: u64 link-time address of the filter (0: none), u32 mask,
-    #: u32 shift (see bloom_positions)
-    header: int              #: 16 bytes the table starts with in the file
-    prebound_count: int      #: u32 entries after the header: sorted (GNU hash | 1)
-    prefix: int              #: "elfvector: PROG: LD_PRELOAD'ed "
-    prefix_len: int
-    suffix: int              #: " would interpose ... anyway)\n"
-    suffix_len: int
-    unreadable: int          #: ": cannot check it: ... anyway)\n"
-    unreadable_len: int
-    environ: int             #: "/proc/self/environ\0"
-    exe: int                 #: "/proc/self/exe\0"
-    pattern: int             #: "ELFVECTOR_PRELOAD=ignore\0"
-    pattern_len: int
-
-
-#: the second probe of the Bloom filter: a multiplicative mix of the hash
-BLOOM_MULTIPLIER = 0x9E3779B1
-
-
-def bloom_positions(gnu_hash, bits):
-    """The two bits of a ``2**bits``-bit Bloom filter that the name of GNU
-    hash ``gnu_hash`` sets, from its upper 31 bits (bit 0 of a hash in a
-    ``.gnu.hash`` chain marks the chain's end): the low ``bits`` of them,
-    and the top ``bits`` of their product with :data:`BLOOM_MULTIPLIER`
-    (mod 2**32).  :func:`_filter_lines` probes the same two."""
-    h = gnu_hash >> 1
-    return h & ((1 << bits) - 1), ((h * BLOOM_MULTIPLIER) & 0xFFFFFFFF) >> (32 - bits)
 
 
 def preload_lines(p):
