@@ -20,6 +20,7 @@ names the program (whose link-map name is empty).
 import json
 import os
 import struct
+import time
 
 import gdb
 
@@ -82,8 +83,21 @@ def biases_remote():
 
 
 biases = biases_remote if remote else biases_native
+def connect(attempts=50):
+    """``target remote`` qemu's socket, which exists from its bind(), a
+    moment before its listen()."""
+    for attempt in range(attempts):
+        try:
+            gdb.execute(f"target remote {remote}", to_string=True)
+            return
+        except gdb.error:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.1)
+
+
 if remote:
-    gdb.execute(f"target remote {remote}", to_string=True)
+    connect()
     gdb.execute("set stop-on-solib-events 1")
     gdb.execute("continue", to_string=True)
 else:
