@@ -19,11 +19,8 @@ INSTRUCTION = 4
 
 
 def _pseudo_size(line):
-    if line.startswith("adr_data "):
-        return 2
-    if line.startswith("imm "):
-        return 2
-    return 1
+    """How many instructions ``line`` is: a pseudo-instruction two."""
+    return 2 if line.startswith(("adr_data ", "imm ")) else 1
 
 
 class Routine:
@@ -69,7 +66,9 @@ class Routine:
             return f"adrp {reg}, {data & ~0xFFF:#x}\nadd {reg}, {reg}, #{data & 0xFFF:#x}"
         if line.startswith("imm "):
             reg, value = (part.strip() for part in line[4:].split(","))
-            value = int(value, 0) & 0xFFFFFFFF
+            value = int(value, 0)
+            if not 0 <= value <= 0xFFFFFFFF:           # movz/movk set 32 bits, zero the rest
+                raise ValueError(f"imm {value:#x} does not fit 32 bits")
             return (f"movz {reg}, #{value & 0xFFFF:#x}\n"
                     f"movk {reg}, #{value >> 16:#x}, lsl #16")
         return line

@@ -12,6 +12,7 @@ import re
 
 import keystone
 
+from ..i386 import ENDBR32
 from . import ENDBR64, rel32
 
 
@@ -27,7 +28,7 @@ _ENCODED = {}
 
 
 #: keystone 0.9.2 cannot assemble the CET landing pads: their encodings
-_HINTS = {"endbr64": ENDBR64, "endbr32": bytes.fromhex("f30f1efb")}
+_HINTS = {"endbr64": ENDBR64, "endbr32": ENDBR32}
 _MODES = {64: keystone.KS_MODE_64, 32: keystone.KS_MODE_32}
 
 
@@ -106,32 +107,37 @@ class Routine:
             long |= far
 
     def _place(self, regions, long):
+        """One pass of :meth:`layout`.  A region smaller than a long jump is
+        left out: one that held neither the next item nor a jump onward would
+        be passed over after the region before it had jumped to its start."""
         placed, labels = [], {}
         used = [None] * len(regions)
-        r, at = 0, regions[0][0] if regions else 0
+        order = [n for n, (start, end) in enumerate(regions) if end - start >= _LONG_JUMP]
+        r = 0
+        at = regions[order[0]][0] if order else 0
         for k in range(len(self.items)):
             size = self._size(k, long)
             while True:
-                if r >= len(regions):
+                if r >= len(order):
                     raise NoRoom("no room for the fix-up routine")
-                end = regions[r][1]
-                last = k == len(self.items) - 1 or r == len(regions) - 1 or \
-                    self._ends_flow(k)
-                room = 0 if last else _jump_size(at + size, regions[r + 1][0])
+                end = regions[order[r]][1]
+                last = k == len(self.items) - 1 or r == len(order) - 1 or self._ends_flow(k)
+                onward = None if r == len(order) - 1 else regions[order[r + 1]][0]
+                room = 0 if last else _jump_size(at + size, onward)
                 if at + size + room <= end:
                     break
-                if r + 1 < len(regions) and at + _jump_size(at, regions[r + 1][0]) <= end:
-                    jump = _jump_size(at, regions[r + 1][0])
-                    placed.append((("thread", regions[r + 1][0]), at, jump))
-                    used[r] = at + jump
+                if onward is not None and at + _jump_size(at, onward) <= end:
+                    jump = _jump_size(at, onward)
+                    placed.append((("thread", onward), at, jump))
+                    used[order[r]] = at + jump
                 r += 1
-                if r < len(regions):
-                    at = regions[r][0]
+                if r < len(order):
+                    at = regions[order[r]][0]
             if self.items[k][0] == "label":
                 labels[self.items[k][1]] = at
             placed.append((k, at, size))
             at += size
-            used[r] = at
+            used[order[r]] = at
         return placed, labels, used
 
     def encode(self, data):
@@ -172,6 +178,9 @@ class Routine:
 _SHORTENABLE = {"jmp"} | set(_CONDITIONS)
 _DATA_LINES = {64: "lea r11, [rip + DATA]", 32: "lea ebp, [eip + DATA]"}
 _DATA_SIZES = {64: 7, 32: 11}
+
+
+_LONG_JUMP = 5
 
 
 def _jump_size(source, target):
