@@ -4,7 +4,8 @@ jump it adds, into bytes it wrote."""
 
 import pytest
 
-from elfvector.closure.x86_64.asm import NoRoom, Routine
+from elfvector.closure.fixup import NoRoutineRoom
+from elfvector.closure.x86_64.asm import Routine
 
 LINES = ["ev_start:", "mov eax, ebx", "mov ecx, edx", "mov esi, edi", "xor eax, eax",
          "test eax, eax", "jz ev_start", "ret"]
@@ -30,5 +31,5 @@ def test_a_region_too_small_for_a_jump_is_passed_over(bits):
 
 
 def test_no_room_is_said():
-    with pytest.raises(NoRoom):
+    with pytest.raises(NoRoutineRoom):
         Routine(LINES).layout([(0x1000, 0x1004), (0x2000, 0x2004)])

@@ -9,6 +9,11 @@ the order of a routine's parts (:func:`routine_lines`).
 from dataclasses import dataclass
 
 
+class NoRoutineRoom(Exception):
+    """The routine does not fit the regions it was given (an architecture's
+    ``Routine.layout``); the caller tries other regions."""
+
+
 @dataclass(frozen=True)
 class DataLayout:
     """Offsets in the fix-up data (word-aligned, read-only) of ``word``-byte words.

@@ -29,9 +29,9 @@ from dataclasses import dataclass
 from ..elfimage import (PF_R, PF_W, PF_X, PT_LOAD, SHF_ALLOC, SHF_EXECINSTR,
                         SHT_NOBITS, SHT_PROGBITS)
 from ..errors import UnsupportedElfError
+from .fixup import NoRoutineRoom
 from .model import IrelativeForeign
 from .output import PAGE, NewSection, align_up, page_end
-from .x86_64 import asm
 
 #: the alignment of the data the rewrite adds (a word on either class)
 WORD = 8
@@ -281,7 +281,7 @@ class Placement:
         for space, region in [(s, (s.cursor, s.end)) for s in spaces] + [(None, t) for t in ibt]:
             try:
                 used = routine.layout([region])
-            except asm.NoRoom:
+            except NoRoutineRoom:
                 continue
             return self._routine_placed(space, [region], used, space.name if space
                                         else "dead IBT .plt")
@@ -289,7 +289,7 @@ class Placement:
         try:
             used = routine.layout(regions)
             return self._routine_placed(None, regions, used, "threaded through dead PLT bytes")
-        except asm.NoRoom:
+        except NoRoutineRoom:
             pass
         if self.added_space is None:
             raise NoRoom("no room for the fix-up routine")

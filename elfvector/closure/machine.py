@@ -1,12 +1,14 @@
 """What the closure rewrite needs of an object's architecture (:func:`closure_arch`).
 
 The rewrite itself is common: the per-architecture code lives in
-``closure/x86_64`` and ``closure/i386`` (PLT decoding, the fix-up routine,
-the preload check; ``closure/aarch64`` too), and what differs in the files is the ELF class (word
-size, record formats) and the relocation format: RELA on x86-64, REL on
-i386, where a relocation's addend is the word it relocates, so the
-rewrite writes kept RELATIVE and IRELATIVE addends into the words and
-settles a word by writing its value there (as on x86-64).
+``closure/x86_64``, ``closure/i386`` and ``closure/aarch64`` (PLT decoding,
+the fix-up routine, the preload check, the assembler), what the three
+share in ``closure/plt.py``, ``fixup.py`` and ``preload.py``; what differs
+in the files is the ELF class (word size, record formats) and the
+relocation format: RELA on x86-64 and AArch64, REL on i386, where a
+relocation's addend is the word it relocates, so the rewrite writes kept
+RELATIVE and IRELATIVE addends into the words and settles a word by
+writing its value there (as on x86-64).
 """
 
 from dataclasses import dataclass
@@ -32,6 +34,11 @@ SHT_RELA, SHT_REL = 4, 9
 OPERATION = "vectool --mode=retro"
 
 
+def _rela_or_rel(rela, rel):
+    """A property of :class:`ClosureArch`: ``rela`` on a RELA architecture, else ``rel``."""
+    return property(lambda self: rela if self.rela else rel)
+
+
 @dataclass(frozen=True)
 class ClosureArch:
     """One architecture's facts and code modules for the closure rewrite."""
@@ -40,14 +47,8 @@ class ClosureArch:
     plt: object                 #: PLT decoding (``closure/<arch>/plt.py``)
     fixup: object               #: the fix-up routine (``closure/<arch>/fixup.py``)
     preload: object             #: the preload check (``closure/<arch>/preload.py``)
-    bits: int                   #: the fix-up routine's code width
-
-    def routine(self, lines):
-        """The assembler of the fix-up routine's ``lines`` (its ``layout``
-        and ``encode``)."""
-        if self.name == "aarch64":
-            return aarch64_asm.Routine(lines)
-        return x86_asm.Routine(lines, self.bits)
+    #: the assembler of the fix-up routine's lines (its ``layout`` and ``encode``)
+    routine: object
 
     @property
     def name(self):
@@ -62,10 +63,6 @@ class ClosureArch:
         return self.layout.word
 
     @property
-    def word_format(self):
-        return "<Q" if self.word == 8 else "<I"
-
-    @property
     def rela(self):
         return self.machine.rela
 
@@ -73,33 +70,13 @@ class ClosureArch:
         return (value & ((1 << 8 * self.word) - 1)).to_bytes(self.word, "little")
 
     # -- the dynamic relocation table: .rela.dyn (DT_RELA) or .rel.dyn (DT_REL) --------
-    @property
-    def table_tag(self):
-        return DT_RELA if self.rela else DT_REL
-
-    @property
-    def size_tag(self):
-        return DT_RELASZ if self.rela else DT_RELSZ
-
-    @property
-    def entry_tag(self):
-        return DT_RELAENT if self.rela else DT_RELENT
-
-    @property
-    def count_tag(self):
-        return DT_RELACOUNT if self.rela else DT_RELCOUNT
-
-    @property
-    def dynamic_section(self):
-        return ".rela.dyn" if self.rela else ".rel.dyn"
-
-    @property
-    def plt_section(self):
-        return ".rela.plt" if self.rela else ".rel.plt"
-
-    @property
-    def section_type(self):
-        return SHT_RELA if self.rela else SHT_REL
+    table_tag = _rela_or_rel(DT_RELA, DT_REL)
+    size_tag = _rela_or_rel(DT_RELASZ, DT_RELSZ)
+    entry_tag = _rela_or_rel(DT_RELAENT, DT_RELENT)
+    count_tag = _rela_or_rel(DT_RELACOUNT, DT_RELCOUNT)
+    dynamic_section = _rela_or_rel(".rela.dyn", ".rel.dyn")
+    plt_section = _rela_or_rel(".rela.plt", ".rel.plt")
+    section_type = _rela_or_rel(SHT_RELA, SHT_REL)
 
     @property
     def entry_size(self):
@@ -124,9 +101,12 @@ class ClosureArch:
 
 
 _ARCHES = {
-    "x86_64": lambda m: ClosureArch(m, x86_64_plt, x86_64_fixup, x86_64_preload, 64),
-    "i386": lambda m: ClosureArch(m, i386_plt, i386_fixup, i386_preload, 32),
-    "aarch64": lambda m: ClosureArch(m, aarch64_plt, aarch64_fixup, aarch64_preload, 64),
+    "x86_64": lambda m: ClosureArch(m, x86_64_plt, x86_64_fixup, x86_64_preload,
+                                    lambda lines: x86_asm.Routine(lines, 64)),
+    "i386": lambda m: ClosureArch(m, i386_plt, i386_fixup, i386_preload,
+                                  lambda lines: x86_asm.Routine(lines, 32)),
+    "aarch64": lambda m: ClosureArch(m, aarch64_plt, aarch64_fixup, aarch64_preload,
+                                     aarch64_asm.Routine),
 }
 
 

@@ -13,7 +13,7 @@ and must find every instruction.
 import capstone
 import keystone
 
-from ..x86_64.asm import NoRoom
+from ..fixup import NoRoutineRoom
 
 INSTRUCTION = 4
 
@@ -42,7 +42,7 @@ class Routine:
                 self.at = at
                 used[k] = at + self.size
                 return used
-        raise NoRoom("no room for the fix-up routine")
+        raise NoRoutineRoom("no room for the fix-up routine")
 
     def encode(self, data):
         """[(address, bytes)] of the routine, reading its data at ``data``."""

@@ -12,12 +12,9 @@ import re
 
 import keystone
 
+from ..fixup import NoRoutineRoom
 from ..i386 import ENDBR32
 from . import ENDBR64, rel32
-
-
-class NoRoom(Exception):
-    """The routine does not fit the regions it was given."""
 
 
 _CONDITIONS = {"jo": 0, "jno": 1, "jb": 2, "jc": 2, "jae": 3, "jnc": 3, "je": 4, "jz": 4,
@@ -94,7 +91,7 @@ class Routine:
 
     def layout(self, regions):
         """Place the routine over ``regions`` [(start, end)]; returns, per
-        region, the end of the bytes used (None: unused).  Raises NoRoom."""
+        region, the end of the bytes used (None: unused).  Raises :class:`..fixup.NoRoutineRoom`."""
         long = set()
         while True:
             placed, labels, used = self._place(regions, long)
@@ -119,7 +116,7 @@ class Routine:
             size = self._size(k, long)
             while True:
                 if r >= len(order):
-                    raise NoRoom("no room for the fix-up routine")
+                    raise NoRoutineRoom("no room for the fix-up routine")
                 end = regions[order[r]][1]
                 last = k == len(self.items) - 1 or r == len(order) - 1 or self._ends_flow(k)
                 onward = None if r == len(order) - 1 else regions[order[r + 1]][0]
