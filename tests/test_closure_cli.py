@@ -396,6 +396,29 @@ def test_another_build_of_a_library_is_refused(small, tmp_path):
     assert outcome(proc) == (f"{out / 'lib' / 'libdemo.so.1'}: output changed\n", "", 1)
 
 
+def test_a_rerun_keeps_the_recorded_libdir(small, tmp_path):
+    """A rerun without --libdir keeps the run path DIR was made for: the
+    default DIR/lib is not noted, a --libdir given is taken (nothing is
+    written) and one given again replaces it."""
+    src, out, addrs = small
+    rerun = retro_cli(tmp_path, out, addrs, "-v")
+    assert rerun.returncode == 0 and "--libdir" not in rerun.stdout, rerun.stderr
+    libdir, path = tmp_path / "installed", out / "elfvector-retro.json"
+    first = retro_cli(tmp_path, out, addrs, f"--libdir={libdir}")
+    assert first.returncode == 0, first.stderr
+    rerun = retro_cli(tmp_path, out, addrs, "-v")
+    assert rerun.returncode == 0, rerun.stderr
+    assert rerun.stdout.startswith(f"vectool: --libdir={libdir} (as {path} records)\n")
+    assert "(0 written)" in rerun.stdout
+    assert manifest(out)["settings"]["libdir"] == str(libdir)
+    other = tmp_path / "elsewhere"
+    again = retro_cli(tmp_path, out, addrs, "-v", f"--libdir={other}")
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.startswith(f"vectool: --libdir={other} replaces the recorded "
+                                   f"--libdir={libdir}\n")
+    assert manifest(out)["settings"]["libdir"] == str(other)
+
+
 def test_check_and_rerun(small, tmp_path):
     """--check lists the outputs whose sources changed; rerunning without
     PROGRAM redoes the manifest's programs, writing only the files whose

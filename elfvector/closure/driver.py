@@ -51,10 +51,11 @@ LOCK = ".elfvector-retro.lock"
 class RetroOptions:
     """The command line of ``vectool --mode=retro`` (see the CLI's help).
 
-    ``exclude`` and ``keep_interposable`` None mean "not given": a rerun
-    takes what DIR's manifest records (:func:`with_recorded_settings`), a
-    new DIR none; ``fixed_bases`` False is --no-fixed-bases (no addrfile
-    needed); ``seed`` makes a new addrfile's random top reproducible;
+    ``exclude``, ``keep_interposable``, ``libdir`` and ``root`` None mean
+    "not given": a rerun takes what DIR's manifest records
+    (:func:`with_recorded_settings`), a new DIR none; ``fixed_bases``
+    False is --no-fixed-bases (no addrfile needed); ``seed`` makes a new
+    addrfile's random top reproducible;
     ``progress``, if given, is called as ``progress(done, total, what)``;
     ``root`` is the directory the programs' ld.so and every path it opens
     are under (a sysroot of another system's packages; None: this system)."""

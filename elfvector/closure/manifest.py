@@ -3,8 +3,9 @@
 The manifest records what DIR holds and what it was made from: every
 program, each output's source and both files' sha256, its base and check
 symbol, and the options of the run.  It is what lets a later run redo every
-program sharing DIR/lib (taking the recorded --exclude and
---keep-interposable unless given, :func:`with_recorded_settings`), what
+program sharing DIR/lib (taking the recorded --exclude,
+--keep-interposable, --root and --libdir unless given,
+:func:`with_recorded_settings`), what
 ``--check`` compares with the files as they are (:func:`check`), and what
 names the original of an output given as a program.
 """
@@ -92,7 +93,23 @@ class Manifest:
                 raise RetroError("a malformed manifest: settings.root is not a string",
                                  self.path)
             out["root"] = root
+        libdir = self._given_libdir()
+        if libdir is not None:
+            out["libdir"] = libdir
         return out
+
+    def _given_libdir(self):
+        """The --libdir the run was given, or None: the manifest records the
+        outputs' run path, which without --libdir is the directory the run
+        wrote the libraries to (DIR/lib, wherever DIR was then)."""
+        libdir = self.settings.get("libdir")
+        if libdir is None:
+            return None
+        if not isinstance(libdir, str):
+            raise RetroError("a malformed manifest: settings.libdir is not a string", self.path)
+        written_to = {os.path.dirname(o["output"]) for o in self.objects
+                      if o.get("kind") != "program"}
+        return None if libdir in written_to else libdir
 
     @classmethod
     def of(cls, outdir, programs, closure, plan, rows, outputs, options):
@@ -163,15 +180,17 @@ def check(outdir):
 # -- the options a rerun inherits -----------------------------------------------------------
 
 #: the options a rerun takes from the manifest when they are not given: (name, default)
-RECORDED_OPTIONS = (("exclude", ()), ("keep_interposable", False), ("root", None))
+RECORDED_OPTIONS = (("exclude", ()), ("keep_interposable", False), ("root", None),
+                    ("libdir", None))
 
 
 def with_recorded_settings(options, old):
-    """(options, notes): --exclude, --keep-interposable and the sysroot
-    (``root``) not given take the values DIR's manifest records, so that a rerun (after an update, or
-    to add a program) redoes DIR as it was made, and names kept
-    interposable do not silently become pre-bound; a value given replaces
-    the recorded one.  ``notes`` says, one line each, which were taken or
+    """(options, notes): --exclude, --keep-interposable, the sysroot
+    (``root``) and --libdir not given take the values DIR's manifest
+    records, so that a rerun (after an update, or to add a program) redoes
+    DIR as it was made, names kept interposable do not silently become
+    pre-bound, and the outputs keep the run path they were installed for; a
+    value given replaces the recorded one.  ``notes`` says, one line each, which were taken or
     replaced."""
     recorded = old.recorded_options() if old else {}
     changes, notes = {}, []
@@ -188,7 +207,7 @@ def with_recorded_settings(options, old):
 
 
 def _normalized(name, value):
-    if name == "root":
+    if name in ("root", "libdir"):
         return value
     return tuple(value) if name == "exclude" else bool(value)
 
@@ -197,6 +216,6 @@ def _option_text(name, value):
     """The option as a command line gives it."""
     if name == "exclude":
         return f"--exclude={shlex.quote(' '.join(value))}"
-    if name == "root":
-        return f"--root={shlex.quote(value)}"
+    if name in ("root", "libdir"):
+        return f"--{name}={shlex.quote(value)}"
     return "--keep-interposable" if value else "--no-keep-interposable"
