@@ -419,6 +419,23 @@ def test_a_rerun_keeps_the_recorded_libdir(small, tmp_path):
     assert manifest(out)["settings"]["libdir"] == str(other)
 
 
+def test_a_rerun_reads_the_recorded_exclude_file_again(small, tmp_path):
+    """--exclude=@FILE is recorded as FILE: a rerun without --exclude reads
+    it again and takes the words it holds then."""
+    src, out, addrs = small
+    words = tmp_path / "keep.txt"
+    words.write_text("^demo_twice$  # kept a lookup\n")
+    retro([src / "demo"], RetroOptions(outdir=str(out), addrfile=str(addrs),
+                                       exclude=("^demo_twice$",), exclude_file=str(words)))
+    assert manifest(out)["settings"]["exclude_file"] == str(words)
+    words.write_text("^demo_twice$\n^demo_add$\n")
+    rerun = retro([], RetroOptions(outdir=str(out), addrfile=str(addrs)))
+    assert rerun.settings == [f"--exclude=@{words} (as {out / 'elfvector-retro.json'} records)"]
+    settings = manifest(out)["settings"]
+    assert settings["exclude"] == ["^demo_twice$", "^demo_add$"]
+    assert settings["exclude_file"] == str(words)
+
+
 def test_check_and_rerun(small, tmp_path):
     """--check lists the outputs whose sources changed; rerunning without
     PROGRAM redoes the manifest's programs, writing only the files whose

@@ -64,6 +64,8 @@ class RetroOptions:
     addrfile: str = None
     libdir: str = None
     exclude: tuple = None
+    #: the file --exclude=@FILE read ``exclude`` from (recorded, and read again by a rerun)
+    exclude_file: str = None
     keep_interposable: bool = None
     fixed_bases: bool = True
     seed: int = None

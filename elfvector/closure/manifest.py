@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, replace
 from .. import __version__
 from ..atomic import write_bytes
 from ..errors import ElfvectorError
+from ..patterns import read_words
 
 MANIFEST = "elfvector-retro.json"
 MANIFEST_FORMAT = 1
@@ -81,6 +82,12 @@ class Manifest:
                 raise RetroError("a malformed manifest: settings.exclude is not a list of "
                                  "strings", self.path)
             out["exclude"] = tuple(exclude)
+        exclude_file = self.settings.get("exclude_file")
+        if exclude_file is not None:
+            if not isinstance(exclude_file, str):
+                raise RetroError("a malformed manifest: settings.exclude_file is not a "
+                                 "string", self.path)
+            out["exclude_file"] = exclude_file
         keep = self.settings.get("keep_interposable")
         if keep is not None:
             if not isinstance(keep, bool):
@@ -125,8 +132,10 @@ class Manifest:
                         "library"})
         settings = {"libdir": plan.objects[0].rpath, "fixed_bases": options.fixed_bases,
                     "addrfile": options.addrfile and os.path.abspath(options.addrfile),
-                    "exclude": list(options.exclude),
-                    "keep_interposable": options.keep_interposable, "root": options.root}
+                    "exclude": list(options.exclude)}
+        if options.exclude_file is not None:           # --exclude=@FILE: redone from FILE
+            settings["exclude_file"] = os.path.abspath(options.exclude_file)
+        settings.update(keep_interposable=options.keep_interposable, root=options.root)
         return cls(outdir, list(programs), objects, settings)
 
     def write(self):
@@ -190,19 +199,27 @@ def with_recorded_settings(options, old):
     records, so that a rerun (after an update, or to add a program) redoes
     DIR as it was made, names kept interposable do not silently become
     pre-bound, and the outputs keep the run path they were installed for; a
-    value given replaces the recorded one.  ``notes`` says, one line each, which were taken or
-    replaced."""
+    value given replaces the recorded one.  An --exclude=@FILE recorded is
+    read again (the words in FILE now).  ``notes`` says, one line each,
+    which were taken or replaced."""
     recorded = old.recorded_options() if old else {}
     changes, notes = {}, []
+    known_file = recorded.get("exclude_file")
+    if options.exclude is None and known_file is not None:
+        changes.update(exclude=tuple(read_words("@" + known_file)), exclude_file=known_file)
+        notes.append(f"{_option_text('exclude', (), known_file)} (as {old.path} records)")
     for name, default in RECORDED_OPTIONS:
         given, known = getattr(options, name), recorded.get(name)
+        if name in changes:
+            continue
         if given is None:
             changes[name] = default if known is None else known
             if known not in (None, default):
                 notes.append(f"{_option_text(name, known)} (as {old.path} records)")
         elif known is not None and _normalized(name, given) != known:
-            notes.append(f"{_option_text(name, given)} replaces the recorded "
-                         f"{_option_text(name, known)}")
+            given_file = options.exclude_file if name == "exclude" else None
+            notes.append(f"{_option_text(name, given, given_file)} replaces the recorded "
+                         f"{_option_text(name, known, known_file)}")
     return replace(options, **changes), notes
 
 
@@ -212,8 +229,10 @@ def _normalized(name, value):
     return tuple(value) if name == "exclude" else bool(value)
 
 
-def _option_text(name, value):
-    """The option as a command line gives it."""
+def _option_text(name, value, exclude_file=None):
+    """The option as a command line gives it (``exclude_file``: --exclude's @FILE)."""
+    if name == "exclude" and exclude_file is not None:
+        return f"--exclude=@{shlex.quote(exclude_file)}"
     if name == "exclude":
         return f"--exclude={shlex.quote(' '.join(value))}"
     if name in ("root", "libdir"):
