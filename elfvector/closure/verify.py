@@ -13,6 +13,10 @@ offset of the same object.  That covers every word the plan settled
 words it left to ld.so, which the rewrite moved.  A wrong definer, a wrong
 version, a wrong addend or a fix-up that failed shows as one failure per
 word.
+
+Programs this machine does not run (AArch64 ones on x86-64) run under
+qemu-user's gdbstub (``qemu-aarch64 -g SOCKET``), driven by gdb-multiarch:
+the same stop, the same words.
 """
 
 import hashlib
@@ -92,7 +96,7 @@ def verify_program(closure, plan, linkmap, args, gdb):
     for lay in sorted(layouts, key=lambda lay: not lay.plan.is_interp):
         lay.check_installed()
     stop_path, stop_address, stop_obj = _first_constructor(linkmap, index)
-    main = next(lay for lay in layouts if lay.plan.is_program)
+    main = next(lay for lay in layouts if lay.index == index[linkmap.main.elf])
     stock = runner.run([*_stock_command(linkmap), *args],
                        {lay.stock_path: lay.stock_spec() for lay in layouts},
                        (stop_path, stop_address), main.stock_path)
