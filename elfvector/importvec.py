@@ -15,6 +15,7 @@ import tempfile
 from dataclasses import dataclass, field
 
 from . import arch as arches
+from .arch.asmtext import asm_symbol
 from .atomic import move_into_place
 from .elffile import ElfFile
 from .elfimage import ET_EXEC, PT_LOAD, STB_LOCAL, ElfImage
@@ -489,7 +490,6 @@ def _vector_only_names(libraries, vectors):
 def _shim_library(tmp, toolchain, names):
     """A shared library defining each of ``names`` as a function (``ret``
     is one on every architecture we handle)."""
-    asm_symbol = arches.for_arch(toolchain.arch).asm_symbol
     asm = "".join(f"\t.globl {n}\n\t.type {n},%function\n{n}:\n\tret\n"
                   for n in map(asm_symbol, names))
     obj = _assemble(tmp, toolchain, "vector-only",

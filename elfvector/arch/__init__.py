@@ -12,7 +12,10 @@ reading further.
 Each architecture with generated code has a module here providing the
 same names (``x86_64``, and the packages ``i386`` and ``aarch64``); ``for_arch`` is the one
 registry of them.  An architecture we do not know is an error, never a
-guess.
+guess.  What they share is not repeated in each: :mod:`.asmtext` writes
+the GNU as text of the export table and the import vector's layout (each
+architecture supplies the instructions), :mod:`.machinecode` holds
+keystone and capstone for the post-link code of i386 and AArch64.
 """
 
 from ..errors import UnsupportedElfError
@@ -22,7 +25,6 @@ _ARCHES = {"x86_64": x86_64, "i386": i386, "aarch64": aarch64}
 
 _ALL = ("x86_64", "i386", "aarch64")
 _X86_64 = ("x86_64",)
-_ELFVECTOR_CODE = "it writes x86-64 code into the file"
 
 #: operation -> (the architectures it handles, why it does not handle the others)
 SUPPORTED = {

@@ -11,7 +11,7 @@ whether a target is in reach.  None of this code writes code: the slots
 are data words, so no instruction-cache maintenance is needed.
 """
 
-import functools
+from ..machinecode import assemble, disassemble
 
 __all__ = ["BTI_C", "IPLT_STUB_SIZE", "INDIRECT_JUMP_MAX", "RESOLVER_STUB_SIZE",
            "RESOLVER_COMMON_SIZE", "RELVEC_FIXUP_SIZE", "adrp_reaches", "indirect_jump_target",
@@ -30,27 +30,10 @@ RESOLVER_COMMON_SIZE = 40
 RELVEC_FIXUP_SIZE = 144
 _RELR_BITS = 63             # words one RELR bitmap entry covers
 
-@functools.cache
-def _keystone():
-    """The assembler, imported when code is first written (not by every command)."""
-    import keystone
-    return keystone.Ks(keystone.KS_ARCH_ARM64, keystone.KS_MODE_LITTLE_ENDIAN)
-
-
-@functools.cache
-def _capstone():
-    import capstone
-    cs = capstone.Cs(capstone.CS_ARCH_ARM64, capstone.CS_MODE_ARM)
-    cs.detail = True
-    return cs
-
 
 def _assemble(lines, size, at):
-    """``lines`` assembled at ``at``: ``size`` bytes, one instruction a line."""
-    code, _ = _keystone().asm("\n".join(lines), at)
-    if len(code) != size:
-        raise AssertionError(f"{len(code)} bytes of code where {size} were planned")
-    return bytes(code)
+    """``lines`` assembled at ``at``: exactly ``size`` bytes."""
+    return assemble("aarch64", lines, at, size)
 
 
 def adrp_reaches(at, target):
@@ -62,7 +45,8 @@ def _address_of(register, target, at):
     """``register`` = ``target``: ``adrp`` + ``add`` (the ``adrp`` at ``at``)."""
     if not adrp_reaches(at, target):
         raise ValueError(f"adrp at {at:#x} cannot reach {target:#x}")
-    return [f"adrp {register}, {target & ~0xFFF:#x}", f"add {register}, {register}, #{target & 0xFFF:#x}"]
+    return [f"adrp {register}, {target & ~0xFFF:#x}",
+            f"add {register}, {register}, #{target & 0xFFF:#x}"]
 
 
 def iplt_stub(at, got):
@@ -81,7 +65,7 @@ def indirect_jump_target(code, at):
     x16, #O]; [autia1716]; br x17``, the shape of ld's ``.plt`` entries
     (standard, BTI and PAC) and IPLT entries, and of :func:`iplt_stub`."""
     import capstone
-    insns = list(_capstone().disasm(code, at))
+    insns = disassemble("aarch64", code, at)
     while insns and insns[0].mnemonic in ("bti", "hint") and _hint(insns[0]) in _BTI_HINTS:
         insns.pop(0)
     if len(insns) < 3 or insns[0].mnemonic != "adrp" or insns[1].mnemonic != "ldr":
@@ -102,7 +86,8 @@ def indirect_jump_target(code, at):
 
 
 def _hint(insn):
-    """The number of the hint instruction ``insn`` (``HINT #n`` is ``d503201f | n << 5``), or None."""
+    """The number of the hint instruction ``insn`` (``HINT #n`` is
+    ``d503201f | n << 5``), or None."""
     word = int.from_bytes(insn.bytes, "little")
     return (word >> 5) & 0x7F if word & ~(0x7F << 5) == 0xD503201F else None
 

@@ -9,7 +9,7 @@ address space, modulo 2**32).  Every entry point that ld.so or another
 module reaches indirectly starts with ``endbr32``.
 """
 
-import functools
+from ..machinecode import assemble, disassemble
 
 __all__ = ["ENDBR32", "IPLT_STUB_SIZE", "INDIRECT_JUMP_MAX", "RESOLVER_STUB_SIZE",
            "RESOLVER_COMMON_SIZE", "RELVEC_FIXUP_SIZE", "indirect_jump_target", "iplt_stub",
@@ -24,33 +24,11 @@ RESOLVER_COMMON_SIZE = 33     # the longest resolver_common (32-bit displacement
 RELVEC_FIXUP_SIZE = 92
 
 
-@functools.cache
-def _keystone():
-    """The assembler, imported when code is first written (not by every command)."""
-    import keystone
-    ks = keystone.Ks(keystone.KS_ARCH_X86, keystone.KS_MODE_32)
-    ks.syntax = keystone.KS_OPT_SYNTAX_ATT
-    return ks
-
-
-@functools.cache
-def _capstone():
-    import capstone
-    cs = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_32)
-    cs.detail = True
-    return cs
-
-
 def _assemble(lines, at, size, endbr=True):
     """``lines`` assembled at ``at`` (after ``endbr32`` with ``endbr``),
     padded with ``int3`` to ``size`` bytes.  Numbers in ``lines`` must be
     written in hex: keystone's AT&T mode reads 10 as 0x10."""
-    start = ENDBR32 if endbr else b""
-    code, _ = _keystone().asm("\n".join(lines), at + len(start))
-    code = start + bytes(code)
-    if len(code) > size:
-        raise AssertionError(f"{len(code)} bytes of code where {size} were planned")
-    return code + b"\xcc" * (size - len(code))
+    return assemble("i386", lines, at, size, ENDBR32 if endbr else b"", b"\xcc")
 
 
 def _disp(target, base):
@@ -70,7 +48,9 @@ def iplt_stub(at, got):
 
     ld's IPLT entry ``jmp *got@GOT(%ebx)`` needs the caller's GOT pointer in
     %ebx, which a call from another module through a vector does not set,
-    so the stub finds the word from its own address, and returns into it::
+    so the stub finds the word from its own address, and returns into it
+    (expvec's veneer, :func:`elfvector.arch.i386.link._ifunc_veneer`, is
+    these bytes too, so :func:`indirect_jump_target` decodes both)::
 
         endbr32; lea -4(%esp),%esp; push %eax; call here; here: pop %eax
         mov got-here(%eax),%eax; mov %eax,4(%esp); pop %eax; ret
@@ -91,7 +71,7 @@ def indirect_jump_target(code, at):
     program's ``.plt``, ``.plt.sec``, ``.iplt``) or :func:`iplt_stub`.  A
     PIC entry, ``jmp *off(%ebx)``, depends on the caller's %ebx: None."""
     import capstone
-    insns = list(_capstone().disasm(code, at))
+    insns = disassemble("i386", code, at)
     if insns and insns[0].mnemonic == "endbr32":
         insns.pop(0)
     if not insns:
