@@ -58,6 +58,9 @@ class LinkMap:
                                     library_path, link_files, link_dirs)
         preloads = self._preloads(preload, system_preload)
         self.search_list = self._map_dependencies([self.main] + preloads)
+        if not trace:           # ld.so relocates what it loads (ldd, tracing, does not)
+            for obj in self.loaded:
+                startup.check_relocated_words(obj.elf)
         self._set_scopes()
         self.unique = {}                           #: the STB_GNU_UNIQUE table (lookup.py)
 
@@ -88,7 +91,7 @@ class LinkMap:
         except ElfvectorError as e:
             where = f" under {self.config.root}" if self.config.root else ""
             raise LoadError(f"its dynamic linker {path}{where}: {e.reason}",
-                            self.main.name) from None
+                            self.main.elf.path) from None
         names = {path} | ({interp} if interp else set()) | ({elf.soname} if elf.soname else set())
         rtld = MappedObject(elf, path, names, is_rtld=True, origin=self.main.origin)
         self.loaded.append(rtld)
@@ -153,7 +156,7 @@ class LinkMap:
     def _expand_needed(self, obj, name):
         expanded = self.search.substitute(obj, name) if dst_count(name) else name
         if not expanded:
-            raise LoadError(f"{name}: empty dynamic string token substitution", obj.name)
+            raise LoadError(f"{name}: empty dynamic string token substitution", obj.elf.path)
         return expanded
 
     def _map_object(self, loader, name):
@@ -172,14 +175,15 @@ class LinkMap:
             found = self.search.find(loader, name)
         if not found:
             raise LoadError(f"cannot find {name}, which it needs: ld.so would not start "
-                            "the program", loader.name)
+                            "the program", loader.elf.path)
         realname, elf = found
         for obj in self.loaded:
             if not obj.is_main and not obj.is_rtld and obj.elf.file_id == elf.file_id:
                 obj.names.add(name)
                 return obj
         if elf.is_executable or elf.is_pie:
-            raise LoadError(f"{realname}: cannot load an executable as a library", loader.name)
+            raise LoadError(f"{elf.path}: cannot load an executable as a library",
+                            loader.elf.path)
         obj = MappedObject(elf, realname, {name}, loader=loader,
                            origin=os.path.dirname(os.path.abspath(realname)) or "/")
         self.loaded.append(obj)

@@ -172,11 +172,11 @@ class LibrarySearch:
             if e.errno in (errno.ENOENT, errno.EACCES, errno.ENOTDIR, errno.ENAMETOOLONG):
                 return None
             if e.errno == errno.EISDIR:
-                raise LoadError(f"{path}: cannot read file data: Is a directory",
-                                loader.name) from None
+                raise LoadError(f"{host}: cannot read file data: Is a directory",
+                                loader.elf.path) from None
             return False
         if len(header) < self.layout.ehdr.size or header[:4] != b"\x7fELF":
-            raise LoadError(f"{path}: invalid ELF header", loader.name)
+            raise LoadError(f"{host}: invalid ELF header", loader.elf.path)
         if not self._compatible(header):
             return None
         return path, self.files.get(host)

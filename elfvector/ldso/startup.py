@@ -2,13 +2,16 @@
 every relocation of every object, in relocation order, with the lookup
 it makes and what it binds to."""
 
+import bisect
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
+from ..elfstruct import ELFCLASS64, PT_LOAD
 from .lookup import lookup
 from .objects import MappedObject
-from .symbols import STB_LOCAL, STV_HIDDEN, STV_INTERNAL, STV_PROTECTED, Symbol, Version
+from .symbols import (STB_LOCAL, STV_HIDDEN, STV_INTERNAL, STV_PROTECTED, LoadError, Symbol,
+                      Version)
 
 RTLD_MALLOC = ("calloc", "free", "malloc", "realloc")     #: __rtld_malloc_init_real
 
@@ -101,3 +104,28 @@ def _relocate(linkmap, obj):
             definer, symbol = cache_value or (None, None)
             yield Binding(obj, table, index, rtype, sym_index, ref.name, version, definer,
                           symbol, True, hit, ref.visibility == STV_PROTECTED)
+
+
+def check_relocated_words(elf):
+    """ld.so writes each relocated word at the load bias plus ``r_offset``,
+    unchecked: a word outside the file's PT_LOAD segments would crash the
+    start-up (or land in another mapping), so no binding of it can be settled.
+    (Offsets sorted and counted per segment by bisection: gdb's closure has
+    150,000 relocations.)"""
+    word = 8 if elf.machine.elfclass == ELFCLASS64 else 4
+    none = elf.machine.none
+    offsets = sorted(r[0] for relocs in (elf.rela_dyn, elf.rela_plt) for r in relocs
+                     if r[1] != none)
+    starts = sorted((p.vaddr, p.vaddr + p.memsz - word) for p in elf.image.phdrs
+                    if p.type == PT_LOAD and p.memsz >= word)
+    inside, last = 0, -1
+    for first, final in starts:             # each offset counted once: from past the last
+        first = max(first, last + 1)
+        if first <= final:
+            inside += bisect.bisect_right(offsets, final) - bisect.bisect_left(offsets, first)
+            last = final
+    if inside == len(offsets):
+        return
+    wild = next(o for o in offsets if not any(a <= o <= b for a, b in starts))
+    raise LoadError(f"a dynamic relocation writes at {wild:#x}, outside its segments: ld.so "
+                    "would crash starting the program", elf.path)
