@@ -117,7 +117,12 @@ def main(mode, addrfile, verbose, programs, outdir, libdir, exclude, keep_interp
                                               else None),
                            fixed_bases=not no_fixed_bases, seed=seed, root=root,
                            progress=_progress if sys.stderr.isatty() else None)
-    result = retro(programs, options)
+    created = _missing_directories(os.path.abspath(outdir))
+    try:
+        result = retro(programs, options)
+    except BaseException:           # refused (or interrupted): no empty DIR left
+        _remove_if_empty(created, os.path.abspath(outdir))
+        raise
     for message in result.warnings:
         warn("vectool", message)
     _report(result, verbose)
@@ -125,6 +130,29 @@ def main(mode, addrfile, verbose, programs, outdir, libdir, exclude, keep_interp
         write_text(json_path, json.dumps(result.as_json(), indent=1) + "\n")
     if verify:
         _verify(result, shlex.split(verify_args))
+
+
+def _missing_directories(outdir):
+    """DIR and its bin and lib as far as they do not exist yet: the run creates them
+    (and DIR's lock) before it reads the closure."""
+    paths = [outdir, os.path.join(outdir, "bin"), os.path.join(outdir, "lib")]
+    return [path for path in paths if not os.path.lexists(path)]
+
+
+def _remove_if_empty(created, outdir):
+    """After a failed run: what it created of ``created`` goes again, so that a
+    refused program leaves no empty DIR behind (a DIR that existed keeps its lock)."""
+    from ..closure.driver import LOCK
+    if outdir in created:
+        try:
+            os.unlink(os.path.join(outdir, LOCK))
+        except OSError:
+            pass
+    for path in reversed(created):
+        try:
+            os.rmdir(path)          # only when empty
+        except OSError:
+            pass
 
 
 def _flag(name):
