@@ -74,49 +74,26 @@ class Manifest:
 
     def recorded_options(self):
         """{name: value} of the :data:`RECORDED_OPTIONS` the manifest holds
-        (a manifest of an older elfvector may hold none)."""
+        (a manifest of an older elfvector may hold none), and the
+        ``exclude_file`` an --exclude=@FILE came from."""
         out = {}
-        exclude = self.settings.get("exclude")
-        if exclude is not None:
-            if not isinstance(exclude, list) or not all(isinstance(w, str) for w in exclude):
-                raise RetroError("a malformed manifest: settings.exclude is not a list of "
-                                 "strings", self.path)
-            out["exclude"] = tuple(exclude)
-        exclude_file = self.settings.get("exclude_file")
-        if exclude_file is not None:
-            if not isinstance(exclude_file, str):
-                raise RetroError("a malformed manifest: settings.exclude_file is not a "
-                                 "string", self.path)
-            out["exclude_file"] = exclude_file
-        keep = self.settings.get("keep_interposable")
-        if keep is not None:
-            if not isinstance(keep, bool):
-                raise RetroError("a malformed manifest: settings.keep_interposable is not "
-                                 "true or false", self.path)
-            out["keep_interposable"] = keep
-        root = self.settings.get("root")
-        if root is not None:
-            if not isinstance(root, str):
-                raise RetroError("a malformed manifest: settings.root is not a string",
+        for name, (kind, what) in _SETTING_TYPES.items():
+            value = self.settings.get(name)
+            if value is None:
+                continue
+            if not isinstance(value, kind) or \
+                    (kind is list and not all(isinstance(w, str) for w in value)):
+                raise RetroError(f"a malformed manifest: settings.{name} is not {what}",
                                  self.path)
-            out["root"] = root
-        libdir = self._given_libdir()
-        if libdir is not None:
-            out["libdir"] = libdir
+            out[name] = tuple(value) if kind is list else value
+        if out.get("libdir") in self._library_directories():
+            del out["libdir"]                       # the default: DIR/lib, not given
         return out
 
-    def _given_libdir(self):
-        """The --libdir the run was given, or None: the manifest records the
-        outputs' run path, which without --libdir is the directory the run
-        wrote the libraries to (DIR/lib, wherever DIR was then)."""
-        libdir = self.settings.get("libdir")
-        if libdir is None:
-            return None
-        if not isinstance(libdir, str):
-            raise RetroError("a malformed manifest: settings.libdir is not a string", self.path)
-        written_to = {os.path.dirname(o["output"]) for o in self.objects
-                      if o.get("kind") != "program"}
-        return None if libdir in written_to else libdir
+    def _library_directories(self):
+        """Where the run wrote the libraries (DIR/lib, wherever DIR was then):
+        the run path the manifest records when --libdir was not given."""
+        return {os.path.dirname(o["output"]) for o in self.objects if o.get("kind") != "program"}
 
     @classmethod
     def of(cls, outdir, programs, closure, plan, rows, outputs, options):
@@ -187,6 +164,11 @@ def check(outdir):
 
 
 # -- the options a rerun inherits -----------------------------------------------------------
+
+#: the settings a rerun reads: name -> (type, what a malformed one is not)
+_SETTING_TYPES = {"exclude": (list, "a list of strings"), "exclude_file": (str, "a string"),
+                  "keep_interposable": (bool, "true or false"), "root": (str, "a string"),
+                  "libdir": (str, "a string")}
 
 #: the options a rerun takes from the manifest when they are not given: (name, default)
 RECORDED_OPTIONS = (("exclude", ()), ("keep_interposable", False), ("root", None),
