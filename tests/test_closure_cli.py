@@ -400,7 +400,7 @@ def test_a_rerun_keeps_the_recorded_libdir(small, tmp_path):
     """A rerun without --libdir keeps the run path DIR was made for: the
     default DIR/lib is not noted, a --libdir given is taken (nothing is
     written) and one given again replaces it."""
-    src, out, addrs = small
+    _, out, addrs = small
     rerun = retro_cli(tmp_path, out, addrs, "-v")
     assert rerun.returncode == 0 and "--libdir" not in rerun.stdout, rerun.stderr
     libdir, path = tmp_path / "installed", out / "elfvector-retro.json"
