@@ -22,7 +22,6 @@ import capstone
 import keystone
 
 from .. import plt as common
-from ..plt import PltEntry
 from . import BTI_C
 
 PLT0_SIZE = 32
@@ -50,7 +49,7 @@ def plt_entries(sections, got=None):
         load = _LDR.match(second.op_str) if second.mnemonic == "ldr" else None
         if page and load:
             word = int(page.group(1), 0) + int(load.group(1) or "0", 0)
-            entries.setdefault(word, PltEntry(first.address, word, ".plt"))
+            entries.setdefault(word, common.PltEntry(first.address, word, ".plt"))
     return entries
 
 
