@@ -420,13 +420,13 @@ def test_a_rerun_keeps_the_recorded_libdir(small, tmp_path):
 
 
 def test_a_rerun_reads_the_recorded_exclude_file_again(small, tmp_path):
-    """--exclude=@FILE is recorded as FILE: a rerun without --exclude reads
-    it again and takes the words it holds then."""
+    """--exclude=@FILE given to vectool is recorded as FILE: a rerun without
+    --exclude reads it again and takes the words it holds then."""
     src, out, addrs = small
     words = tmp_path / "keep.txt"
     words.write_text("^demo_twice$  # kept a lookup\n")
-    retro([src / "demo"], RetroOptions(outdir=str(out), addrfile=str(addrs),
-                                       exclude=("^demo_twice$",), exclude_file=str(words)))
+    proc = retro_cli(tmp_path, out, addrs, f"--exclude=@{words}", src / "demo")
+    assert proc.returncode == 0, proc.stderr
     assert manifest(out)["settings"]["exclude_file"] == str(words)
     words.write_text("^demo_twice$\n^demo_add$\n")
     rerun = retro([], RetroOptions(outdir=str(out), addrfile=str(addrs)))

@@ -113,6 +113,8 @@ def main(mode, addrfile, verbose, programs, outdir, libdir, exclude, keep_interp
     PatternList(words, "--exclude", exclude[1:] if exclude.startswith("@") else None)
     options = RetroOptions(outdir=outdir, addrfile=addrfile, libdir=libdir,
                            exclude=words if given("exclude") else None,
+                           exclude_file=(os.path.abspath(exclude[1:])
+                                         if given("exclude") and exclude.startswith("@") else None),
                            keep_interposable=(keep_interposable if given("keep_interposable")
                                               else None),
                            fixed_bases=not no_fixed_bases, seed=seed, root=root,
