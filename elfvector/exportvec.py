@@ -270,12 +270,6 @@ def trial_link(cmd, tmp, operation=OPERATION):
 def choose_vector(trial, cmd, incl_arg, incl, excl):
     """The export vector of the trial-linked library, and notes about it."""
     functions, ifuncs = _exported_functions(trial.image)
-    notes = []
-    if trial.arch in IPLT_NEEDS_CALLERS_GOT and ifuncs:
-        notes.append(f"{len(ifuncs)} IFUNCs left out of the vector (an i386 library's IPLT "
-                     "entry jumps through %ebx, the caller's GOT): "
-                     + ", ".join(sorted(str(s) for s in functions if s.key in ifuncs)))
-        functions = [s for s in functions if s.key not in ifuncs]
     soname = cmd.soname or trial.soname or os.path.basename(cmd.output)
     vector = _choose_vector(vector_name_for_soname(soname), functions, incl_arg, incl, excl)
     if not vector.slots:
@@ -286,15 +280,19 @@ def choose_vector(trial, cmd, incl_arg, incl, excl):
             raise VectorMismatchError(
                 f"cannot vector {slot!s}: its name {slot.problem()} (leave it out with excl)",
                 cmd.output)
-    notes += [f"{slot}: IFUNC, its slot goes through an IPLT entry"
-              for slot in vector.slots if slot.key in ifuncs]
+    entry = IFUNC_ENTRY[trial.arch]
+    notes = [f"{slot}: IFUNC, its slot goes through {entry}"
+             for slot in vector.slots if slot.key in ifuncs]
     return vector, notes
 
 
-#: architectures whose PIC IPLT entries need the caller to hold the
-#: library's GOT address (i386: ``jmp *name@GOT(%ebx)``), so that a slot
-#: cannot lead there from another object; their IFUNCs stay bound by name
-IPLT_NEEDS_CALLERS_GOT = ("i386",)
+#: what an IFUNC's slot leads to, by architecture: x86-64's IPLT entry
+#: (``jmp *GOT(%rip)``) serves any caller; i386's (``jmp *GOT(%ebx)``)
+#: needs the caller's %ebx and AArch64's cannot be a PREL32 target, so
+#: there the export table leads to a veneer of ours (:func:`link_features`)
+IFUNC_ENTRY = {"x86_64": "an IPLT entry",
+               "i386": "a veneer that finds its IRELATIVE word with call/pop",
+               "aarch64": "a veneer of the IPLT entry's shape"}
 
 
 def _exported_functions(image):
@@ -369,16 +367,19 @@ def vector_version_script(cmd, tmp):
 _AARCH64_FEATURE_1_AND, _FEATURE_1_BTI = 0xC0000000, 1
 
 
+#: the architectures whose export tables lead an IFUNC's slot to a veneer
+#: of ours rather than to the link editor's IPLT entry (:data:`IFUNC_ENTRY`)
+IFUNC_VENEERS = ("i386", "aarch64")
+
+
 def link_features(trial, vector=None):
-    """The AArch64 module's options for the objects linked with the trial
-    ``trial`` (an ElfFile): ``bti`` when every object of the trial was
-    built for BTI, so that ours keep the output marked; with the export
-    ``vector``, ``ifunc_slots``, the slots of IFUNCs (which need a veneer
-    there).  None on the other architectures."""
-    if trial.arch != "aarch64":
-        return {}
-    features = {"bti": True} if bti_marked(trial.image) else {}
-    if vector is not None:
+    """The arch module's options for the objects linked with the trial
+    ``trial`` (an ElfFile): on AArch64 ``bti`` when every object of the
+    trial was built for BTI, so that ours keep the output marked; with
+    the export ``vector``, on :data:`IFUNC_VENEERS`, ``ifunc_slots``, the
+    slots of IFUNCs (which need a veneer there).  Empty on x86-64."""
+    features = {"bti": True} if trial.arch == "aarch64" and bti_marked(trial.image) else {}
+    if vector is not None and trial.arch in IFUNC_VENEERS:
         _, ifuncs = _exported_functions(trial.image)
         features["ifunc_slots"] = [i for i, s in enumerate(vector.slots) if s.key in ifuncs]
     return features

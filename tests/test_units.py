@@ -247,3 +247,47 @@ def test_function_definitions_are_the_flattened_table_by_name():
     assert {s.version for s in scanned["memcpy"]} == {"GLIBC_2.2.5", "GLIBC_2.14"}
     with pytest.raises(AttributeError):
         scanned["memcpy"][0].name = "other"
+
+
+# -- the per-architecture code modules ------------------------------------------
+
+def _table_lines(text):
+    """The slot words of an export table's text, without their comments."""
+    return [line.split("\t")[1] for line in text.splitlines() if line.startswith("\t.long ")
+            and "Lvector" in line]
+
+
+def test_every_architecture_writes_one_export_table():
+    """The export table is the same text on every architecture (asmtext),
+    its comments one printable line whatever the slot's name; only i386's
+    and AArch64's IFUNC slots lead to veneers."""
+    from elfvector.arch import aarch64, i386, x86_64
+    vector = Vector("__V_x", [Slot("a\nb"), Slot("c", "V1", True)], [1, 2])
+    texts = [m.export_table_asm(vector, ["__elfvector_x_0", "__elfvector_x_1"])
+             for m in (x86_64, i386, aarch64)]
+    assert _table_lines(texts[0]) == _table_lines(texts[1]) == _table_lines(texts[2]) == \
+        [".long __elfvector_x_0 - .Lvector", ".long __elfvector_x_1 - .Lvector"]
+    assert all("a?b" in text and "a\nb" not in text for text in texts)
+    for module in (i386, aarch64):
+        text = module.export_table_asm(vector, ["__elfvector_x_0", "__elfvector_x_1"],
+                                       ifunc_slots=[1])
+        assert _table_lines(text)[1] == ".long .Lifunc1 - .Lvector"
+        assert "\n.Lifunc1:\n" in text and ".Lifunc0" not in text
+
+
+def test_machine_code_must_fit_what_was_planned():
+    """keystone's output longer than planned (or, unpadded, of another
+    size) is an error, never a truncated or overlapping routine."""
+    from elfvector.arch import machinecode
+    assert machinecode.assemble("i386", ["nop"], 0x1000, 4, pad=b"\xcc") == b"\x90\xcc\xcc\xcc"
+    with pytest.raises(AssertionError):
+        machinecode.assemble("i386", ["nop"] * 5, 0x1000, 4, pad=b"\xcc")
+    with pytest.raises(AssertionError):
+        machinecode.assemble("aarch64", ["nop"], 0x1000, 8)
+
+
+def test_aarch64_constant_refuses_what_a_w_register_cannot_hold():
+    from elfvector.arch.aarch64 import link
+    assert link._constant("w3", 0x12345) == ["\tmovz w3, #9029", "\tmovk w3, #1, lsl #16"]
+    with pytest.raises(ValueError):
+        link._constant("w3", 1 << 32)
