@@ -27,6 +27,7 @@ import pytest
 
 from conftest import TESTDATA, require_programs, run, tool
 from ports import AARCH64, I386, cross_run, port  # noqa: F401 (fixture)
+from test_seed_example import MODES as SEED_MODES
 
 
 class PortBuild:
@@ -128,13 +129,9 @@ def assert_calls_through_the_vector(pb, program):
 
 # -- the seed's example ---------------------------------------------------------------
 
-MODES = {
-    "pie-lazy": ([], []),
-    "pie-now": ([], ["-Wl,-z,now"]),
-    "nopie-lazy": (["-fno-pie"], ["-no-pie"]),
-    "nopie-now": (["-fno-pie"], ["-no-pie", "-Wl,-z,now"]),
-    "pie-noplt": (["-fno-plt"], ["-Wl,-z,now"]),
-}
+#: x86-64's link modes but its IBT one (-fcf-protection): i386's is
+#: test_i386_cf_protection, with the IBT PLT it needs; AArch64 has BTI instead
+MODES = {mode: flags for mode, flags in SEED_MODES.items() if mode != "ibt"}
 
 
 @pytest.mark.parametrize("mode", sorted(MODES))
