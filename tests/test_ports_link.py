@@ -16,7 +16,9 @@ and exit status:
   slots; threads;
 * bad input is one line naming the user's file, never a scratch file;
 * the AArch64 binder cleans and invalidates the caches and keeps
-  PROT_BTI (qemu-user does not check either: the test reads the code).
+  PROT_BTI (qemu-user does not check either: the test reads the code);
+  it binds a slot as ``bti c; b target`` when the library is within
+  128 MiB, else through x16 (the program prints its own slot).
 """
 
 import re
@@ -441,3 +443,60 @@ def test_aarch64_bti_marked_library(tmp_path):
     # canonical address, which libbti's own GOT word names
     assert '\t.globl "foo_add"\n\t.type' in asm and '"foo_twice":' in asm
     assert {n for n in pb.relocations("libbti.so") if n.startswith("foo_")} == {"foo_add"}
+
+
+SLOT_PROBE = """#include <dlfcn.h>
+#include <stdio.h>
+#include "foo.h"
+/* foo_add's slot as the binder wrote it: its address, where foo.so.5
+   defines foo_add, and the slot's first four instruction words */
+int main(void)
+{
+    const unsigned *slot = (const unsigned *)(void *)foo_add;
+    void *lib = dlopen("foo.so.5", RTLD_NOW | RTLD_NOLOAD);
+    printf("%d %lx %lx %08x %08x %08x %08x\\n", foo_add(2, 3), (unsigned long)slot,
+           (unsigned long)dlsym(lib, "foo_add"), slot[0], slot[1], slot[2], slot[3]);
+    return 0;
+}
+"""
+
+
+@pytest.mark.parametrize("base", [0x2000000, None], ids=["near", "far"])
+def test_aarch64_slot_near_or_far(tmp_path, base):
+    """A vectool group with a non-PIE program (its slots near 0x400000):
+    foo.so.5 at an addrfile base of 32 MiB is within b's +-128 MiB, and
+    the binder writes foo_add's slot as ``bti c; b foo_add``; at a base
+    of the default region (0x3000000000 and up) it writes the far form
+    through x16.  The program behaves as stock either way, and a probe
+    prints its own slot as bound."""
+    from elfvector.arch.aarch64 import link
+    pb = PortBuild(AARCH64, tmp_path)
+    gcc = AARCH64.cross_gcc
+    (pb.path / "addrs").write_text(f"{base:#x} foo.so.5\n" if base else "")
+    pb.tool("vectool", "--mode=lib", f"--addrfile={pb.path / 'addrs'}",
+            f"--rpathdir={pb.path / 'rp'}", gcc, "-shared", "-Wl,-soname=foo.so.5",
+            f"-Wl,--version-script={TESTDATA / 'foo.vscript'}", "-o", "foo.so.5",
+            pb.obj("foo.c", True))
+    pb.cc("-shared", "-Wl,-soname=foo.so.5", "-o", "stock/foo.so.5",
+          pb.obj("foo.c", True, directory="stock"))
+    (pb.path / "probe.c").write_text(SLOT_PROBE)
+    for name, source in (("testmain", TESTDATA / "testmain.c"), ("probe", "probe.c")):
+        pb.cc("-fno-pie", "-O2", "-c", source, "-o", f"{name}.o")
+        pb.tool("vectool", "--mode=prog", f"--rpathdir={pb.path / 'rp'}", gcc, "-no-pie",
+                "-o", name, f"{name}.o", "foo.so.5")
+    pb.cc("-no-pie", "-o", "testmain.stock", "testmain.o", "stock/foo.so.5")
+    assert pb.same_as_stock("testmain").returncode == 7
+    assert_calls_through_the_vector(pb, "testmain")
+    probe = pb.run("probe")
+    assert probe.returncode == 0 and probe.stderr == ""
+    result, slot, target, *words = probe.stdout.split()
+    slot, target = int(slot, 16), int(target, 16)
+    code = b"".join(int(word, 16).to_bytes(4, "little") for word in words)
+    assert result == "5" and slot < 0x1000000
+    if base:
+        assert base <= target < base + 0x200000            # loaded at its base
+        assert code == link.near_slot_code(slot, target)
+        assert code[4:8] != link.FAR_SLOT_CODE[4:8]
+    else:
+        assert target >= 0x3000000000 and link.near_slot_code(slot, target) is None
+        assert code == link.FAR_SLOT_CODE

@@ -7,16 +7,21 @@ Import side: each imported function gets one 24-byte slot in
 ``.elfvector.slots`` (8-byte aligned, sharing pages with other code):
 
     unbound:  bti c; adr x16, slot; b .Llazy; udf #0;    .quad 0
+    near:     bti c; b target;        udf #0; udf #0;    .quad target
     far:      bti c; ldr x16, .+12; br x16;   udf #0;    .quad target
 
-The far form reaches anywhere and holds wherever the file is loaded; it
-costs what a PLT call costs (a load and an indirect branch through x16,
-the AAPCS64 intra-procedure-call register that a BTI ``bti c`` landing
-pad accepts).  ``bti c`` (``hint #34``, a no-op without BTI) makes a
-slot a valid target of an indirect call, as an exported slot (the
-function's canonical address) must be.  Slots are bound at start-up
-only: no pre-binding on AArch64 yet (:data:`bound_slot` is None), so no
-near ``b imm26`` form is written.
+The binder writes the near form when ``b``'s 26-bit word offset reaches
+the target from the slot's second instruction (+-128 MiB, at the slot's
+final address), the far form otherwise.  A direct ``b`` needs no landing
+pad at the target.  The far form reaches anywhere; it costs what a PLT
+call costs (a load and an indirect branch through x16, the AAPCS64
+intra-procedure-call register, which a ``bti c`` landing pad at the
+target accepts).  Both start with ``bti c`` (``hint #34``, a no-op
+without BTI): a slot is the target of indirect calls too, as an exported
+slot (the function's canonical address) and as the lazy trampoline's
+retry (``br x16``), so on a BTI-guarded page it must be a landing pad.
+Slots are bound at start-up only: no pre-binding on AArch64 yet
+(:data:`bound_slot` is None).
 
 The binder builds the slot pages anew in a fresh anonymous mapping, as on
 x86-64, then cleans the data cache (``dc cvau``, ``dsb ish``), makes the
@@ -30,6 +35,7 @@ from ..asmtext import (AARCH64, INDEX_SIZE, SEAL_SIZE, asm_symbol, bind_message,
                        import_slots, start_entry, table_seal, text, veneers)
 
 __all__ = ["SLOT_SIZE", "SEAL_SIZE", "PAGE_SIZE", "MAX_PAGE_SIZE", "FAR_SLOT_CODE",
+           "B_OPCODE", "NEAR_BRANCH_OFFSET", "NEAR_REACH", "near_slot_code",
            "asm_symbol", "export_table_asm", "table_seal", "import_vector_asm", "bound_slot",
            "CACHE_MAINTENANCE", "PROT_BTI"]
 
@@ -40,6 +46,11 @@ PAGE_SIZE, MAX_PAGE_SIZE = 4096, 65536
 bound_slot = None
 #: ``bti c; ldr x16, .+12; br x16; udf #0``: the far slot's code, the target follows
 FAR_SLOT_CODE = bytes.fromhex("5f2403d5" "70000058" "00021fd6" "00000000")
+#: ``b``'s opcode, its imm26 the word offset to the target; the near slot's
+#: ``b`` is its second instruction, after ``bti c``
+B_OPCODE, NEAR_BRANCH_OFFSET = 0x14000000, 4
+#: ``b`` reaches targets within [-NEAR_REACH, NEAR_REACH) bytes of itself
+NEAR_REACH = 1 << 27
 PROT_BTI = 0x10
 #: the instructions that make the rewritten slots visible to instruction
 #: fetch on every core, in the order the binder runs them
@@ -303,21 +314,48 @@ def _cache_lines(operation, start, line_field):
     ]
 
 
+def near_slot_code(slot, target):
+    """The near slot's first 16 bytes at address ``slot`` jumping to
+    ``target`` (what the binder writes; None when ``b`` cannot reach it)."""
+    offset = target - slot - NEAR_BRANCH_OFFSET
+    if not -NEAR_REACH <= offset < NEAR_REACH:
+        return None
+    branch = B_OPCODE | (offset >> 2 & 0x3FFFFFF)
+    return FAR_SLOT_CODE[:4] + branch.to_bytes(4, "little") + bytes(8)
+
+
 def _bind_group():
-    """Bind w3 slots from x1 (indices from x2) against the table at x0:
-    the far form jumping to ``table + table[index]``, written at the
-    slot's place in the new pages (x23 further on)."""
+    """Bind w3 slots from x1 (indices from x2) against the table at x0,
+    jumping to ``table + table[index]``: the near form when ``b`` at the
+    slot's final address (x1) reaches it, else the far form, written at
+    the slot's place in the new pages (x23 further on).  x12 = ``b``'s
+    opcode, x13 = ``bti c``."""
     return [
         "\t.balign 16",
         ".Lbind_group:",
+        f"\tmovz w12, #{B_OPCODE >> 16:#x}, lsl #16",
+        "\tmov w13, w24",                # bti c, the far code's first instruction
+        ".Lbind_slot:",
         "\tldr w4, [x2], #4",
         "\tldrsw x5, [x0, x4, lsl #2]",
         "\tadd x5, x0, x5",             # table + table[index]
         "\tadd x6, x1, x23",
+        "\tstr x5, [x6, #16]",          # the word a far slot jumps through
+        "\tsub x7, x5, x1",
+        f"\tsub x7, x7, #{NEAR_BRANCH_OFFSET}",    # from the b, at the slot's final address
+        f"\tsbfx x8, x7, #0, #{NEAR_REACH.bit_length()}",
+        "\tcmp x8, x7",
+        "\tb.ne .Lbind_far",              # beyond +-128 MiB
+        "\tubfx x7, x7, #2, #26",
+        "\torr w7, w7, w12",
+        "\torr x7, x13, x7, lsl #32",
+        "\tstp x7, xzr, [x6]",          # bti c; b target; udf #0; udf #0
+        "\tb .Lbind_next",
+        ".Lbind_far:",
         "\tstp x24, x25, [x6]",         # bti c; ldr x16, .+12; br x16; udf #0
-        "\tstr x5, [x6, #16]",          # the word it jumps through
+        ".Lbind_next:",
         f"\tadd x1, x1, #{SLOT_SIZE}",
         "\tsubs w3, w3, #1",
-        "\tb.ne .Lbind_group",
+        "\tb.ne .Lbind_slot",
         "\tret",
     ]
