@@ -1,7 +1,8 @@
 """``make fuzz``: the whole sweep, or one case (``--only INPUT --command CMD``) to reproduce.
 
-Run from tests/: ``python -m fuzz [--seed N] [--jobs N] [--subset N] [--only INPUT]
-[--command CMD] [--keep] [--json FILE]``.  Exit status 1 when a run breaks the contract.
+Run from tests/: ``python -m fuzz [--seed N] [--jobs N] [--subset N] [--only INPUT]...
+[--command CMD]... [--role ROLE]... [--keep] [--json FILE]``.  Exit status 1 when a run
+breaks the contract.
 """
 
 import argparse
@@ -23,8 +24,13 @@ def parse_args(argv):
     p.add_argument("--jobs", type=int, default=2)
     p.add_argument("--subset", type=int, metavar="N",
                    help="only N runs of each (command, input kind), as the test does")
-    p.add_argument("--only", metavar="INPUT", help="only the input of this name")
-    p.add_argument("--command", metavar="CMD", help="only this command (retrovec, vectool-lib, ...)")
+    p.add_argument("--only", metavar="INPUT", action="append",
+                   help="only the input of this name (may be repeated)")
+    p.add_argument("--command", metavar="CMD", action="append",
+                   help="only this command (retrovec, vectool-lib, ...; may be repeated)")
+    p.add_argument("--role", metavar="ROLE", action="append",
+                   help="only inputs of this role (lib-i386, pie-aarch64, vec, ...; may be "
+                        "repeated)")
     p.add_argument("--keep", action="store_true",
                    help="keep the scratch directories (and print where they are)")
     p.add_argument("--json", metavar="FILE", help="write every run's outcome to FILE")
@@ -33,9 +39,11 @@ def parse_args(argv):
 
 def select(pairs, args):
     if args.only:
-        pairs = [p for p in pairs if p[0].name == args.only]
+        pairs = [p for p in pairs if p[0].name in args.only]
     if args.command:
-        pairs = [p for p in pairs if p[1].name == args.command]
+        pairs = [p for p in pairs if p[1].name in args.command]
+    if args.role:
+        pairs = [p for p in pairs if p[0].role in args.role]
     if args.subset:
         pairs = subset(pairs, args.seed, args.subset)
     return pairs

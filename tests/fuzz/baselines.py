@@ -10,7 +10,11 @@
 * ``libc.so.6``: the system's, and ``libc.vec`` naming a few of its functions;
 * ``i386/libfz.so.1`` and ``aarch64/libfz.so.1``: the library cross-built
   (gcc-i686-linux-gnu, gcc-aarch64-linux-gnu): ELF32 with REL relocations,
-  and AArch64.
+  and AArch64; ``ARCH/pie`` the program cross-built against it;
+* ``ARCH/root``: a sysroot for ``--root`` (the cross toolchain's ld.so, and
+  its libc.so.6 and the library vectored by retrovec from ``ARCH/libc.vec``
+  and ``libfz.vec``, in ``lib``; the program in ``bin``), where vecstat,
+  retroimp and ``vectool --mode=retro`` find the libraries as ld.so would.
 
 The run path ``/fuzz/rp:/fuzz/keep`` gives ``vectool --mode=rpathrm
 --rpathdir=/fuzz/rp`` something to remove.
@@ -35,11 +39,22 @@ LIBC_FUNCTIONS = ("puts", "strlen", "printf", "memcpy", "exit", "strcmp", "fopen
 
 #: architecture -> its cross compiler (the Debian package is gcc-<compiler's prefix>)
 CROSS = {"i386": "i686-linux-gnu-gcc", "aarch64": "aarch64-linux-gnu-gcc"}
+#: architecture -> (the cross toolchain's libc directory, the name of its ld.so)
+CROSS_LIBC = {"i386": ("/usr/i686-linux-gnu/lib", "ld-linux.so.2"),
+              "aarch64": ("/usr/aarch64-linux-gnu/lib", "ld-linux-aarch64.so.1")}
 
 # role -> the baseline file (relative to the baseline directory)
 ELF_ROLES = {"lib": SONAME, "veclib": f"vec/{SONAME}", "latin1": "libfz-latin1.so.1",
              "pie": "pie", "nopie": "nopie", "libc": "libc.so.6",
-             **{f"lib-{arch}": f"{arch}/{SONAME}" for arch in CROSS}}
+             **{f"lib-{arch}": f"{arch}/{SONAME}" for arch in CROSS},
+             **{f"pie-{arch}": f"{arch}/pie" for arch in CROSS}}
+
+
+def root_files(arch):
+    """The files of ``arch``'s sysroot (relative to the baseline directory)."""
+    lib = f"{arch}/root/lib"
+    return (f"{lib}/{CROSS_LIBC[arch][1]}", f"{lib}/libc.so.6", f"{lib}/{SONAME}",
+            f"{arch}/root/bin/pie")
 
 
 class BaselineError(Exception):
@@ -69,16 +84,34 @@ def _run(argv, cwd):
     return proc
 
 
-def _libc_vec(directory):
-    """``libc.vec``: each function of LIBC_FUNCTIONS at its default version."""
-    syms = _run(["readelf", "--dyn-syms", "-W", LIBC], directory).stdout
+def _libc_vec(directory, libc=LIBC, vec="libc.vec", functions=LIBC_FUNCTIONS):
+    """``vec``: each function of ``functions`` at its default version in ``libc``."""
+    syms = _run(["readelf", "--dyn-syms", "-W", libc], directory).stdout
     slots = []
-    for name in LIBC_FUNCTIONS:
+    for name in functions:
         match = re.search(rf"\s({re.escape(name)}@@[\w.]+)\s*$", syms, re.M)
         if not match:
-            raise BaselineError(f"{LIBC} has no default version of {name}")
+            raise BaselineError(f"{libc} has no default version of {name}")
         slots.append(match.group(1))
-    (directory / "libc.vec").write_text("\n".join(["__V_libc_so_6", *slots]) + "\n")
+    (directory / vec).write_text("\n".join(["__V_libc_so_6", *slots]) + "\n")
+
+
+def _cross(d, arch, compiler, library):
+    """``arch``'s library and program, and its sysroot with both vectored (strlen and
+    memcpy are IFUNCs in either libc)."""
+    (d / arch / "root" / "lib").mkdir(parents=True, exist_ok=True)
+    (d / arch / "root" / "bin").mkdir(exist_ok=True)
+    _run([compiler, "-O2", "-fPIC", *library[1:], "-o", f"{arch}/{SONAME}",
+          HERE / "fz_lib.c"], d)
+    _run([compiler, "-O2", "-o", f"{arch}/pie", HERE / "fz_main.c", f"{arch}/{SONAME}",
+          RUNPATH], d)
+    libdir, ldso = CROSS_LIBC[arch]
+    shutil.copy(Path(libdir) / ldso, d / arch / "root" / "lib" / ldso)
+    _libc_vec(d, Path(libdir) / "libc.so.6", f"{arch}/libc.vec", ("printf", "strlen", "memcpy"))
+    tool = [sys.executable, ROOT / "bin" / "retrovec", "-o"]
+    _run([*tool, f"{arch}/root/lib/libc.so.6", f"{arch}/libc.vec", Path(libdir) / "libc.so.6"], d)
+    _run([*tool, f"{arch}/root/lib/{SONAME}", "libfz.vec", f"{arch}/{SONAME}"], d)
+    shutil.copy(d / arch / "pie", d / arch / "root" / "bin" / "pie")
 
 
 def build(directory):
@@ -101,7 +134,5 @@ def build(directory):
     shutil.copy(LIBC, d / "libc.so.6")
     _libc_vec(d)
     for arch, compiler in CROSS.items():
-        (d / arch).mkdir(exist_ok=True)
-        _run([compiler, "-O2", "-fPIC", "-shared", f"-Wl,-soname={SONAME}", vscript, RUNPATH,
-              "-o", f"{arch}/{SONAME}", HERE / "fz_lib.c"], d)
+        _cross(d, arch, compiler, library)
     return Baselines(d)

@@ -7,7 +7,8 @@ mutations does not hold hundreds of copies of it.
 
 Roles say where an input can go: an ELF role (``lib``, ``veclib``,
 ``latin1``, ``pie``, ``nopie``, ``libc``, ``lib-i386`` and ``lib-aarch64``
-(the library cross-built), or ``elf`` for a special file standing for any
+(the library cross-built), ``pie-i386`` and ``pie-aarch64`` (the program
+cross-built), or ``elf`` for a special file standing for any
 of them), ``vec``, ``patfile`` (an ``@file`` of regular
 expressions), ``addrfile``, or ``outpath`` (an ``-o`` path that cannot
 be written).  ``must_fail`` marks inputs no command may accept.
@@ -32,7 +33,8 @@ from .mutate import Mutator
 # Well-formed .vec files naming functions the library lacks: the error may
 # name the library instead (symbol names are bytes, so any name can exist).
 WELL_FORMED_VECS = ("non-ascii-function", "not-utf8", "long-name")
-MUTATED_ROLES = ("lib", "veclib", "pie", "nopie", "libc", "lib-i386", "lib-aarch64")
+MUTATED_ROLES = ("lib", "veclib", "pie", "nopie", "libc", "lib-i386", "lib-aarch64", "pie-i386",
+                 "pie-aarch64")
 SPECIALS = ("fifo", "dir", "loop", "missing", "devnull", "empty")
 GOOD_SLOTS = "fz_add@@FZ_1\nfz_mul@@FZ_1\n"
 

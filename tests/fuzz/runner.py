@@ -161,9 +161,41 @@ def _normalize(line, path):
     return re.sub(r"\b0x[0-9a-fA-F]+\b|\b[0-9a-fA-F]*\d[0-9a-fA-F]*\b", "N", line.strip())
 
 
+#: eu-elflint (elfutils 0.188) calls every R_AARCH64_IRELATIVE an invalid type, stock
+#: glibc's AArch64 libc.so.6's as well: those lines say nothing of the file
+ELFLINT_INVALID_TYPE = re.compile(r"section \[\s*\d+\] '([^']+)': relocation (\d+): invalid type$")
+ELFLINT_UNKNOWN_TYPES = ("R_AARCH64_IRELATIVE",)
+
+
+def _relocation_types(path):
+    """{(section name, index): type name} of ``path``'s relocations, as readelf -r lists them."""
+    proc = subprocess.run(["readelf", "-rW", str(path)], capture_output=True, text=True,
+                          stdin=subprocess.DEVNULL, timeout=TOOL_TIMEOUT, errors="replace")
+    types, section, index = {}, None, 0
+    for line in proc.stdout.splitlines():
+        header = re.match(r"Relocation section '([^']+)'", line)
+        if header:
+            section, index = header.group(1), 0
+        elif section and re.match(r"[0-9a-f]{8,16}\s+[0-9a-f]+\s+R_", line):
+            types[(section, index)] = line.split()[2]
+            index += 1
+    return types
+
+
+def _elflint_noise(line, path, cache):
+    """Whether an eu-elflint line is one of its false alarms (ELFLINT_UNKNOWN_TYPES)."""
+    match = ELFLINT_INVALID_TYPE.match(line.strip())
+    if not match:
+        return False
+    if "types" not in cache:
+        cache["types"] = _relocation_types(path)
+    kind = cache["types"].get((match.group(1), int(match.group(2))))
+    return kind in ELFLINT_UNKNOWN_TYPES
+
+
 def diagnostics(path):
     """What readelf -a and eu-elflint --gnu-ld say about ``path``, numbers masked."""
-    found = set()
+    found, cache = set(), {}
     for tool, argv in (("readelf", ["readelf", "-a", "-W", str(path)]),
                        ("elflint", ["eu-elflint", "--gnu-ld", str(path)])):
         try:
@@ -174,7 +206,8 @@ def diagnostics(path):
             continue
         text = proc.stderr if tool == "readelf" else proc.stdout + proc.stderr
         for line in text.decode("utf-8", "replace").splitlines():
-            if line.strip() and line.strip() != "No errors":
+            if line.strip() and line.strip() != "No errors" \
+                    and not (tool == "elflint" and _elflint_noise(line, path, cache)):
                 found.add((tool, _normalize(line, path)))
         if tool == "readelf" and proc.returncode != 0:
             found.add((tool, f"exit status {proc.returncode}"))
@@ -198,7 +231,8 @@ class Run:
 
     def prepare(self):
         """The scratch copy: baseline files, the input (or the good file), the output."""
-        for name in self.command.files:
+        role = "lib" if self.input.role == "outpath" else self.input.role
+        for name in self.command.files_for(role):
             self._copy(name)
         for name in self.command.dirs:
             (self.work / name).mkdir()
@@ -212,7 +246,8 @@ class Run:
                 subject = self.command.place      # vectool's addrfile: a new one
             output, _ = output_path(self.input, self.work)
             return subject, output, output
-        subject, named = materialize(self.input, self.work, self.command.place, self.baselines)
+        subject, named = materialize(self.input, self.work, self.command.place_for(role),
+                                     self.baselines)
         output = None
         if self.command.output:
             output, _ = output_path(self.input, self.work)
@@ -315,7 +350,9 @@ class Checker:
         """The paths the error line may name: the input's (as given, or absolute)."""
         names = [self.named]
         if self.input.blame_any:
-            names += [*self.command.files, self.output]
+            names += [*self.command.files_for(self.input.role), self.output]
+        elif self.command.found_by_search:      # passed over: "P: cannot find it" is ld.so's
+            names += self.command.files_for(self.input.role)
         return [variant for name in names if name
                 for variant in (name, os.path.abspath(self.run.work / name))]
 
@@ -331,7 +368,8 @@ class Checker:
             elif after[path] != sig:
                 kind = "output-damaged" if path == self.output else "input-modified"
                 self.add(kind, f"{path} changed")
-        lock_ok = {"addrs.lock"} if self.command.name == "vectool-lib" else set()
+        # the addrfile's lock stays, as every vectool run leaves it (addrfile.locked)
+        lock_ok = {"addrs.lock"} if "addrs" in self.command.extra_outputs else set()
         for path in sorted(set(after) - set(before)):
             if path in allowed or _under(path, allowed) or path in lock_ok:
                 continue
@@ -380,8 +418,11 @@ class Checker:
         if self.command.in_place:
             path = self.run.work / self.subject
             return path if self.input.special is None and path.is_file() else None
-        if self.command.elf_output and self.output:
+        elf_output = self.command.elf_output_for(self.input.role)
+        if elf_output and self.output:
             return self.run.work / self.output
+        if elf_output:          # an output of its own name (vectool --mode=retro's)
+            return self.run.work / elf_output
         return None
 
     def _reference(self, pre_image):

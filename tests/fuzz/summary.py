@@ -2,6 +2,8 @@
 
 from collections import Counter, defaultdict
 
+from .sweep import is_known
+
 
 def figures(inputs, outcomes):
     """Counts of the sweep: inputs, runs, clean errors, successes, violations."""
@@ -15,6 +17,13 @@ def figures(inputs, outcomes):
             "violations": sum(len(o.violations) for o in outcomes),
             "hangs": sum(1 for o in outcomes if o.returncode is None),
             "slowest_run_s": max((o.seconds for o in outcomes), default=0)}
+
+
+def architecture(role):
+    """i386 or aarch64 for a cross-built input's role (``lib-i386``), else x86-64 (text
+    files and special files included)."""
+    suffix = role.rsplit("-", 1)[-1]
+    return suffix if suffix in ("i386", "aarch64") else "x86-64"
 
 
 def by_command_and_kind(outcomes):
@@ -37,6 +46,10 @@ def lines(inputs, outcomes, seconds, seed, jobs):
            f"  clean errors {f['clean_errors']}, successes {f['successes']}, "
            f"runs with violations {f['runs_with_violations']} ({f['violations']} violations), "
            f"hangs {f['hangs']}, slowest run {f['slowest_run_s']:.1f} s"]
+    arch_of = {i.name: architecture(i.role) for i in inputs}
+    arches = Counter(arch_of[name] for name in dict.fromkeys(o.input for o in outcomes))
+    out.append("  inputs by architecture: " + ", ".join(f"{a} {n}"
+                                                      for a, n in sorted(arches.items())))
     kinds = Counter(o.kind for o in outcomes)
     out.append("  runs by input kind: " + ", ".join(f"{k} {n}" for k, n in sorted(kinds.items())))
     groups = by_command_and_kind(outcomes)
@@ -47,7 +60,8 @@ def lines(inputs, outcomes, seconds, seed, jobs):
     for (command, kind), members in groups.items():
         first = members[0]
         detail = next(d for k, d in first.violations if k == kind)
-        out.append(f"  {command:16} {kind:17} {len(members):4}  {first.input}")
+        known = " (known)" if is_known(command, kind, detail) else ""
+        out.append(f"  {command:16} {kind:17} {len(members):4}  {first.input}{known}")
         out.append(f"      {detail[:200]}")
         out.append(f"      {reproducer(first)}")
     return out
