@@ -25,6 +25,7 @@ import resource
 import shutil
 import signal
 import stat
+import struct
 import subprocess
 import tempfile
 import time
@@ -32,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .commands import GOOD_PATTERNS
+from .elfview import EM_AARCH64, ElfView
 
 TIMEOUT = 10
 ADDRESS_SPACE = 1 << 30
@@ -164,22 +166,19 @@ def _normalize(line, path):
 #: eu-elflint (elfutils 0.188) calls every R_AARCH64_IRELATIVE an invalid type, stock
 #: glibc's AArch64 libc.so.6's as well: those lines say nothing of the file
 ELFLINT_INVALID_TYPE = re.compile(r"section \[\s*\d+\] '([^']+)': relocation (\d+): invalid type$")
-ELFLINT_UNKNOWN_TYPES = ("R_AARCH64_IRELATIVE",)
+ELFLINT_UNKNOWN_TYPES = {EM_AARCH64: {1032}}       # R_AARCH64_IRELATIVE
 
 
 def _relocation_types(path):
-    """{(section name, index): type name} of ``path``'s relocations, as readelf -r lists them."""
-    proc = subprocess.run(["readelf", "-rW", str(path)], capture_output=True, text=True,
-                          stdin=subprocess.DEVNULL, timeout=TOOL_TIMEOUT, errors="replace")
-    types, section, index = {}, None, 0
-    for line in proc.stdout.splitlines():
-        header = re.match(r"Relocation section '([^']+)'", line)
-        if header:
-            section, index = header.group(1), 0
-        elif section and re.match(r"[0-9a-f]{8,16}\s+[0-9a-f]+\s+R_", line):
-            types[(section, index)] = line.split()[2]
-            index += 1
-    return types
+    """{(section name, index): type} of ``path``'s relocation sections, read from their
+    bytes (readelf lists none when .dynsym's header is bent); {} if they cannot be read."""
+    try:
+        view = ElfView(Path(path).read_bytes())
+        return view.machine, {(name, i): rtype for name in view.sections
+                              if name.startswith(".rel")
+                              for i, (_, _, rtype) in enumerate(view.relocations(name))}
+    except (struct.error, IndexError, KeyError, ValueError, OSError):
+        return None, {}
 
 
 def _elflint_noise(line, path, cache):
@@ -189,8 +188,9 @@ def _elflint_noise(line, path, cache):
         return False
     if "types" not in cache:
         cache["types"] = _relocation_types(path)
-    kind = cache["types"].get((match.group(1), int(match.group(2))))
-    return kind in ELFLINT_UNKNOWN_TYPES
+    machine, types = cache["types"]
+    return types.get((match.group(1), int(match.group(2)))) in \
+        ELFLINT_UNKNOWN_TYPES.get(machine, ())
 
 
 def diagnostics(path):
