@@ -25,7 +25,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from .atomic import write_bytes
-from .errors import ElfvectorError, OutputError
+from .errors import ElfvectorError, OutputError, printable
 
 MIB2 = 2 << 20
 PAGE = 0x1000
@@ -84,6 +84,25 @@ def parse(text, path):
         seen.add(words[1])
         result.append(Assignment(base, words[1]))
     return result
+
+
+#: what an addrfile's name cannot hold: its lines are split on white space, ``#``
+#: starts a comment, and the file is strict UTF-8 text a user may edit
+_UNLINEABLE = re.compile(r"[\s#\x00-\x1f\x7f\udc80-\udcff]")
+
+
+def check_name(name, library):
+    """Refuse, before anything is written, a library whose addrfile name (its
+    soname) no addrfile line can hold.
+
+    A soname that is not UTF-8 (decoded with surrogateescape) would make the
+    addrfile unreadable to every later run, one with white space or ``#``
+    would read back as another line: the library cannot have a fixed base.
+    """
+    if _UNLINEABLE.search(name):
+        raise AddrFileError(f"'{printable(name)}' cannot name it in an addrfile (not "
+                            "UTF-8, or white space, '#' or a control character in it): "
+                            "rename it, or use --no-fixed-bases", library)
 
 
 def format_line(assignment, span):
@@ -206,6 +225,12 @@ def append(path, assignment, span):
 
     A symbolic link stays one: its target gets the line.
     """
+    append_all(path, [(assignment, span)])
+
+
+def append_all(path, entries):
+    """Add a line for each (assignment, span) of ``entries`` in one atomic
+    replacement (call with the lock held), as :func:`append` adds one."""
     check_writable(path)
     real = os.path.realpath(path)
     text = ""
@@ -215,7 +240,8 @@ def append(path, assignment, span):
         if text and not text.endswith("\n"):
             text += "\n"
     try:
-        write_bytes(real, (text + format_line(assignment, span)).encode())
+        lines = "".join(format_line(assignment, span) for assignment, span in entries)
+        write_bytes(real, (text + lines).encode())
     except OutputError as e:
         raise AddrFileError(e.reason, path) from None
 

@@ -16,6 +16,7 @@ x86-64's).
 
 import os
 import random
+from contextlib import contextmanager
 
 from .. import addrfile as addresses
 
@@ -25,11 +26,15 @@ PT_LOAD = 1
 I386_REGION = addresses.Region(top=0x50000000, bottom=0x41000000)
 
 
+@contextmanager
 def assign_bases(libraries, options):
-    """({real path: base}, {real path: the lowest base above it}) from the
-    addrfile, under its lock; new libraries are appended below every other."""
+    """Under the addrfile's lock, yields ({real path: base}, {real path: the
+    lowest base above it}) and a function that appends the new libraries'
+    lines (below every other base).  The caller calls it, still in the
+    ``with``, once the run can no longer refuse: a refused run leaves the
+    addrfile as it was (or absent)."""
     path = options.addrfile
-    bases, limits = {}, {}
+    bases, limits, new_lines = {}, {}, []
     with addresses.locked(path) as assignments:
         assignments = list(assignments)
         region = region_of(libraries)
@@ -40,16 +45,21 @@ def assign_bases(libraries, options):
                                       bottom=region.bottom)
         for elf in libraries:
             name, span = addrfile_name(elf), address_span(elf.image.phdrs)
+            addresses.check_name(name, elf.path)
             base, new = addresses.choose_base(assignments, name, span, region, path)
             if new:
                 assignment = addresses.Assignment(base, name)
-                addresses.append(path, assignment, span)
+                new_lines.append((assignment, span))
                 assignments.append(assignment)
             bases[elf.path] = base
         for elf in libraries:
             above = [a.base for a in assignments if a.base > bases[elf.path]]
             limits[elf.path] = min(above, default=region_of(libraries).top)
-    return bases, limits
+
+        def record():
+            if new_lines:
+                addresses.append_all(path, new_lines)
+        yield bases, limits, record
 
 
 def region_of(libraries):

@@ -28,7 +28,7 @@ import hashlib
 import os
 import stat
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 
 from .. import __version__
@@ -150,13 +150,27 @@ def _retro(programs, options, outdir, start):
     closure = read_closure(programs, options.closure_options(), files)
     libraries = [elf for elf in closure.objects
                  if not closure.is_program(elf) and not closure.is_ldso(elf)]
-    bases, limits = assign_bases(libraries, options) if options.fixed_bases else ({}, {})
+    with _bases(libraries, options) as (bases, limits, record_bases):
+        return _rewrite_closure(programs, options, outdir, start, old, closure, libraries,
+                                bases, limits, record_bases)
+
+
+def _bases(libraries, options):
+    """:func:`.bases.assign_bases`, or none for --no-fixed-bases."""
+    if options.fixed_bases:
+        return assign_bases(libraries, options)
+    return nullcontext(({}, {}, lambda: None))
+
+
+def _rewrite_closure(programs, options, outdir, start, old, closure, libraries, bases, limits,
+                     record_bases):
     checks = {elf.path: check_symbol(elf, bases.get(elf.path)) for elf in libraries}
     _note(options, 0, 1, "planning")
     plan = plan_closure(closure, {elf.path: bases.get(elf.path) for elf in libraries},
                         checks, options.closure_options())
     outputs, reports = _rewrite_all(closure, plan, options)
     _check_room(plan, outputs, reports, limits)
+    record_bases()          # the run can no longer refuse: the new bases are taken
     rows = _rows(closure, plan, outputs, reports, bases)
     for row, elf, data in zip(rows, closure.objects, outputs):
         row.written = _write_if_changed(row.output, data, _output_mode(elf.path))

@@ -14,6 +14,7 @@ mode warns about it).
 import struct
 
 from ..elfimage import SHF_ALLOC, SHN_LORESERVE, Sym
+from ..errors import UnsupportedElfError
 from .output import align_up
 
 PT_GNU_STACK = 0x6474E551
@@ -43,7 +44,17 @@ class Move:
     def entry(self, out):
         entry = struct.unpack_from(self.word_format, out.data, 24)[0]
         if entry:
-            struct.pack_into(self.word_format, out.data, 24, entry + self.delta)
+            struct.pack_into(self.word_format, out.data, 24, self.moved(entry, "e_entry"))
+
+    def moved(self, address, what):
+        """``address`` plus the delta, which must fit the object's address word:
+        a 32-bit object whose (bent) ``what`` would move past 4 GiB cannot move."""
+        moved = address + self.delta
+        if not 0 <= moved < 1 << (8 * self.word):
+            raise UnsupportedElfError(f"cannot move to its new base: {what} {address:#x} "
+                                      f"would move to {moved:#x}, outside the "
+                                      f"{8 * self.word}-bit address space", self.image.path)
+        return moved
 
     def symbol(self, sym, shifts=None):
         """``sym`` moved with the object, and with its section when ``shifts``
@@ -85,7 +96,7 @@ class Move:
                 value = struct.unpack_from(self.word_format, out.data, desc + self.word * k)[0]
                 if value:
                     struct.pack_into(self.word_format, out.data, desc + self.word * k,
-                                     value + self.delta)
+                                     self.moved(value, "a systemtap probe's address"))
             at = desc + align_up(descsz, 4)
 
     def got0(self, out, dynamic):

@@ -15,7 +15,7 @@ import re
 import struct
 
 from ..elfimage import PT_DYNAMIC, SHN_UNDEF, ElfImage, Sym, build_sysv_hash, gnu_hash
-from ..errors import UnsupportedElfError
+from ..errors import NotElfError, UnsupportedElfError
 from . import layout
 from .machine import OPERATION
 
@@ -96,6 +96,9 @@ class GnuHash:
         word = image.layout.word
         size = 16 + word * bloom_size + 4 * nbucket + 4 * max(nsyms - symoffset, 0)
         table = cls(image.read(addr, size), nsyms, word)
+        if table.last is not None and table.chain_end(table.last) is None:
+            raise NotElfError("a malformed .gnu.hash: its last chain is not terminated "
+                              "within .dynsym", image.path)
         if nsyms < table.symoffset or (table.last is not None and
                                        table.chain_end(table.last) != nsyms - 1):
             raise UnsupportedElfError(".dynsym does not end with the last .gnu.hash chain",
@@ -103,10 +106,15 @@ class GnuHash:
         return table
 
     def chain_end(self, bucket):
+        """The index of the last symbol of ``bucket``'s chain, or None when the chain
+        starts outside .dynsym's hashed symbols or runs past them unterminated (a
+        malformed table: walking on would read beyond it)."""
         i = self.buckets[bucket]
-        while not self.chains[i - self.symoffset] & 1:
+        if i < self.symoffset:
+            return None
+        while i < self.nsyms and not self.chains[i - self.symoffset] & 1:
             i += 1
-        return i
+        return i if i < self.nsyms else None
 
     def may_append(self, name):
         return self.last is None or gnu_hash(name) % self.nbucket >= self.last
