@@ -151,26 +151,8 @@ def _retro(programs, options, outdir, start):
     libraries = [elf for elf in closure.objects
                  if not closure.is_program(elf) and not closure.is_ldso(elf)]
     with _bases(libraries, options) as (bases, limits, record_bases):
-        return _rewrite_closure(programs, options, outdir, start, old, closure, libraries,
-                                bases, limits, record_bases)
-
-
-def _bases(libraries, options):
-    """:func:`.bases.assign_bases`, or none for --no-fixed-bases."""
-    if options.fixed_bases:
-        return assign_bases(libraries, options)
-    return nullcontext(({}, {}, lambda: None))
-
-
-def _rewrite_closure(programs, options, outdir, start, old, closure, libraries, bases, limits,
-                     record_bases):
-    checks = {elf.path: check_symbol(elf, bases.get(elf.path)) for elf in libraries}
-    _note(options, 0, 1, "planning")
-    plan = plan_closure(closure, {elf.path: bases.get(elf.path) for elf in libraries},
-                        checks, options.closure_options())
-    outputs, reports = _rewrite_all(closure, plan, options)
-    _check_room(plan, outputs, reports, limits)
-    record_bases()          # the run can no longer refuse: the new bases are taken
+        plan, outputs, reports = _plan_and_rewrite(closure, libraries, bases, limits, options)
+        record_bases()      # the run can no longer refuse: the new bases are taken
     rows = _rows(closure, plan, outputs, reports, bases)
     for row, elf, data in zip(rows, closure.objects, outputs):
         row.written = _write_if_changed(row.output, data, _output_mode(elf.path))
@@ -180,6 +162,25 @@ def _rewrite_closure(programs, options, outdir, start, old, closure, libraries, 
     lookups = program_lookups(plan, closure)
     return RetroResult(programs, rows, lookups, time.perf_counter() - start, closure, plan,
                        removed, settings, stale_debug_info(closure, plan))
+
+
+def _bases(libraries, options):
+    """:func:`.bases.assign_bases`, or none for --no-fixed-bases."""
+    if options.fixed_bases:
+        return assign_bases(libraries, options)
+    return nullcontext(({}, {}, lambda: None))
+
+
+def _plan_and_rewrite(closure, libraries, bases, limits, options):
+    """(plan, outputs, reports): every object rewritten in memory, each
+    within the room its base leaves (everything the run may refuse)."""
+    checks = {elf.path: check_symbol(elf, bases.get(elf.path)) for elf in libraries}
+    _note(options, 0, 1, "planning")
+    plan = plan_closure(closure, {elf.path: bases.get(elf.path) for elf in libraries},
+                        checks, options.closure_options())
+    outputs, reports = _rewrite_all(closure, plan, options)
+    _check_room(plan, outputs, reports, limits)
+    return plan, outputs, reports
 
 
 @contextmanager
