@@ -243,7 +243,8 @@ def check_symbol(elf, base):
     digest = hashlib.sha256(elf.image.data)
     digest.update(b"%s %s" % (str(base).encode(), __version__.encode()))
     soname = elf.soname or os.path.basename(elf.path)
-    return check_symbol_name(elf.image.data, soname, digest.hexdigest()[:8], new_base=base)
+    return check_symbol_name(elf.image.data, soname, digest.hexdigest()[:8], new_base=base,
+                             path=elf.path)
 
 
 def stale_debug_info(closure, plan):

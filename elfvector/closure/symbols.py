@@ -28,7 +28,7 @@ VER_NDX_GLOBAL = 1
 DT_HASH, DT_GNU_HASH = 4, 0x6FFFFEF5
 
 
-def check_symbol_name(data, soname, fingerprint, new_base=None):
+def check_symbol_name(data, soname, fingerprint, new_base=None, path=None):
     """(name, value) of the check symbol the library ``data`` will export.
 
     The name is ``__elfvector_<soname as identifier>_<8 hex fingerprint>``,
@@ -38,8 +38,10 @@ def check_symbol_name(data, soname, fingerprint, new_base=None):
     The value is the address of ``.dynamic`` in the output when the library
     is linked at ``new_base`` (what importers' :attr:`~.model.Check.expected`
     must be); without ``new_base``, its original address in ``data``.
+    An error names ``path``, the library's file (else its soname).
     """
-    image = ElfImage(data, soname, OPERATION)
+    path = path or soname
+    image = ElfImage(data, path, OPERATION)
     if isinstance(fingerprint, int):
         fingerprint = f"{fingerprint:08x}"
     if not re.fullmatch(r"[0-9A-Za-z_]+", fingerprint):
@@ -47,7 +49,7 @@ def check_symbol_name(data, soname, fingerprint, new_base=None):
     base = f"{CHECK_PREFIX}{_identifier(soname)}_{fingerprint}"
     dynamic = [p for p in image.phdrs if p.type == PT_DYNAMIC]
     if not dynamic:
-        raise UnsupportedElfError("no dynamic section", soname)
+        raise UnsupportedElfError("no dynamic section", path)
     value = dynamic[0].vaddr
     if new_base is not None:
         value += new_base - layout.loads(image.phdrs)[0].vaddr
