@@ -6,16 +6,22 @@ Each test builds the least the code under test reads (a table's bytes, a
 library's program headers), so that it fails for the one reason it names.
 """
 
+import shutil
 import struct
+import subprocess
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 
 import pytest
 
+from conftest import missing
+
 from elfvector import addrfile
 from elfvector.closure.bases import assign_bases
-from elfvector.closure.move import Move
+from elfvector.closure.machine import OPERATION
+from elfvector.closure.move import LINKER_DEFINED, SHN_ABS, Move
 from elfvector.closure.symbols import DT_GNU_HASH, GnuHash
+from elfvector.elfimage import ElfImage
 from elfvector.errors import ElfvectorError
 
 PT_LOAD = 1
@@ -109,3 +115,24 @@ def test_the_addrfile_is_written_only_when_the_run_records_its_bases(tmp_path):
         record()
     assert [(a.base, a.soname) for a in addrfile.read(str(addrs))] == [
         (bases["/x/liba.so"], "liba.so.1"), (bases["/x/libb.so"], "libb.so.1")]
+
+
+def test_gnu_ld_s_absolute_aarch64_dynamic_and_got_move_with_their_sections(tmp_path):
+    """GNU ld makes AArch64's ``_DYNAMIC`` and ``_GLOBAL_OFFSET_TABLE_`` SHN_ABS:
+    left behind, elflint finds them off ``.dynamic`` and ``.got`` in every
+    moved AArch64 library (fuzz: lib-aarch64-ehdr-e_entry_huge)."""
+    compiler = "aarch64-linux-gnu-gcc"
+    if shutil.which(compiler) is None:
+        missing(compiler, "the Debian package gcc-aarch64-linux-gnu")
+    (tmp_path / "a.c").write_text("extern int g; int f(void) { return g; }\n")
+    subprocess.run([compiler, "-shared", "-fPIC", "-o", str(tmp_path / "liba.so"),
+                    str(tmp_path / "a.c")], check=True)
+    data = (tmp_path / "liba.so").read_bytes()
+    image = ElfImage(data, "liba.so", OPERATION)
+    before = {n: s for n, s in image.static_symbols() if n in LINKER_DEFINED}
+    assert {s.shndx for s in before.values()} == {SHN_ABS}
+    out = SimpleNamespace(data=bytearray(data))
+    Move(image, 0x10000000).symtab(out)
+    after = dict(ElfImage(bytes(out.data), "liba.so", OPERATION).static_symbols())
+    assert {n: after[n].value for n in before} == {
+        n: s.value + 0x10000000 for n, s in before.items()}

@@ -14,10 +14,13 @@ mode warns about it).
 import struct
 
 from ..elfimage import SHF_ALLOC, SHN_LORESERVE, Sym
-from ..errors import UnsupportedElfError
+from ..errors import NotElfError, UnsupportedElfError
 from .output import align_up
 
 PT_GNU_STACK = 0x6474E551
+SHN_ABS = 0xFFF1
+#: the linker-defined symbols GNU ld makes SHN_ABS on AArch64 (:meth:`Move._linker_defined`)
+LINKER_DEFINED = {"_DYNAMIC", "_GLOBAL_OFFSET_TABLE_"}
 STT_TLS = 6
 
 
@@ -77,10 +80,31 @@ class Move:
             return
         layout = self.image.layout
         size = layout.sym.size
-        for at in range(symtab.offset, symtab.offset + symtab.size - size + 1, size):
+        linker_defined = self._linker_defined()
+        for k, at in enumerate(range(symtab.offset, symtab.offset + symtab.size - size + 1,
+                                     size)):
             sym, = layout.iter_syms(out.data[at:at + size])
             if self.moves(sym):
                 out.data[at:at + size] = layout.pack_sym(self.symbol(sym, shifts))
+            elif k in linker_defined:
+                section = linker_defined[k]
+                shift = self.delta if shifts is None else shifts.get(section, 0)
+                out.data[at:at + size] = layout.pack_sym(
+                    Sym(sym.name, sym.info, sym.other, sym.shndx, sym.value + shift, sym.size))
+
+    def _linker_defined(self):
+        """{index in ``.symtab``: index of its section} of GNU ld's SHN_ABS
+        ``_DYNAMIC`` and ``_GLOBAL_OFFSET_TABLE_`` (AArch64's) at the start of an
+        allocated section: they name ``.dynamic`` and ``.got``, so they move with
+        them, as elflint and gdb expect.  Empty when ``.strtab`` cannot be read."""
+        starts = {s.addr: i for i, s in enumerate(self.image.shdrs)
+                  if s.flags & SHF_ALLOC and s.size}
+        try:
+            symbols = self.image.static_symbols()
+        except NotElfError:
+            return {}
+        return {k: starts[sym.value] for k, (name, sym) in enumerate(symbols)
+                if name in LINKER_DEFINED and sym.shndx == SHN_ABS and sym.value in starts}
 
     def probes(self, out):
         """systemtap's ``.note.stapsdt``: each note's pc, base and semaphore
