@@ -97,8 +97,10 @@ class Move:
         ``_DYNAMIC`` and ``_GLOBAL_OFFSET_TABLE_`` (AArch64's) at the start of an
         allocated section: they name ``.dynamic`` and ``.got``, so they move with
         them, as elflint and gdb expect.  Empty when ``.strtab`` cannot be read."""
-        starts = {s.addr: i for i, s in enumerate(self.image.shdrs)
-                  if s.flags & SHF_ALLOC and s.size}
+        # a section of size 0 (an empty one, or a bent .dynamic) only where no other starts
+        allocated = sorted((bool(s.size), i) for i, s in enumerate(self.image.shdrs)
+                           if s.flags & SHF_ALLOC)
+        starts = {self.image.shdrs[i].addr: i for _, i in allocated}
         try:
             symbols = self.image.static_symbols()
         except NotElfError:
