@@ -36,6 +36,7 @@ REGRESSIONS = {
     ("lib-i386-dynstr-soname-ff", "vectool-retrolib"),     # UnicodeEncodeError in the addrfile
     ("lib-i386-ehdr-e_entry_huge", "vectool-retrolib"),    # e_entry moved past 4 GiB: struct
     ("lib-aarch64-ehdr-e_entry_huge", "vectool-retrolib"),  # SHN_ABS _DYNAMIC, GOT not moved
+    ("lib-aarch64-shdr-.dynamic.sh_size_0", "vectool-retrolib"),  # the same, .dynamic size 0
 }
 
 
