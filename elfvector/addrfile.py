@@ -91,9 +91,9 @@ def parse(text, path):
 _UNLINEABLE = re.compile(r"[\s#\x00-\x1f\x7f\udc80-\udcff]")
 
 
-def check_name(name, library):
+def check_name(name, library, remedy="rename it, or use --no-fixed-bases"):
     """Refuse, before anything is written, a library whose addrfile name (its
-    soname) no addrfile line can hold.
+    soname) no addrfile line can hold (``remedy``: what the user can do).
 
     A soname that is not UTF-8 (decoded with surrogateescape) would make the
     addrfile unreadable to every later run, one with white space or ``#``
@@ -101,8 +101,8 @@ def check_name(name, library):
     """
     if _UNLINEABLE.search(name):
         raise AddrFileError(f"'{printable(name)}' cannot name it in an addrfile (not "
-                            "UTF-8, or white space, '#' or a control character in it): "
-                            "rename it, or use --no-fixed-bases", library)
+                            f"UTF-8, or white space, '#' or a control character in it): "
+                            f"{remedy}", library)
 
 
 def format_line(assignment, span):

@@ -77,6 +77,7 @@ def build_library(options, loader_words):
     soname = cmd.soname
     if not soname:
         raise LinkError("lib mode needs -Wl,-soname=NAME in the loader arguments", output)
+    addrfile.check_name(soname, output, remedy="give it another soname")
     os.makedirs(options.rpathdir, exist_ok=True)
     excl = PatternList.from_arg(options.exclexp, "--exclexp")
     inclrel = PatternList.from_arg(options.inclrel, "--inclrel") or None

@@ -127,6 +127,17 @@ def test_missing_soname_and_output(build):
     assert not (build.path / "addrs").exists() or group.bases() == {}
 
 
+def test_a_soname_no_addrfile_line_can_hold_is_refused(build):
+    """A soname with white space (or '#', or not UTF-8) would read back from
+    the addrfile as another line: refused in one line, nothing written."""
+    refused = Group(build).lib("gcc", "-shared", "-Wl,-soname=lib x.so", "-o", "x.so", "foo.o",
+                               check=False)
+    assert refused.returncode == 1 and refused.stderr.count("\n") == 1, refused.stderr
+    assert "x.so: 'lib x.so' cannot name it in an addrfile" in refused.stderr
+    assert "give it another soname" in refused.stderr
+    assert not (build.path / "x.so").exists() and not (build.path / "addrs").exists()
+
+
 def test_variants_must_carry_the_same_vector(build):
     group = Group(build)
     group.foo()
