@@ -86,6 +86,17 @@ RELR_TAGS = (DT_RELR, DT_RELRSZ, DT_RELRENT)
 SETTLED = (Settle, SettleZero, IrelativeForeign)
 
 
+def _check_plt_relocation_types(image, machine, path):
+    """Refuse a DT_JMPREL entry ld.so would not take there (only JUMP_SLOT,
+    IRELATIVE and TLSDESC: lazy binding stops at any other, "unexpected PLT
+    reloc type"), rather than carry it into the output's other table."""
+    lazy_types = (machine.jump_slot, machine.irelative, machine.tlsdesc)
+    for r in image.relas(DT_JMPREL, None):
+        if r.type not in lazy_types:
+            raise UnsupportedElfError(f"the PLT relocation at {r.offset:#x} has type {r.type}, "
+                                      "which ld.so does not take in DT_JMPREL", path)
+
+
 @dataclass
 class ObjectReport:
     """What the rewrite did to one object (before/after figures of issue 8)."""
@@ -188,6 +199,7 @@ class _Rewrite:
         if image.dyn(DT_JMPREL) and image.dyn(DT_PLTREL) not in (None, arch.table_tag):
             raise UnsupportedElfError(f"DT_PLTREL is not {'DT_RELA' if arch.rela else 'DT_REL'}",
                                       obj.source)
+        _check_plt_relocation_types(image, machine, obj.source)
         self.dynamic_phdr = next(p for p in image.phdrs if p.type == PT_DYNAMIC)
         self.report = ObjectReport(obj.source, obj.output, bytes_before=len(image.data),
                                    loads_before=len(self.loads))
