@@ -14,7 +14,7 @@ import closurebench
 import portsbench
 import tooltimes
 
-# Issue 9's link-time targets (see OPEN_ISSUES).
+# Issue 9's link-time targets.
 PREBOUND_VS_STATIC_MAX = {"3000": 1.10, "30000": 1.25}   # pre-bound / static, same PIE-ness
 UNBOUND_VS_STATIC_MAX = 1.25     # bound at start-up / static (PIE), at 3000
 UNBOUND_PER_IMPORT_MAX = 13.0    # instructions per import, 3000 -> 30000
